@@ -1,0 +1,1 @@
+//! sieve-data (placeholder, being written).

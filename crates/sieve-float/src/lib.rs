@@ -1,0 +1,1 @@
+//! sieve-float (placeholder, being written).

@@ -1,0 +1,1 @@
+//! sieve-nn (placeholder, being written).

@@ -1,0 +1,1 @@
+//! sieve-onnx (placeholder, being written).

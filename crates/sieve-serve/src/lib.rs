@@ -1,0 +1,1 @@
+//! sieve-serve (placeholder, being written).
