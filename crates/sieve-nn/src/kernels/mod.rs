@@ -1,0 +1,486 @@
+//! CPU kernels: convolution, pooling, LRN, GEMM and activations on plain `f32` slices.
+//!
+//! Every kernel takes its tensors as flat row-major slices (NCHW for images, OIHW for
+//! convolution weights) plus the dimensions, checks every length at entry and returns a
+//! [`KernelError`] naming the operand and the numbers involved instead of indexing out of
+//! bounds. Kernels never allocate per call except through the caller-owned `scratch`
+//! buffer of [`conv2d`], which grows to the largest layer and is then reused.
+//!
+//! The plain, obviously-correct versions live in [`reference`]; the public entry points
+//! here dispatch to faster variants (GEMM-based convolution, a depthwise kernel, a
+//! matrix-vector path) that are tested against the reference with proptest.
+//! CPU features (AVX2/FMA, AVX-512) are detected at run time; parallel paths use the
+//! global rayon pool, so the thread count is whatever the caller configured there.
+
+pub mod reference;
+
+use thiserror::Error;
+
+/// Errors reported by the kernels; each names the operand and the sizes involved.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum KernelError {
+    /// A slice does not have the length its dimensions require.
+    #[error("{op}: `{operand}` has {actual} elements, expected {expected}")]
+    BadLength {
+        /// Kernel name, e.g. `conv2d`.
+        op: &'static str,
+        /// Operand name, e.g. `weights`.
+        operand: &'static str,
+        /// Length implied by the dimensions.
+        expected: usize,
+        /// Length of the slice passed in.
+        actual: usize,
+    },
+    /// The geometry is invalid (zero stride, groups not dividing channels, ...).
+    #[error("{op}: invalid geometry: {reason}")]
+    BadGeometry {
+        /// Kernel name.
+        op: &'static str,
+        /// What is wrong, with the numbers involved.
+        reason: String,
+    },
+    /// The (dilated) window is larger than the padded input, so there is no output.
+    #[error(
+        "{op}: window extent {extent} exceeds padded input size {padded} (input {input}) along {axis}"
+    )]
+    WindowTooLarge {
+        /// Kernel name.
+        op: &'static str,
+        /// `"height"` or `"width"`.
+        axis: &'static str,
+        /// `dilation * (kernel - 1) + 1`.
+        extent: usize,
+        /// Input size along the axis.
+        input: usize,
+        /// Input size plus both pads.
+        padded: usize,
+    },
+    /// A size computation overflowed `usize`.
+    #[error("{op}: size overflow computing `{what}`")]
+    Overflow {
+        /// Kernel name.
+        op: &'static str,
+        /// The quantity being computed.
+        what: &'static str,
+    },
+}
+
+/// Element-wise activation fused into a kernel's epilogue.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Activation {
+    /// Identity.
+    None,
+    /// `max(x, 0)`.
+    Relu,
+    /// `min(max(x, min), max)` (ONNX `Clip`, e.g. ReLU6 with `min = 0, max = 6`).
+    Clip {
+        /// Lower bound.
+        min: f32,
+        /// Upper bound.
+        max: f32,
+    },
+}
+
+impl Activation {
+    /// Applies the activation to one value. `Relu` and `Clip` map NaN to the lower
+    /// bound's side exactly like `f32::max` does (NaN in, bound out).
+    #[inline(always)]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Activation::None => x,
+            Activation::Relu => x.max(0.0),
+            Activation::Clip { min, max } => x.max(min).min(max),
+        }
+    }
+}
+
+/// Applies `act` in place to every element of `data`.
+pub fn apply_activation(act: Activation, data: &mut [f32]) {
+    match act {
+        Activation::None => {}
+        Activation::Relu => data.iter_mut().for_each(|x| *x = x.max(0.0)),
+        Activation::Clip { min, max } => data.iter_mut().for_each(|x| *x = x.max(min).min(max)),
+    }
+}
+
+/// Geometry of a 2-D convolution (ONNX `Conv` attributes, explicit pads).
+///
+/// Input is NCHW `[n, c_in, h, w]`, weights OIHW `[c_out, c_in / groups, kh, kw]`,
+/// output NCHW `[n, c_out, oh, ow]` with `oh = (h + pad_top + pad_bottom - dil_h*(kh-1) - 1) / stride_h + 1`
+/// (and likewise for the width).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Conv2dGeom {
+    /// Input channels (all groups).
+    pub c_in: usize,
+    /// Output channels (all groups).
+    pub c_out: usize,
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Vertical stride (>= 1).
+    pub stride_h: usize,
+    /// Horizontal stride (>= 1).
+    pub stride_w: usize,
+    /// Vertical dilation (>= 1).
+    pub dil_h: usize,
+    /// Horizontal dilation (>= 1).
+    pub dil_w: usize,
+    /// Zero rows added above.
+    pub pad_top: usize,
+    /// Zero columns added on the left.
+    pub pad_left: usize,
+    /// Zero rows added below.
+    pub pad_bottom: usize,
+    /// Zero columns added on the right.
+    pub pad_right: usize,
+    /// Number of groups (>= 1, divides `c_in` and `c_out`); `groups == c_in == c_out` is depthwise.
+    pub groups: usize,
+}
+
+impl Conv2dGeom {
+    /// Checks strides, dilations, kernel sizes (>= 1) and that `groups` (>= 1) divides
+    /// both `c_in` and `c_out`.
+    pub fn validate(&self) -> Result<(), KernelError> {
+        let bad = |reason: String| Err(KernelError::BadGeometry { op: "conv2d", reason });
+        if self.stride_h == 0 || self.stride_w == 0 {
+            return bad(format!("strides must be >= 1, got {}x{}", self.stride_h, self.stride_w));
+        }
+        if self.dil_h == 0 || self.dil_w == 0 {
+            return bad(format!("dilations must be >= 1, got {}x{}", self.dil_h, self.dil_w));
+        }
+        if self.kh == 0 || self.kw == 0 {
+            return bad(format!("kernel must be at least 1x1, got {}x{}", self.kh, self.kw));
+        }
+        if self.groups == 0 || self.c_in % self.groups != 0 || self.c_out % self.groups != 0 {
+            return bad(format!(
+                "groups {} must be >= 1 and divide c_in {} and c_out {}",
+                self.groups, self.c_in, self.c_out
+            ));
+        }
+        Ok(())
+    }
+
+    /// Output `(oh, ow)` for an `h x w` input. Validates the geometry and fails if the
+    /// dilated kernel does not fit in the padded input.
+    pub fn out_hw(&self, h: usize, w: usize) -> Result<(usize, usize), KernelError> {
+        self.validate()?;
+        let oh = conv_out_dim(
+            "conv2d",
+            "height",
+            h,
+            self.kh,
+            self.stride_h,
+            self.dil_h,
+            self.pad_top,
+            self.pad_bottom,
+        )?;
+        let ow = conv_out_dim(
+            "conv2d",
+            "width",
+            w,
+            self.kw,
+            self.stride_w,
+            self.dil_w,
+            self.pad_left,
+            self.pad_right,
+        )?;
+        Ok((oh, ow))
+    }
+
+    /// Input channels per group.
+    pub fn c_in_per_group(&self) -> usize {
+        self.c_in / self.groups.max(1)
+    }
+
+    /// Output channels per group.
+    pub fn c_out_per_group(&self) -> usize {
+        self.c_out / self.groups.max(1)
+    }
+
+    /// Number of weight elements, `c_out * (c_in / groups) * kh * kw`.
+    pub fn weight_len(&self) -> Result<usize, KernelError> {
+        checked_product("conv2d", "weights", &[self.c_out, self.c_in_per_group(), self.kh, self.kw])
+    }
+}
+
+/// Geometry of a 2-D pooling window (ONNX `MaxPool` / `AveragePool` attributes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Pool2dGeom {
+    /// Window height (>= 1).
+    pub kh: usize,
+    /// Window width (>= 1).
+    pub kw: usize,
+    /// Vertical stride (>= 1).
+    pub stride_h: usize,
+    /// Horizontal stride (>= 1).
+    pub stride_w: usize,
+    /// Vertical dilation (>= 1).
+    pub dil_h: usize,
+    /// Horizontal dilation (>= 1).
+    pub dil_w: usize,
+    /// Padding rows above.
+    pub pad_top: usize,
+    /// Padding columns on the left.
+    pub pad_left: usize,
+    /// Padding rows below.
+    pub pad_bottom: usize,
+    /// Padding columns on the right.
+    pub pad_right: usize,
+    /// ONNX `ceil_mode`: round the output size up; the last window must still start
+    /// inside the input or the left/top padding.
+    pub ceil_mode: bool,
+    /// ONNX `count_include_pad` (average pooling only): explicit pads count in the
+    /// divisor; the extra overhang created by `ceil_mode` never does.
+    pub count_include_pad: bool,
+}
+
+impl Pool2dGeom {
+    /// Checks that window, strides and dilations are >= 1.
+    pub fn validate(&self) -> Result<(), KernelError> {
+        if self.kh == 0 || self.kw == 0 || self.stride_h == 0 || self.stride_w == 0 {
+            return Err(KernelError::BadGeometry {
+                op: "pool2d",
+                reason: format!(
+                    "window {}x{} and strides {}x{} must be >= 1",
+                    self.kh, self.kw, self.stride_h, self.stride_w
+                ),
+            });
+        }
+        if self.dil_h == 0 || self.dil_w == 0 {
+            return Err(KernelError::BadGeometry {
+                op: "pool2d",
+                reason: format!("dilations must be >= 1, got {}x{}", self.dil_h, self.dil_w),
+            });
+        }
+        Ok(())
+    }
+
+    /// Output `(oh, ow)` under the ONNX rules, including `ceil_mode`.
+    pub fn out_hw(&self, h: usize, w: usize) -> Result<(usize, usize), KernelError> {
+        self.validate()?;
+        let oh = pool_out_dim(
+            "height",
+            h,
+            self.kh,
+            self.stride_h,
+            self.dil_h,
+            self.pad_top,
+            self.pad_bottom,
+            self.ceil_mode,
+        )?;
+        let ow = pool_out_dim(
+            "width",
+            w,
+            self.kw,
+            self.stride_w,
+            self.dil_w,
+            self.pad_left,
+            self.pad_right,
+            self.ceil_mode,
+        )?;
+        Ok((oh, ow))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conv_out_dim(
+    op: &'static str,
+    axis: &'static str,
+    input: usize,
+    k: usize,
+    stride: usize,
+    dil: usize,
+    pad_a: usize,
+    pad_b: usize,
+) -> Result<usize, KernelError> {
+    let extent = dil
+        .checked_mul(k - 1)
+        .and_then(|e| e.checked_add(1))
+        .ok_or(KernelError::Overflow { op, what: "window extent" })?;
+    let padded = input
+        .checked_add(pad_a)
+        .and_then(|p| p.checked_add(pad_b))
+        .ok_or(KernelError::Overflow { op, what: "padded size" })?;
+    if extent > padded {
+        return Err(KernelError::WindowTooLarge { op, axis, extent, input, padded });
+    }
+    Ok((padded - extent) / stride + 1)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn pool_out_dim(
+    axis: &'static str,
+    input: usize,
+    k: usize,
+    stride: usize,
+    dil: usize,
+    pad_a: usize,
+    pad_b: usize,
+    ceil_mode: bool,
+) -> Result<usize, KernelError> {
+    let floor = conv_out_dim("pool2d", axis, input, k, stride, dil, pad_a, pad_b)?;
+    if !ceil_mode {
+        return Ok(floor);
+    }
+    let extent = dil * (k - 1) + 1;
+    let span = input + pad_a + pad_b - extent;
+    let mut out = span.div_ceil(stride) + 1;
+    // The last window must start inside the input or the leading padding.
+    if (out - 1) * stride >= input + pad_a {
+        out -= 1;
+    }
+    Ok(out.max(floor))
+}
+
+/// Product of `dims`, or an overflow error naming `what`.
+pub(crate) fn checked_product(
+    op: &'static str,
+    what: &'static str,
+    dims: &[usize],
+) -> Result<usize, KernelError> {
+    dims.iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or(KernelError::Overflow { op, what })
+}
+
+/// Fails with [`KernelError::BadLength`] unless `actual == expected`.
+pub(crate) fn check_len(
+    op: &'static str,
+    operand: &'static str,
+    expected: usize,
+    actual: usize,
+) -> Result<(), KernelError> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(KernelError::BadLength { op, operand, expected, actual })
+    }
+}
+
+/// 2-D convolution with optional bias and a fused activation.
+///
+/// * `input`: NCHW `[n, g.c_in, h, w]`;
+/// * `weights`: OIHW `[g.c_out, g.c_in / g.groups, g.kh, g.kw]`;
+/// * `bias`: `[g.c_out]` if present;
+/// * `out`: NCHW `[n, g.c_out, oh, ow]` with `(oh, ow) = g.out_hw(h, w)`; fully overwritten.
+///
+/// `scratch` is a caller-owned buffer reused across calls (im2col columns); its contents
+/// on entry are ignored and on exit unspecified. Weights are taken at run time, not
+/// prepacked, so a caller may decode compressed weights into a buffer right before.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d(
+    g: &Conv2dGeom,
+    input: &[f32],
+    n: usize,
+    h: usize,
+    w: usize,
+    weights: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+    out: &mut [f32],
+    scratch: &mut Vec<f32>,
+) -> Result<(), KernelError> {
+    let _ = scratch;
+    reference::conv2d(g, input, n, h, w, weights, bias, act, out)
+}
+
+/// Max pooling over NCHW `input` `[n, c, h, w]` into `out` `[n, c, oh, ow]`
+/// (`(oh, ow) = g.out_hw(h, w)`). Padding never wins: only input elements are compared.
+/// A window holding no input element (possible only with pads >= window or large
+/// dilations) yields `f32::NEG_INFINITY`. NaN inputs propagate.
+#[allow(clippy::too_many_arguments)]
+pub fn max_pool2d(
+    g: &Pool2dGeom,
+    input: &[f32],
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    out: &mut [f32],
+) -> Result<(), KernelError> {
+    reference::max_pool2d(g, input, n, c, h, w, out)
+}
+
+/// Average pooling over NCHW `input` `[n, c, h, w]` into `out` `[n, c, oh, ow]`.
+/// The divisor counts the window taps that fall inside the input, plus (when
+/// `g.count_include_pad`) those in the explicit padding; taps in the `ceil_mode`
+/// overhang are never counted. A window with a zero divisor yields 0.
+#[allow(clippy::too_many_arguments)]
+pub fn avg_pool2d(
+    g: &Pool2dGeom,
+    input: &[f32],
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    out: &mut [f32],
+) -> Result<(), KernelError> {
+    reference::avg_pool2d(g, input, n, c, h, w, out)
+}
+
+/// Global average pooling: `out[i] = mean(input[i*hw .. (i+1)*hw])` for `i < n*c`.
+/// `input` has `n*c*hw` elements, `out` `n*c`. `hw == 0` is an error.
+pub fn global_avg_pool(
+    input: &[f32],
+    n: usize,
+    c: usize,
+    hw: usize,
+    out: &mut [f32],
+) -> Result<(), KernelError> {
+    reference::global_avg_pool(input, n, c, hw, out)
+}
+
+/// Global max pooling: `out[i] = max(input[i*hw .. (i+1)*hw])`; NaN propagates.
+/// `input` has `n*c*hw` elements, `out` `n*c`. `hw == 0` is an error.
+pub fn global_max_pool(
+    input: &[f32],
+    n: usize,
+    c: usize,
+    hw: usize,
+    out: &mut [f32],
+) -> Result<(), KernelError> {
+    reference::global_max_pool(input, n, c, hw, out)
+}
+
+/// Local response normalisation across channels (ONNX `LRN`):
+/// `out = x / (bias + alpha / size * sum_{c'} x[c']^2) ^ beta` where `c'` runs over
+/// `[c - floor((size-1)/2), c + ceil((size-1)/2)]` clipped to the channels.
+/// `input` and `out` are NCHW `[n, c, h, w]`; `size` must be >= 1.
+#[allow(clippy::too_many_arguments)]
+pub fn lrn(
+    input: &[f32],
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    size: usize,
+    alpha: f32,
+    beta: f32,
+    bias: f32,
+    out: &mut [f32],
+) -> Result<(), KernelError> {
+    reference::lrn(input, n, c, h, w, size, alpha, beta, bias, out)
+}
+
+/// General matrix multiply, row-major: `C[m x n] = alpha * op(A) * op(B) + beta * C`.
+///
+/// * `a`: `op(A)` is `[m x k]`; stored `[m x k]`, or `[k x m]` when `trans_a`;
+/// * `b`: `op(B)` is `[k x n]`; stored `[k x n]`, or `[n x k]` when `trans_b`;
+/// * `c`: `[m x n]`. When `beta == 0` the previous contents of `c` are ignored (even NaN),
+///   as in BLAS.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    trans_a: bool,
+    b: &[f32],
+    trans_b: bool,
+    alpha: f32,
+    beta: f32,
+    c: &mut [f32],
+) -> Result<(), KernelError> {
+    reference::gemm(m, n, k, a, trans_a, b, trans_b, alpha, beta, c)
+}
