@@ -12,7 +12,9 @@
 //! CPU features (AVX2/FMA, AVX-512) are detected at run time; parallel paths use the
 //! global rayon pool, so the thread count is whatever the caller configured there.
 
+mod matmul;
 pub mod reference;
+pub mod simd;
 
 use thiserror::Error;
 
@@ -482,5 +484,5 @@ pub fn gemm(
     beta: f32,
     c: &mut [f32],
 ) -> Result<(), KernelError> {
-    reference::gemm(m, n, k, a, trans_a, b, trans_b, alpha, beta, c)
+    matmul::gemm(m, n, k, a, trans_a, b, trans_b, alpha, beta, c)
 }
