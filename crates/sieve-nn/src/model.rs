@@ -1,0 +1,563 @@
+//! [`Model`]: a validated, optimised, runnable graph, with the per-layer hooks
+//! (read intermediate values, run from intermediate values, transform layer
+//! outputs, replace layer weights).
+
+use crate::graph::{Graph, ValueId};
+use crate::op::{fmt_dims, Dim, Fact, Op, Scratch};
+use crate::{passes, DType, NnError, Tensor, Weights};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Name, dtype and shape of a model input or output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IoInfo {
+    /// Value name.
+    pub name: String,
+    /// Element type.
+    pub dtype: DType,
+    /// Shape; symbolic dims (e.g. the batch `N`) accept any size.
+    pub shape: Vec<Dim>,
+}
+
+/// A compute layer (Conv, Gemm or MatMul with constant weights) as seen by the
+/// hooks: names refer to the source model.
+#[derive(Clone, Debug)]
+pub struct Layer {
+    /// Source node name (e.g. `conv1`).
+    pub name: String,
+    /// Op type (`Conv`, `Gemm`, `MatMul`).
+    pub op: &'static str,
+    /// Name of the weight initializer in the source model.
+    pub weight_name: String,
+    /// Shape of the weights (OIHW for Conv; as stored for Gemm/MatMul). When a
+    /// BatchNormalization was folded in, these are the folded weights.
+    pub weight_shape: Vec<usize>,
+    /// The value the layer reads.
+    pub input: ValueId,
+    /// The value the layer materialises: its output after any fused
+    /// BatchNormalization and activation (e.g. the post-Relu tensor).
+    pub output: ValueId,
+    /// Source nodes merged into this layer (folded BN, fused Relu/Clip), in order.
+    pub fused: Vec<String>,
+    node: usize,
+}
+
+#[derive(Clone, Debug)]
+struct ExecNode {
+    name: String,
+    op: Arc<dyn Op>,
+    inputs: Vec<Option<ValueId>>,
+    outputs: Vec<ValueId>,
+}
+
+/// What [`Model::run_with`] should do besides computing the requested values.
+#[derive(Default)]
+pub struct RunOptions<'a> {
+    /// Values to compute and return; `None` means the model outputs.
+    pub targets: Option<Vec<ValueId>>,
+    /// Extra values to return (e.g. intermediate activations), in this order.
+    pub keep: Vec<ValueId>,
+    /// Called on every node output right after it is computed, before anyone
+    /// reads it; may modify it in place (e.g. reformat activations). Not called
+    /// on fed values or constants.
+    #[allow(clippy::type_complexity)]
+    pub transform: Option<&'a (dyn Fn(ValueId, &mut Tensor) -> Result<(), NnError> + Sync)>,
+    /// Called on every node output after `transform` (read-only visitor).
+    pub visit: Option<&'a (dyn Fn(ValueId, &Tensor) + Sync)>,
+}
+
+/// Result of [`Model::run_with`].
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    /// Values of `targets` (or the model outputs), in order.
+    pub outputs: Vec<Tensor>,
+    /// Values of `keep`, in order.
+    pub kept: Vec<Tensor>,
+}
+
+/// A validated, optimised model. `Send + Sync`: [`Model::run`] may be called from
+/// several threads at once (each run takes its own scratch from a pool).
+pub struct Model {
+    names: Vec<String>,
+    facts: Vec<Option<Fact>>,
+    consts: Vec<Option<Tensor>>,
+    nodes: Vec<ExecNode>,
+    producer: Vec<Option<usize>>,
+    input_ids: Vec<ValueId>,
+    output_ids: Vec<ValueId>,
+    inputs: Vec<IoInfo>,
+    outputs: Vec<IoInfo>,
+    by_name: HashMap<String, ValueId>,
+    layers: Vec<Layer>,
+    /// Values to drop after each node in a plain run.
+    frees: Vec<Vec<ValueId>>,
+    pool: Mutex<Vec<Vec<Scratch>>>,
+}
+
+impl Clone for Model {
+    fn clone(&self) -> Self {
+        Model {
+            names: self.names.clone(),
+            facts: self.facts.clone(),
+            consts: self.consts.clone(),
+            nodes: self.nodes.clone(),
+            producer: self.producer.clone(),
+            input_ids: self.input_ids.clone(),
+            output_ids: self.output_ids.clone(),
+            inputs: self.inputs.clone(),
+            outputs: self.outputs.clone(),
+            by_name: self.by_name.clone(),
+            layers: self.layers.clone(),
+            frees: self.frees.clone(),
+            pool: Mutex::new(vec![]),
+        }
+    }
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("inputs", &self.inputs)
+            .field("outputs", &self.outputs)
+            .field("nodes", &self.nodes.len())
+            .field("layers", &self.layers.len())
+            .finish()
+    }
+}
+
+fn io_info(g: &Graph, v: ValueId) -> Result<IoInfo, NnError> {
+    let val = &g.values[v.0];
+    let f = val
+        .fact
+        .as_ref()
+        .ok_or_else(|| NnError::Graph(format!("value '{}' has no type", val.name)))?;
+    Ok(IoInfo {
+        name: val.name.clone(),
+        dtype: f.dtype,
+        shape: f.shape.clone(),
+    })
+}
+
+impl Model {
+    /// Validates and optimises `graph`: topological sort, Identity/Dropout removal,
+    /// shape inference with constant folding, weight binding, BatchNormalization
+    /// folding, Relu/Clip fusion, dead-node elimination. Errors name the node.
+    pub fn new(mut graph: Graph) -> Result<Model, NnError> {
+        passes::topo_sort(&mut graph)?;
+        let mut aliases = passes::remove_identities(&mut graph);
+        passes::infer_and_fold(&mut graph)?;
+        passes::bind_weights(&mut graph)?;
+        passes::fold_batchnorm(&mut graph, &mut aliases)?;
+        passes::fuse_activations(&mut graph, &mut aliases)?;
+        passes::eliminate_dead(&mut graph);
+        Model::from_optimised(graph, aliases)
+    }
+
+    fn from_optimised(g: Graph, aliases: Vec<(String, ValueId)>) -> Result<Model, NnError> {
+        let nv = g.values.len();
+        let names: Vec<String> = g.values.iter().map(|v| v.name.clone()).collect();
+        let mut by_name: HashMap<String, ValueId> = names.iter().enumerate().map(|(i, n)| (n.clone(), ValueId(i))).collect();
+        let alias_map: HashMap<String, ValueId> = aliases.iter().cloned().collect();
+        for (name, mut id) in aliases {
+            let mut hops = 0;
+            while let Some(&next) = alias_map.get(&names[id.0]) {
+                if next == id || hops > nv {
+                    break;
+                }
+                id = next;
+                hops += 1;
+            }
+            by_name.insert(name, id);
+        }
+        let consts: Vec<Option<Tensor>> = g.values.iter().map(|v| v.fact.as_ref().and_then(|f| f.konst.clone())).collect();
+        let facts: Vec<Option<Fact>> = g
+            .values
+            .iter()
+            .map(|v| v.fact.as_ref().map(|f| Fact::new(f.dtype, f.shape.clone())))
+            .collect();
+        let inputs = g.inputs.iter().map(|&v| io_info(&g, v)).collect::<Result<Vec<_>, _>>()?;
+        let outputs = g.outputs.iter().map(|&v| io_info(&g, v)).collect::<Result<Vec<_>, _>>()?;
+        let nodes: Vec<ExecNode> = g
+            .nodes
+            .iter()
+            .map(|n| ExecNode {
+                name: n.name.clone(),
+                op: n.op.clone(),
+                inputs: n.inputs.clone(),
+                outputs: n.outputs.clone(),
+            })
+            .collect();
+        let mut producer = vec![None; nv];
+        for (i, n) in nodes.iter().enumerate() {
+            for o in &n.outputs {
+                producer[o.0] = Some(i);
+            }
+        }
+        let mut layers = vec![];
+        for (i, n) in g.nodes.iter().enumerate() {
+            if let (Some(w), Some(Some(x))) = (n.op.weights(), n.inputs.first().copied()) {
+                layers.push(Layer {
+                    name: n.name.clone(),
+                    op: n.op.name(),
+                    weight_name: String::new(),
+                    weight_shape: w.shape().to_vec(),
+                    input: x,
+                    output: n.outputs[0],
+                    fused: n.fused.clone(),
+                    node: i,
+                });
+            }
+        }
+        let mut m = Model {
+            names,
+            facts,
+            consts,
+            nodes,
+            producer,
+            input_ids: g.inputs.clone(),
+            output_ids: g.outputs.clone(),
+            inputs,
+            outputs,
+            by_name,
+            layers,
+            frees: vec![],
+            pool: Mutex::new(vec![]),
+        };
+        let all: Vec<bool> = vec![true; m.nodes.len()];
+        m.frees = m.free_plan(&all, &m.output_ids);
+        Ok(m)
+    }
+
+    /// Records the source names of the layers' weight initializers (front ends call
+    /// this with the node name -> initializer name map of the source model).
+    pub fn set_weight_names(&mut self, names: &HashMap<String, String>) {
+        for l in &mut self.layers {
+            if let Some(n) = names.get(&l.name) {
+                l.weight_name = n.clone();
+            }
+        }
+    }
+
+    /// The model inputs, in the order [`Model::run`] expects them.
+    pub fn inputs(&self) -> &[IoInfo] {
+        &self.inputs
+    }
+
+    /// The model outputs, in the order [`Model::run`] returns them.
+    pub fn outputs(&self) -> &[IoInfo] {
+        &self.outputs
+    }
+
+    /// Ids of the model inputs.
+    pub fn input_ids(&self) -> &[ValueId] {
+        &self.input_ids
+    }
+
+    /// Ids of the model outputs.
+    pub fn output_ids(&self) -> &[ValueId] {
+        &self.output_ids
+    }
+
+    /// The id of a value by its source name. Names of values removed by the passes
+    /// resolve to the value that replaced them: an Identity's output to its input,
+    /// a Conv/Gemm output to the layer's materialised (post-BN, post-activation)
+    /// output.
+    pub fn value_id(&self, name: &str) -> Option<ValueId> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The source name of a value (`None` if the id is out of range).
+    pub fn value_name(&self, id: ValueId) -> Option<&str> {
+        self.names.get(id.0).map(|s| s.as_str())
+    }
+
+    /// Inferred dtype and shape of a value, if known.
+    pub fn value_fact(&self, id: ValueId) -> Option<(DType, &[Dim])> {
+        self.facts.get(id.0)?.as_ref().map(|f| (f.dtype, f.shape.as_slice()))
+    }
+
+    /// The compute layers (Conv, Gemm, MatMul with constant weights) in execution order.
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    /// Index of the layer named `name` (source node name, or the name of a node fused
+    /// into it).
+    pub fn layer_index(&self, name: &str) -> Option<usize> {
+        self.layers
+            .iter()
+            .position(|l| l.name == name || l.fused.iter().any(|f| f == name))
+    }
+
+    /// The weights of layer `layer`.
+    pub fn weights(&self, layer: usize) -> Result<&Weights, NnError> {
+        let l = self.layer(layer)?;
+        self.nodes[l.node].op.weights().ok_or_else(|| NnError::Layer {
+            layer: l.name.clone(),
+            msg: "has no weights".into(),
+        })
+    }
+
+    fn layer(&self, layer: usize) -> Result<&Layer, NnError> {
+        self.layers.get(layer).ok_or_else(|| NnError::Layer {
+            layer: format!("#{layer}"),
+            msg: format!("no such layer ({} layers)", self.layers.len()),
+        })
+    }
+
+    /// Replaces layer `layer`'s weights in place. The new weights must have the
+    /// same shape.
+    pub fn set_weights(&mut self, layer: usize, weights: Weights) -> Result<(), NnError> {
+        let l = self.layer(layer)?;
+        let (node, lname) = (l.node, l.name.clone());
+        let op = self.nodes[node]
+            .op
+            .with_weights(weights)
+            .ok_or_else(|| NnError::Layer {
+                layer: lname.clone(),
+                msg: "has no weights".into(),
+            })?
+            .map_err(|e| NnError::Layer {
+                layer: lname,
+                msg: e.to_string(),
+            })?;
+        self.nodes[node].op = op;
+        Ok(())
+    }
+
+    /// A copy of this model (sharing all other weights) with layer `layer`'s weights
+    /// replaced.
+    pub fn with_weights(&self, layer: usize, weights: Weights) -> Result<Model, NnError> {
+        let mut m = self.clone();
+        m.set_weights(layer, weights)?;
+        Ok(m)
+    }
+
+    /// Runs the model. Inputs must match [`Model::inputs`] in count, dtype and shape
+    /// (fixed dims exactly, symbolic dims any size) and be finite; returns one
+    /// tensor per output.
+    pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, NnError> {
+        if inputs.len() != self.input_ids.len() {
+            return Err(NnError::InputCount {
+                expected: self.input_ids.len(),
+                got: inputs.len(),
+            });
+        }
+        let mut slots: Vec<Option<Tensor>> = vec![None; self.names.len()];
+        for (t, &id) in inputs.into_iter().zip(&self.input_ids) {
+            self.check_feed(id, &t, true)?;
+            slots[id.0] = Some(t);
+        }
+        let all = (0..self.nodes.len()).collect::<Vec<_>>();
+        self.execute(&mut slots, &all, &self.frees, None, None)?;
+        self.output_ids.iter().map(|&v| self.take_value(&mut slots, v)).collect()
+    }
+
+    /// Runs with hooks: `feeds` gives values for any set of value ids (model inputs
+    /// or intermediate values: nodes upstream of fed values are skipped, so feeding
+    /// the cached output of an unchanged prefix re-runs only what follows), and
+    /// `opts` chooses the values to compute, the values to keep and the
+    /// transform/visit callbacks. Only nodes needed for the targets and kept values
+    /// run. Fails if a needed value is neither fed nor computable.
+    pub fn run_with(&self, feeds: Vec<(ValueId, Tensor)>, opts: &RunOptions<'_>) -> Result<RunResult, NnError> {
+        let nv = self.names.len();
+        let mut slots: Vec<Option<Tensor>> = vec![None; nv];
+        let mut fed = vec![false; nv];
+        for (id, t) in feeds {
+            if id.0 >= nv {
+                return Err(NnError::Graph(format!("fed value #{} does not exist", id.0)));
+            }
+            self.check_feed(id, &t, self.input_ids.contains(&id))?;
+            fed[id.0] = true;
+            slots[id.0] = Some(t);
+        }
+        let targets: Vec<ValueId> = opts.targets.clone().unwrap_or_else(|| self.output_ids.clone());
+        let mut wanted: Vec<ValueId> = targets.clone();
+        wanted.extend(opts.keep.iter().copied());
+        // Backward pass: which nodes must run.
+        let mut need_val = vec![false; nv];
+        for v in &wanted {
+            if v.0 >= nv {
+                return Err(NnError::Graph(format!("requested value #{} does not exist", v.0)));
+            }
+            need_val[v.0] = true;
+        }
+        let mut run_node = vec![false; self.nodes.len()];
+        for i in (0..self.nodes.len()).rev() {
+            let n = &self.nodes[i];
+            if n.outputs.iter().any(|o| need_val[o.0] && !fed[o.0]) {
+                run_node[i] = true;
+                for v in n.inputs.iter().flatten() {
+                    need_val[v.0] = true;
+                }
+            }
+        }
+        for (v, &needed) in need_val.iter().enumerate() {
+            let produced = self.producer[v].is_some_and(|p| run_node[p]);
+            if needed && !fed[v] && !produced && self.consts[v].is_none() {
+                return Err(NnError::Input {
+                    input: self.names[v].clone(),
+                    msg: "is needed but neither fed nor computable from the fed values".into(),
+                });
+            }
+        }
+        let order: Vec<usize> = (0..self.nodes.len()).filter(|&i| run_node[i]).collect();
+        let frees = self.free_plan(&run_node, &wanted);
+        self.execute(&mut slots, &order, &frees, opts.transform, opts.visit)?;
+        let mut kept = Vec::with_capacity(opts.keep.len());
+        for &v in &opts.keep {
+            kept.push(self.peek_value(&slots, v)?);
+        }
+        let outputs = targets.iter().map(|&v| self.peek_value(&slots, v)).collect::<Result<_, _>>()?;
+        Ok(RunResult { outputs, kept })
+    }
+
+    fn check_feed(&self, id: ValueId, t: &Tensor, is_input: bool) -> Result<(), NnError> {
+        let name = &self.names[id.0];
+        if let Some(f) = &self.facts[id.0] {
+            if f.dtype != t.dtype() {
+                return Err(NnError::Input {
+                    input: name.clone(),
+                    msg: format!("expected dtype {}, got {}", f.dtype, t.dtype()),
+                });
+            }
+            let ok = f.shape.len() == t.rank()
+                && f.shape.iter().zip(t.shape()).all(|(d, &s)| d.fixed().is_none_or(|n| n == s));
+            if !ok {
+                return Err(NnError::Input {
+                    input: name.clone(),
+                    msg: format!("expected shape {}, got {:?}", fmt_dims(&f.shape), t.shape()),
+                });
+            }
+        }
+        if is_input {
+            if let Some((index, value)) = t.first_non_finite() {
+                return Err(NnError::NonFinite {
+                    input: name.clone(),
+                    index,
+                    value,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// For each node, the values whose last use (among running nodes) it is.
+    fn free_plan(&self, run_node: &[bool], keep: &[ValueId]) -> Vec<Vec<ValueId>> {
+        let nv = self.names.len();
+        let mut last = vec![usize::MAX; nv];
+        for (i, n) in self.nodes.iter().enumerate() {
+            if run_node[i] {
+                for v in n.inputs.iter().flatten() {
+                    last[v.0] = i;
+                }
+            }
+        }
+        for v in keep {
+            if v.0 < nv {
+                last[v.0] = usize::MAX;
+            }
+        }
+        let mut frees = vec![vec![]; self.nodes.len()];
+        for (v, &l) in last.iter().enumerate() {
+            if l != usize::MAX {
+                frees[l].push(ValueId(v));
+            }
+        }
+        frees
+    }
+
+    fn execute(
+        &self,
+        slots: &mut [Option<Tensor>],
+        order: &[usize],
+        frees: &[Vec<ValueId>],
+        transform: Option<&(dyn Fn(ValueId, &mut Tensor) -> Result<(), NnError> + Sync)>,
+        visit: Option<&(dyn Fn(ValueId, &Tensor) + Sync)>,
+    ) -> Result<(), NnError> {
+        let mut scratch = self
+            .pool
+            .lock()
+            .ok()
+            .and_then(|mut p| p.pop())
+            .unwrap_or_default();
+        scratch.resize_with(self.nodes.len(), Scratch::default);
+        let res = self.execute_inner(slots, order, frees, transform, visit, &mut scratch);
+        if let Ok(mut p) = self.pool.lock() {
+            p.push(scratch);
+        }
+        res
+    }
+
+    fn execute_inner(
+        &self,
+        slots: &mut [Option<Tensor>],
+        order: &[usize],
+        frees: &[Vec<ValueId>],
+        transform: Option<&(dyn Fn(ValueId, &mut Tensor) -> Result<(), NnError> + Sync)>,
+        visit: Option<&(dyn Fn(ValueId, &Tensor) + Sync)>,
+        scratch: &mut [Scratch],
+    ) -> Result<(), NnError> {
+        for &i in order {
+            let n = &self.nodes[i];
+            let outs = {
+                let mut ins: Vec<Option<&Tensor>> = Vec::with_capacity(n.inputs.len());
+                let s: &[Option<Tensor>] = slots;
+                for v in &n.inputs {
+                    ins.push(match v {
+                        None => None,
+                        Some(v) => Some(s[v.0].as_ref().or(self.consts[v.0].as_ref()).ok_or_else(|| {
+                            NnError::Op {
+                                node: n.name.clone(),
+                                op: n.op.name().to_string(),
+                                msg: format!("input '{}' is not available", self.names[v.0]),
+                            }
+                        })?),
+                    });
+                }
+                let r = n
+                    .op
+                    .eval(&crate::op::Inputs::new(&ins), &mut scratch[i])
+                    .map_err(|e| e.with_node(&n.name, n.op.name()));
+                r?
+            };
+            for (mut t, &o) in outs.into_iter().zip(&n.outputs) {
+                if let Some(f) = transform {
+                    f(o, &mut t).map_err(|e| e.with_node(&n.name, n.op.name()))?;
+                }
+                if let Some(f) = visit {
+                    f(o, &t);
+                }
+                slots[o.0] = Some(t);
+            }
+            for v in &frees[i] {
+                slots[v.0] = None;
+            }
+        }
+        Ok(())
+    }
+
+    fn take_value(&self, slots: &mut [Option<Tensor>], v: ValueId) -> Result<Tensor, NnError> {
+        match slots[v.0].take().or_else(|| self.consts[v.0].clone()) {
+            Some(t) => Ok(t),
+            None => Err(NnError::Graph(format!("value '{}' was not computed", self.names[v.0]))),
+        }
+    }
+
+    fn peek_value(&self, slots: &[Option<Tensor>], v: ValueId) -> Result<Tensor, NnError> {
+        match slots[v.0].clone().or_else(|| self.consts[v.0].clone()) {
+            Some(t) => Ok(t),
+            None => Err(NnError::Graph(format!("value '{}' was not computed", self.names[v.0]))),
+        }
+    }
+
+    /// Number of nodes executed by a plain run (after all passes).
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// `(node name, op type)` of every executed node, in order.
+    pub fn node_summary(&self) -> Vec<(&str, &'static str)> {
+        self.nodes.iter().map(|n| (n.name.as_str(), n.op.name())).collect()
+    }
+}

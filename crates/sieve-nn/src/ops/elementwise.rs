@@ -1,0 +1,518 @@
+//! Element-wise operators: unary activations and math, `Clip`, and the
+//! broadcasting binary/variadic arithmetic.
+//!
+//! Specs: <https://onnx.ai/onnx/operators/onnx__Relu.html>, `LeakyRelu`, `PRelu`,
+//! `Sigmoid`, `HardSigmoid`, `HardSwish`, `Tanh`, `Exp`, `Sqrt`, `Clip`, `Add`, `Sub`,
+//! `Mul`, `Div`, `Max`, `Min`, `Sum`, `Mean` (same URL pattern).
+//!
+//! Supported opsets: 6..=22 for the unary ops (attributes `alpha` for LeakyRelu
+//! and `alpha`/`beta` for HardSigmoid); Clip 6..=22 (min/max as attributes before
+//! opset 11, as optional inputs from 11); binary ops 7..=22 with numpy
+//! multidirectional broadcasting (the legacy `broadcast`/`axis` attributes of
+//! opset < 7 are rejected); variadic Max/Min/Sum/Mean with any number of inputs.
+//! Arithmetic supports f32 and i64 (i64 division truncates toward zero); the
+//! unary ops are f32 only.
+
+use crate::op::{want_f32, Attrs, Dim, Fact, InputFacts, Inputs, NodeSpec, Op, Scratch};
+use crate::{DType, NnError, Tensor};
+use std::any::Any;
+
+/// The math of a unary f32 op.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UnaryKind {
+    /// `max(x, 0)`.
+    Relu,
+    /// `x < 0 ? alpha*x : x`.
+    LeakyRelu(f32),
+    /// `1 / (1 + exp(-x))`.
+    Sigmoid,
+    /// `max(0, min(1, alpha*x + beta))`.
+    HardSigmoid(f32, f32),
+    /// `x * max(0, min(1, x/6 + 1/2))`.
+    HardSwish,
+    /// `tanh(x)`.
+    Tanh,
+    /// `exp(x)`.
+    Exp,
+    /// `sqrt(x)`.
+    Sqrt,
+}
+
+impl UnaryKind {
+    /// Applies the function to one value.
+    #[inline]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            UnaryKind::Relu => x.max(0.0),
+            UnaryKind::LeakyRelu(a) => {
+                if x < 0.0 {
+                    a * x
+                } else {
+                    x
+                }
+            }
+            UnaryKind::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            UnaryKind::HardSigmoid(a, b) => (a * x + b).clamp(0.0, 1.0),
+            UnaryKind::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+            UnaryKind::Tanh => x.tanh(),
+            UnaryKind::Exp => x.exp(),
+            UnaryKind::Sqrt => x.sqrt(),
+        }
+    }
+
+    fn op_name(self) -> &'static str {
+        match self {
+            UnaryKind::Relu => "Relu",
+            UnaryKind::LeakyRelu(_) => "LeakyRelu",
+            UnaryKind::Sigmoid => "Sigmoid",
+            UnaryKind::HardSigmoid(..) => "HardSigmoid",
+            UnaryKind::HardSwish => "HardSwish",
+            UnaryKind::Tanh => "Tanh",
+            UnaryKind::Exp => "Exp",
+            UnaryKind::Sqrt => "Sqrt",
+        }
+    }
+}
+
+/// A unary element-wise f32 op.
+#[derive(Debug, Clone)]
+pub struct Unary {
+    /// Which function.
+    pub kind: UnaryKind,
+}
+
+impl Unary {
+    /// Builds from a node (`op_type` selects the kind; reads its attributes).
+    pub fn from_spec(spec: &NodeSpec) -> Result<Box<dyn Op>, NnError> {
+        let mut a = Attrs::new(spec);
+        let kind = match spec.op_type.as_str() {
+            "Relu" => UnaryKind::Relu,
+            "LeakyRelu" => UnaryKind::LeakyRelu(a.float("alpha", 0.01)?),
+            "Sigmoid" => UnaryKind::Sigmoid,
+            "HardSigmoid" => UnaryKind::HardSigmoid(a.float("alpha", 0.2)?, a.float("beta", 0.5)?),
+            "HardSwish" => UnaryKind::HardSwish,
+            "Tanh" => UnaryKind::Tanh,
+            "Exp" => UnaryKind::Exp,
+            "Sqrt" => UnaryKind::Sqrt,
+            _ => {
+                return Err(NnError::UnsupportedOp {
+                    node: spec.name.clone(),
+                    op: spec.op_type.clone(),
+                })
+            }
+        };
+        a.finish()?;
+        Ok(Box::new(Unary { kind }))
+    }
+}
+
+impl Op for Unary {
+    fn name(&self) -> &'static str {
+        self.kind.op_name()
+    }
+    fn infer(&self, inputs: &InputFacts<'_>) -> Result<Vec<Fact>, NnError> {
+        let x = inputs.get(0)?;
+        want_f32(x, "input")?;
+        Ok(vec![Fact::new(DType::F32, x.shape.clone())])
+    }
+    fn eval(&self, inputs: &Inputs<'_>, _s: &mut Scratch) -> Result<Vec<Tensor>, NnError> {
+        let x = inputs.get(0)?;
+        let k = self.kind;
+        let out: Vec<f32> = x.f32s()?.iter().map(|&v| k.apply(v)).collect();
+        Ok(vec![Tensor::from_f32(x.shape().to_vec(), out)?])
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// `Clip`: clamps to `[min, max]` (either bound optional).
+#[derive(Debug, Clone)]
+pub struct Clip {
+    /// Bounds given as attributes (opset < 11); from 11 they come from inputs 1 and 2.
+    pub attr_bounds: Option<(f32, f32)>,
+}
+
+impl Clip {
+    /// Builds from a node.
+    pub fn from_spec(spec: &NodeSpec) -> Result<Box<dyn Op>, NnError> {
+        let mut a = Attrs::new(spec);
+        let attr_bounds = if spec.opset < 11 {
+            Some((a.float("min", f32::MIN)?, a.float("max", f32::MAX)?))
+        } else {
+            None
+        };
+        a.finish()?;
+        Ok(Box::new(Clip { attr_bounds }))
+    }
+
+    /// The bounds given the (possibly constant) min and max inputs.
+    pub fn bounds(&self, min: Option<&Tensor>, max: Option<&Tensor>) -> Result<(f32, f32), NnError> {
+        if let Some(b) = self.attr_bounds {
+            return Ok(b);
+        }
+        let one = |t: Option<&Tensor>, d: f32| -> Result<f32, NnError> {
+            match t {
+                None => Ok(d),
+                Some(t) => {
+                    let v = t.f32s()?;
+                    if v.len() != 1 {
+                        return Err(NnError::op(format!("min/max must be scalars, got shape {:?}", t.shape())));
+                    }
+                    Ok(v[0])
+                }
+            }
+        };
+        Ok((one(min, f32::MIN)?, one(max, f32::MAX)?))
+    }
+}
+
+impl Op for Clip {
+    fn name(&self) -> &'static str {
+        "Clip"
+    }
+    fn infer(&self, inputs: &InputFacts<'_>) -> Result<Vec<Fact>, NnError> {
+        let x = inputs.get(0)?;
+        want_f32(x, "input")?;
+        Ok(vec![Fact::new(DType::F32, x.shape.clone())])
+    }
+    fn eval(&self, inputs: &Inputs<'_>, _s: &mut Scratch) -> Result<Vec<Tensor>, NnError> {
+        let x = inputs.get(0)?;
+        let (lo, hi) = self.bounds(inputs.opt(1), inputs.opt(2))?;
+        // ONNX: min > max gives max everywhere (min applied first, then max).
+        let out: Vec<f32> = x.f32s()?.iter().map(|&v| v.max(lo).min(hi)).collect();
+        Ok(vec![Tensor::from_f32(x.shape().to_vec(), out)?])
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// The arithmetic of a binary or variadic op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryKind {
+    /// `a + b` (also `Sum`).
+    Add,
+    /// `a - b`.
+    Sub,
+    /// `a * b`.
+    Mul,
+    /// `a / b`.
+    Div,
+    /// `max(a, b)`.
+    Max,
+    /// `min(a, b)`.
+    Min,
+    /// `Mean`: sum, divided by the input count at the end.
+    Mean,
+    /// `PRelu`: `a < 0 ? b*a : a` (b is the slope).
+    PRelu,
+}
+
+impl BinaryKind {
+    #[inline]
+    fn f(self, a: f32, b: f32) -> f32 {
+        match self {
+            BinaryKind::Add | BinaryKind::Mean => a + b,
+            BinaryKind::Sub => a - b,
+            BinaryKind::Mul => a * b,
+            BinaryKind::Div => a / b,
+            BinaryKind::Max => a.max(b),
+            BinaryKind::Min => a.min(b),
+            BinaryKind::PRelu => {
+                if a < 0.0 {
+                    a * b
+                } else {
+                    a
+                }
+            }
+        }
+    }
+    #[inline]
+    fn i(self, a: i64, b: i64) -> Result<i64, NnError> {
+        Ok(match self {
+            BinaryKind::Add | BinaryKind::Mean => a.wrapping_add(b),
+            BinaryKind::Sub => a.wrapping_sub(b),
+            BinaryKind::Mul => a.wrapping_mul(b),
+            BinaryKind::Div => a
+                .checked_div(b)
+                .ok_or_else(|| NnError::op("integer division by zero"))?,
+            BinaryKind::Max => a.max(b),
+            BinaryKind::Min => a.min(b),
+            BinaryKind::PRelu => {
+                if a < 0 {
+                    a.wrapping_mul(b)
+                } else {
+                    a
+                }
+            }
+        })
+    }
+}
+
+/// A broadcasting element-wise op over two or more inputs.
+#[derive(Debug, Clone)]
+pub struct Elementwise {
+    /// The arithmetic.
+    pub kind: BinaryKind,
+    name: &'static str,
+}
+
+impl Elementwise {
+    /// Builds from a node.
+    pub fn from_spec(spec: &NodeSpec) -> Result<Box<dyn Op>, NnError> {
+        let (kind, name, binary) = match spec.op_type.as_str() {
+            "Add" => (BinaryKind::Add, "Add", true),
+            "Sub" => (BinaryKind::Sub, "Sub", true),
+            "Mul" => (BinaryKind::Mul, "Mul", true),
+            "Div" => (BinaryKind::Div, "Div", true),
+            "PRelu" => (BinaryKind::PRelu, "PRelu", true),
+            "Max" => (BinaryKind::Max, "Max", false),
+            "Min" => (BinaryKind::Min, "Min", false),
+            "Sum" => (BinaryKind::Add, "Sum", false),
+            "Mean" => (BinaryKind::Mean, "Mean", false),
+            _ => {
+                return Err(NnError::UnsupportedOp {
+                    node: spec.name.clone(),
+                    op: spec.op_type.clone(),
+                })
+            }
+        };
+        let a = Attrs::new(spec);
+        a.finish()?;
+        if binary && spec.num_inputs != 2 {
+            return Err(NnError::op(format!("expects 2 inputs, got {}", spec.num_inputs))
+                .with_node(&spec.name, &spec.op_type));
+        }
+        if spec.num_inputs == 0 {
+            return Err(NnError::op("expects at least one input").with_node(&spec.name, &spec.op_type));
+        }
+        Ok(Box::new(Elementwise { kind, name }))
+    }
+
+    /// A plain binary op of the given kind (used by graph passes).
+    pub fn binary(kind: BinaryKind) -> Elementwise {
+        let name = match kind {
+            BinaryKind::Add => "Add",
+            BinaryKind::Sub => "Sub",
+            BinaryKind::Mul => "Mul",
+            BinaryKind::Div => "Div",
+            BinaryKind::Max => "Max",
+            BinaryKind::Min => "Min",
+            BinaryKind::Mean => "Mean",
+            BinaryKind::PRelu => "PRelu",
+        };
+        Elementwise { kind, name }
+    }
+}
+
+/// Numpy broadcast of two symbolic shapes.
+pub fn broadcast_dims(a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>, NnError> {
+    let r = a.len().max(b.len());
+    let mut out = Vec::with_capacity(r);
+    for i in 0..r {
+        let da = if i + a.len() >= r { Some(&a[i + a.len() - r]) } else { None };
+        let db = if i + b.len() >= r { Some(&b[i + b.len() - r]) } else { None };
+        let d = match (da, db) {
+            (Some(x), None) | (None, Some(x)) => x.clone(),
+            (Some(x), Some(y)) => match (x, y) {
+                (Dim::Fixed(1), o) | (o, Dim::Fixed(1)) => o.clone(),
+                (Dim::Fixed(p), Dim::Fixed(q)) if p != q => {
+                    return Err(NnError::op(format!(
+                        "shapes {} and {} cannot be broadcast",
+                        crate::op::fmt_dims(a),
+                        crate::op::fmt_dims(b)
+                    )))
+                }
+                (Dim::Fixed(p), _) | (_, Dim::Fixed(p)) => Dim::Fixed(*p),
+                (s, _) => s.clone(),
+            },
+            (None, None) => Dim::Fixed(1),
+        };
+        out.push(d);
+    }
+    Ok(out)
+}
+
+/// Numpy broadcast of two concrete shapes.
+pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, NnError> {
+    let r = a.len().max(b.len());
+    let mut out = Vec::with_capacity(r);
+    for i in 0..r {
+        let da = if i + a.len() >= r { a[i + a.len() - r] } else { 1 };
+        let db = if i + b.len() >= r { b[i + b.len() - r] } else { 1 };
+        let d = if da == db || db == 1 {
+            da
+        } else if da == 1 {
+            db
+        } else {
+            return Err(NnError::op(format!("shapes {a:?} and {b:?} cannot be broadcast")));
+        };
+        out.push(d);
+    }
+    Ok(out)
+}
+
+/// Strides (in elements) of `shape` seen through a broadcast to `out` (0 where broadcast).
+fn bstrides(shape: &[usize], out: &[usize]) -> Vec<usize> {
+    let r = out.len();
+    let mut st = vec![0; r];
+    let mut acc = 1;
+    for i in (0..shape.len()).rev() {
+        let oi = i + r - shape.len();
+        st[oi] = if shape[i] == 1 { 0 } else { acc };
+        acc *= shape[i];
+    }
+    st
+}
+
+/// `f(a, b)` with numpy broadcasting, into a new buffer of `out_shape`'s size.
+pub fn broadcast_map<T: Copy, E>(
+    a: &[T],
+    ash: &[usize],
+    b: &[T],
+    bsh: &[usize],
+    out_shape: &[usize],
+    mut f: impl FnMut(T, T) -> Result<T, E>,
+) -> Result<Vec<T>, E> {
+    let n: usize = out_shape.iter().product();
+    let mut out = Vec::with_capacity(n);
+    if ash == bsh {
+        for (&x, &y) in a.iter().zip(b) {
+            out.push(f(x, y)?);
+        }
+        return Ok(out);
+    }
+    if b.len() == 1 && a.len() == n {
+        let y = b[0];
+        for &x in a {
+            out.push(f(x, y)?);
+        }
+        return Ok(out);
+    }
+    if a.len() == 1 && b.len() == n {
+        let x = a[0];
+        for &y in b {
+            out.push(f(x, y)?);
+        }
+        return Ok(out);
+    }
+    if n == 0 {
+        return Ok(out);
+    }
+    let r = out_shape.len();
+    let sa = bstrides(ash, out_shape);
+    let sb = bstrides(bsh, out_shape);
+    let inner = out_shape[r - 1];
+    let (ia, ib) = (sa[r - 1], sb[r - 1]);
+    let outer = n / inner.max(1);
+    let mut idx = vec![0usize; r];
+    let (mut oa, mut ob) = (0usize, 0usize);
+    for _ in 0..outer {
+        let (mut pa, mut pb) = (oa, ob);
+        for _ in 0..inner {
+            out.push(f(a[pa], b[pb])?);
+            pa += ia;
+            pb += ib;
+        }
+        // advance the multi-index over dims 0..r-1
+        let mut d = r - 1;
+        while d > 0 {
+            d -= 1;
+            idx[d] += 1;
+            oa += sa[d];
+            ob += sb[d];
+            if idx[d] < out_shape[d] {
+                break;
+            }
+            oa -= sa[d] * idx[d];
+            ob -= sb[d] * idx[d];
+            idx[d] = 0;
+        }
+    }
+    Ok(out)
+}
+
+fn apply_pair(kind: BinaryKind, a: &Tensor, b: &Tensor) -> Result<Tensor, NnError> {
+    let shape = broadcast_shape(a.shape(), b.shape())?;
+    match (a.dtype(), b.dtype()) {
+        (DType::F32, DType::F32) => {
+            let v = broadcast_map(a.f32s()?, a.shape(), b.f32s()?, b.shape(), &shape, |x, y| {
+                Ok::<f32, NnError>(kind.f(x, y))
+            })?;
+            Tensor::from_f32(shape, v)
+        }
+        (DType::I64, DType::I64) => {
+            let v = broadcast_map(a.i64s()?, a.shape(), b.i64s()?, b.shape(), &shape, |x, y| kind.i(x, y))?;
+            Tensor::from_i64(shape, v)
+        }
+        (x, y) => Err(NnError::op(format!("mixed input dtypes {x} and {y}"))),
+    }
+}
+
+impl Op for Elementwise {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn infer(&self, inputs: &InputFacts<'_>) -> Result<Vec<Fact>, NnError> {
+        let first = inputs.get(0)?;
+        let mut shape = first.shape.clone();
+        for i in 1..inputs.len() {
+            let f = inputs.get(i)?;
+            if f.dtype != first.dtype {
+                return Err(NnError::op(format!("mixed input dtypes {} and {}", first.dtype, f.dtype)));
+            }
+            shape = broadcast_dims(&shape, &f.shape)?;
+        }
+        Ok(vec![Fact::new(first.dtype, shape)])
+    }
+    fn eval(&self, inputs: &Inputs<'_>, _s: &mut Scratch) -> Result<Vec<Tensor>, NnError> {
+        let mut acc = inputs.get(0)?.clone();
+        for i in 1..inputs.len() {
+            acc = apply_pair(self.kind, &acc, inputs.get(i)?)?;
+        }
+        if self.kind == BinaryKind::Mean && inputs.len() > 1 {
+            let k = inputs.len() as f32;
+            for v in acc
+                .as_f32_mut()
+                .ok_or_else(|| NnError::op("Mean needs f32 inputs"))?
+            {
+                *v /= k;
+            }
+        }
+        Ok(vec![acc])
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcast_matches_naive() {
+        let a: Vec<f32> = (0..24).map(|x| x as f32).collect();
+        let b: Vec<f32> = (0..3).map(|x| 100.0 * x as f32).collect();
+        let out = broadcast_map(&a, &[2, 3, 4], &b, &[3, 1], &[2, 3, 4], |x, y| Ok::<f32, ()>(x + y)).unwrap();
+        for i in 0..2 {
+            for j in 0..3 {
+                for k in 0..4 {
+                    let f = i * 12 + j * 4 + k;
+                    assert_eq!(out[f], a[f] + b[j]);
+                }
+            }
+        }
+        let out = broadcast_map(&b, &[3, 1], &[1.0f32, 2.0], &[1, 2], &[3, 2], |x, y| Ok::<f32, ()>(x * y)).unwrap();
+        assert_eq!(out, vec![0.0, 0.0, 100.0, 200.0, 200.0, 400.0]);
+        assert!(broadcast_shape(&[2, 3], &[4]).is_err());
+    }
+
+    #[test]
+    fn symbolic_broadcast() {
+        let n = Dim::Symbolic("N".into());
+        let d = broadcast_dims(&[n.clone(), Dim::Fixed(3)], &[Dim::Fixed(1), Dim::Fixed(3)]).unwrap();
+        assert_eq!(d, vec![n, Dim::Fixed(3)]);
+    }
+}

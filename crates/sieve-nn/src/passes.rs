@@ -1,0 +1,397 @@
+//! Load-time passes over a [`Graph`]: topological sort, Identity/Dropout removal,
+//! shape inference with constant folding, weight binding, BatchNormalization
+//! folding, activation fusion and dead-node elimination.
+
+use crate::graph::{Graph, Node, ValueId};
+use crate::kernels::Activation;
+use crate::op::{Fact, InputFacts, Inputs, Op, Scratch};
+use crate::ops::conv::Conv;
+use crate::ops::elementwise::{Clip, Unary, UnaryKind};
+use crate::ops::matmul::{Gemm, MatMul};
+use crate::ops::norm::BatchNorm;
+use crate::ops::shape::Identity;
+use crate::{NnError, Tensor, Weights};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Orders nodes so that every input is produced before use; fails naming the node
+/// whose input is never produced (or that sits on a cycle).
+pub fn topo_sort(g: &mut Graph) -> Result<(), NnError> {
+    let mut producer: HashMap<ValueId, usize> = HashMap::new();
+    for (i, n) in g.nodes.iter().enumerate() {
+        for &o in &n.outputs {
+            if producer.insert(o, i).is_some() {
+                return Err(NnError::Graph(format!(
+                    "value '{}' is produced by more than one node (second: '{}')",
+                    g.values[o.0].name, n.name
+                )));
+            }
+            if g.inputs.contains(&o) || g.konst(o).is_some() {
+                return Err(NnError::Graph(format!(
+                    "node '{}' overwrites input or constant '{}'",
+                    n.name, g.values[o.0].name
+                )));
+            }
+        }
+    }
+    let available = |v: ValueId, g: &Graph| g.inputs.contains(&v) || g.konst(v).is_some();
+    for n in &g.nodes {
+        for &v in n.inputs.iter().flatten() {
+            if !producer.contains_key(&v) && !available(v, g) {
+                return Err(NnError::Graph(format!(
+                    "node '{}' (op {}): input '{}' is not defined",
+                    n.name,
+                    n.op.name(),
+                    g.values[v.0].name
+                )));
+            }
+        }
+    }
+    for &v in &g.outputs {
+        if !producer.contains_key(&v) && !available(v, g) {
+            return Err(NnError::Graph(format!("graph output '{}' is not produced", g.values[v.0].name)));
+        }
+    }
+    // Kahn's algorithm, keeping the original order among ready nodes.
+    let n = g.nodes.len();
+    let mut indeg = vec![0usize; n];
+    let mut users: Vec<Vec<usize>> = vec![vec![]; n];
+    for (i, node) in g.nodes.iter().enumerate() {
+        for v in node.inputs.iter().flatten() {
+            if let Some(&p) = producer.get(v) {
+                indeg[i] += 1;
+                users[p].push(i);
+            }
+        }
+    }
+    let mut ready: std::collections::BTreeSet<usize> = (0..n).filter(|&i| indeg[i] == 0).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(i) = ready.pop_first() {
+        order.push(i);
+        for &u in &users[i] {
+            indeg[u] -= 1;
+            if indeg[u] == 0 {
+                ready.insert(u);
+            }
+        }
+    }
+    if order.len() != n {
+        let stuck = (0..n).find(|&i| indeg[i] > 0).map(|i| g.nodes[i].name.clone()).unwrap_or_default();
+        return Err(NnError::Graph(format!("the graph has a cycle through node '{stuck}'")));
+    }
+    let mut old: Vec<Option<Node>> = std::mem::take(&mut g.nodes).into_iter().map(Some).collect();
+    g.nodes = order.into_iter().filter_map(|i| old[i].take()).collect();
+    Ok(())
+}
+
+fn replace_uses(g: &mut Graph, from: ValueId, to: ValueId) {
+    for n in &mut g.nodes {
+        for v in n.inputs.iter_mut().flatten() {
+            if *v == from {
+                *v = to;
+            }
+        }
+    }
+}
+
+/// Removes Identity and Dropout nodes (rewiring their consumers) unless their
+/// output is a graph output. Returns aliases: removed value name -> surviving id.
+pub fn remove_identities(g: &mut Graph) -> Vec<(String, ValueId)> {
+    let mut aliases = vec![];
+    let mut i = 0;
+    while i < g.nodes.len() {
+        let n = &g.nodes[i];
+        let is_id = n.op.as_any().downcast_ref::<Identity>().is_some();
+        if is_id && n.outputs.len() == 1 && !g.outputs.contains(&n.outputs[0]) {
+            if let Some(Some(src)) = n.inputs.first().copied() {
+                let out = n.outputs[0];
+                aliases.push((g.values[out.0].name.clone(), src));
+                replace_uses(g, out, src);
+                g.nodes.remove(i);
+                continue;
+            }
+        }
+        i += 1;
+    }
+    aliases
+}
+
+/// Infers every value's fact and folds nodes whose inputs are all constant (and
+/// nodes whose outputs inference proves constant, e.g. `Shape` of a fixed shape).
+pub fn infer_and_fold(g: &mut Graph) -> Result<(), NnError> {
+    for &v in &g.inputs {
+        let val = &g.values[v.0];
+        if val.fact.is_none() {
+            return Err(NnError::Graph(format!("graph input '{}' has no declared type and shape", val.name)));
+        }
+    }
+    let mut keep = Vec::with_capacity(g.nodes.len());
+    for node in std::mem::take(&mut g.nodes) {
+        let facts: Vec<Option<&Fact>> = node
+            .inputs
+            .iter()
+            .map(|v| v.and_then(|v| g.values[v.0].fact.as_ref()))
+            .collect();
+        for (k, v) in node.inputs.iter().enumerate() {
+            if let (Some(v), None) = (v, facts[k]) {
+                return Err(NnError::Graph(format!(
+                    "node '{}' (op {}): input '{}' has no known type",
+                    node.name,
+                    node.op.name(),
+                    g.values[v.0].name
+                )));
+            }
+        }
+        let all_const = facts.iter().flatten().all(|f| f.konst.is_some());
+        let ctx = |e: NnError| e.with_node(&node.name, node.op.name());
+        let out_facts: Vec<Fact> = if all_const {
+            let ts: Vec<Option<&Tensor>> = facts.iter().map(|f| f.and_then(|f| f.konst.as_ref())).collect();
+            let outs = node.op.eval(&Inputs::new(&ts), &mut Scratch::default()).map_err(ctx)?;
+            outs.iter().map(Fact::of_tensor).collect()
+        } else {
+            node.op.infer(&InputFacts::new(&facts)).map_err(ctx)?
+        };
+        if out_facts.len() < node.outputs.len() {
+            return Err(NnError::Op {
+                node: node.name.clone(),
+                op: node.op.name().to_string(),
+                msg: format!("produces {} outputs, {} requested", out_facts.len(), node.outputs.len()),
+            });
+        }
+        let folded = out_facts.iter().take(node.outputs.len()).all(|f| f.konst.is_some());
+        for (&o, f) in node.outputs.iter().zip(out_facts) {
+            g.values[o.0].fact = Some(f);
+        }
+        if !folded {
+            keep.push(node);
+        }
+    }
+    g.nodes = keep;
+    Ok(())
+}
+
+/// Moves constant weight (and bias) operands of Conv, Gemm and 2-D MatMul into
+/// the op as [`Weights`].
+pub fn bind_weights(g: &mut Graph) -> Result<(), NnError> {
+    for i in 0..g.nodes.len() {
+        let n = &g.nodes[i];
+        let kin = |k: usize| n.inputs.get(k).copied().flatten().and_then(|v| g.konst(v).cloned());
+        let absent = |k: usize| n.inputs.get(k).copied().flatten().is_none();
+        let any = n.op.as_any();
+        let new: Option<Arc<dyn Op>> = if let Some(c) = any.downcast_ref::<Conv>() {
+            match (c.weights.is_none(), kin(1), kin(2), absent(2)) {
+                (true, Some(w), b, no_b) if b.is_some() || no_b => Some(Arc::new(c.bound(Weights::dense(w)?, b))),
+                _ => None,
+            }
+        } else if let Some(c) = any.downcast_ref::<Gemm>() {
+            match (c.weights.is_none(), kin(1), kin(2), absent(2)) {
+                (true, Some(w), b, no_b) if b.is_some() || no_b => Some(Arc::new(c.bound(Weights::dense(w)?, b))),
+                _ => None,
+            }
+        } else if let Some(c) = any.downcast_ref::<MatMul>() {
+            match (c.weights.is_none(), kin(1)) {
+                (true, Some(w)) if w.rank() == 2 => Some(Arc::new(MatMul {
+                    weights: Some(Weights::dense(w)?),
+                })),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        if let Some(op) = new {
+            let n = &mut g.nodes[i];
+            n.op = op;
+            n.inputs.truncate(1);
+        }
+    }
+    Ok(())
+}
+
+fn alias_outputs(g: &Graph, producer: usize, absorbed: &Node, aliases: &mut Vec<(String, ValueId)>) {
+    for (old, new) in g.nodes[producer].outputs.iter().zip(&absorbed.outputs) {
+        aliases.push((g.values[old.0].name.clone(), *new));
+    }
+}
+
+fn producer_index(g: &Graph, v: ValueId) -> Option<usize> {
+    g.nodes.iter().position(|n| n.outputs.contains(&v))
+}
+
+/// Folds a BatchNormalization into the Conv or Gemm producing its input when that
+/// producer has bound dense weights, no fused activation and no other consumer.
+/// Aliases (replaced value name -> surviving id) are appended to `aliases`.
+pub fn fold_batchnorm(g: &mut Graph, aliases: &mut Vec<(String, ValueId)>) -> Result<(), NnError> {
+    let mut i = 0;
+    while i < g.nodes.len() {
+        let folded = try_fold_bn(g, i, aliases)?;
+        if !folded {
+            i += 1;
+        }
+    }
+    Ok(())
+}
+
+fn try_fold_bn(g: &mut Graph, i: usize, aliases: &mut Vec<(String, ValueId)>) -> Result<bool, NnError> {
+    let n = &g.nodes[i];
+    let Some(bn) = n.op.as_any().downcast_ref::<BatchNorm>() else {
+        return Ok(false);
+    };
+    let params: Option<Vec<Tensor>> = (1..5)
+        .map(|k| n.inputs.get(k).copied().flatten().and_then(|v| g.konst(v).cloned()))
+        .collect();
+    let (Some(params), Some(Some(x))) = (params, n.inputs.first().copied()) else {
+        return Ok(false);
+    };
+    let Some(p) = producer_index(g, x) else {
+        return Ok(false);
+    };
+    if g.use_counts()[x.0] != 1 {
+        return Ok(false);
+    }
+    let (ka, kb) = bn
+        .coefficients(&params[0], &params[1], &params[2], &params[3])
+        .map_err(|e| e.with_node(&n.name, "BatchNormalization"))?;
+    let c = ka.len();
+    let pop = &g.nodes[p].op;
+    let new: Option<Arc<dyn Op>> = if let Some(conv) = pop.as_any().downcast_ref::<Conv>() {
+        match (&conv.weights, conv.act) {
+            (Some(Weights::Dense(w)), Activation::None) if w.shape().first() == Some(&c) => {
+                let mut wd = w.f32s()?.to_vec();
+                let per = wd.len() / c.max(1);
+                for (o, chunk) in wd.chunks_mut(per.max(1)).enumerate() {
+                    chunk.iter_mut().for_each(|v| *v *= ka[o]);
+                }
+                let bias: Vec<f32> = match &conv.bias {
+                    Some(b) => b.f32s()?.iter().enumerate().map(|(o, &v)| v * ka[o] + kb[o]).collect(),
+                    None => kb.clone(),
+                };
+                let w2 = Tensor::from_f32(w.shape().to_vec(), wd)?;
+                Some(Arc::new(conv.bound(Weights::Dense(w2), Some(Tensor::from_f32(vec![c], bias)?))))
+            }
+            _ => None,
+        }
+    } else if let Some(gm) = pop.as_any().downcast_ref::<Gemm>() {
+        match (&gm.weights, gm.act) {
+            (Some(Weights::Dense(w)), Activation::None) if w.rank() == 2 && (gm.beta == 1.0 || gm.bias.is_none()) => {
+                let s = w.shape();
+                let ncols = if gm.trans_b { s[0] } else { s[1] };
+                let bias_ok = gm.bias.as_ref().is_none_or(|b| b.len() == ncols);
+                if ncols != c || !bias_ok {
+                    None
+                } else {
+                    let mut wd = w.f32s()?.to_vec();
+                    if gm.trans_b {
+                        let k = s[1];
+                        for (o, row) in wd.chunks_mut(k.max(1)).enumerate() {
+                            row.iter_mut().for_each(|v| *v *= ka[o]);
+                        }
+                    } else {
+                        for row in wd.chunks_mut(c.max(1)) {
+                            row.iter_mut().zip(&ka).for_each(|(v, a)| *v *= a);
+                        }
+                    }
+                    let bias: Vec<f32> = match &gm.bias {
+                        Some(b) => b.f32s()?.iter().enumerate().map(|(o, &v)| v * ka[o] + kb[o]).collect(),
+                        None => kb.clone(),
+                    };
+                    let mut g2 = gm.bound(
+                        Weights::Dense(Tensor::from_f32(s.to_vec(), wd)?),
+                        Some(Tensor::from_f32(vec![c], bias)?),
+                    );
+                    g2.beta = 1.0;
+                    Some(Arc::new(g2))
+                }
+            }
+            _ => None,
+        }
+    } else {
+        None
+    };
+    let Some(op) = new else {
+        return Ok(false);
+    };
+    let bn_node = g.nodes.remove(i);
+    let p = if p > i { p - 1 } else { p };
+    alias_outputs(g, p, &bn_node, aliases);
+    let prod = &mut g.nodes[p];
+    prod.op = op;
+    prod.outputs = bn_node.outputs.clone();
+    prod.fused.push(bn_node.name);
+    Ok(true)
+}
+
+/// Fuses a Relu or a Clip with constant bounds into the Conv or Gemm producing its
+/// input when that producer has no other consumer and no activation yet.
+/// Aliases (replaced value name -> surviving id) are appended to `aliases`.
+pub fn fuse_activations(g: &mut Graph, aliases: &mut Vec<(String, ValueId)>) -> Result<(), NnError> {
+    let mut i = 0;
+    while i < g.nodes.len() {
+        let n = &g.nodes[i];
+        let any = n.op.as_any();
+        let act = if any.downcast_ref::<Unary>().is_some_and(|u| u.kind == UnaryKind::Relu) {
+            Some(Activation::Relu)
+        } else if let Some(c) = any.downcast_ref::<Clip>() {
+            let k = |j: usize| n.inputs.get(j).copied().flatten().map(|v| g.konst(v));
+            match (k(1), k(2)) {
+                (Some(None), _) | (_, Some(None)) => None,
+                (lo, hi) => c
+                    .bounds(lo.flatten(), hi.flatten())
+                    .ok()
+                    .map(|(min, max)| Activation::Clip { min, max }),
+            }
+        } else {
+            None
+        };
+        let (Some(act), Some(Some(x))) = (act, n.inputs.first().copied()) else {
+            i += 1;
+            continue;
+        };
+        let Some(p) = producer_index(g, x) else {
+            i += 1;
+            continue;
+        };
+        if g.use_counts()[x.0] != 1 {
+            i += 1;
+            continue;
+        }
+        let pop = g.nodes[p].op.as_any();
+        let new: Option<Arc<dyn Op>> = if let Some(c) = pop.downcast_ref::<Conv>() {
+            (c.act == Activation::None).then(|| Arc::new(Conv { act, ..c.clone() }) as Arc<dyn Op>)
+        } else if let Some(c) = pop.downcast_ref::<Gemm>() {
+            (c.act == Activation::None).then(|| Arc::new(Gemm { act, ..c.clone() }) as Arc<dyn Op>)
+        } else {
+            None
+        };
+        let Some(op) = new else {
+            i += 1;
+            continue;
+        };
+        let act_node = g.nodes.remove(i);
+        let p = if p > i { p - 1 } else { p };
+        alias_outputs(g, p, &act_node, aliases);
+        let prod = &mut g.nodes[p];
+        prod.op = op;
+        prod.outputs = act_node.outputs.clone();
+        prod.fused.push(act_node.name);
+    }
+    Ok(())
+}
+
+/// Removes nodes none of whose outputs is used by a graph output.
+pub fn eliminate_dead(g: &mut Graph) {
+    let mut live = vec![false; g.values.len()];
+    for v in &g.outputs {
+        live[v.0] = true;
+    }
+    let mut keep = vec![false; g.nodes.len()];
+    for i in (0..g.nodes.len()).rev() {
+        if g.nodes[i].outputs.iter().any(|o| live[o.0]) {
+            keep[i] = true;
+            for v in g.nodes[i].inputs.iter().flatten() {
+                live[v.0] = true;
+            }
+        }
+    }
+    let mut k = keep.into_iter();
+    g.nodes.retain(|_| k.next().unwrap_or(false));
+}
