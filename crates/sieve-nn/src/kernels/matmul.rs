@@ -25,8 +25,8 @@ pub(crate) struct MatRef<'a> {
 
 /// `c[m x n] (row stride ldc) = alpha * a * b + (if accumulate { c } else { 0 })`.
 ///
-/// The caller guarantees that every element addressed through the strides is inside the
-/// slices (checked with `debug_assert`s, and by construction in this module's callers).
+/// Panics (internal invariant, never user-controlled: callers derive every size from
+/// checked lengths) if an operand is too short for its strides.
 /// `parallel` allows the gemm crate to use the rayon pool.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul(
@@ -44,32 +44,72 @@ pub(crate) fn matmul(
     if m == 0 || n == 0 {
         return;
     }
+    assert!((m - 1) * ldc + n <= c.len() && ldc >= n);
+    // SAFETY: the assert guarantees every element of the m x n destination with row
+    // stride ldc lies in `c`, which is exclusively borrowed.
+    unsafe {
+        matmul_raw(
+            m,
+            n,
+            k,
+            a,
+            b,
+            c.as_mut_ptr(),
+            ldc,
+            alpha,
+            accumulate,
+            parallel,
+        )
+    }
+}
+
+/// Like [`matmul`] with a raw destination pointer.
+///
+/// # Safety
+/// `c` must be valid for reads and writes of the `m x n` elements at offsets
+/// `i * ldc + j` (`i < m`, `j < n`), with no other access to them during the call.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn matmul_raw(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    c: *mut f32,
+    ldc: usize,
+    alpha: f32,
+    accumulate: bool,
+    parallel: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
     if k == 0 {
         if !accumulate {
-            for row in c.chunks_mut(ldc).take(m) {
-                row[..n].fill(0.0);
+            for i in 0..m {
+                // SAFETY: row i of the destination is valid (function contract).
+                unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), n).fill(0.0) };
             }
         }
         return;
     }
     let last = |r: MatRef<'_>, rows: usize, cols: usize| (rows - 1) * r.rs + (cols - 1) * r.cs;
     assert!(last(a, m, k) < a.data.len() && last(b, k, n) < b.data.len());
-    assert!((m - 1) * ldc + n <= c.len() && ldc >= n);
     let par = if parallel && m.saturating_mul(n).saturating_mul(k) >= PAR_MIN_MACS {
         ::gemm::Parallelism::Rayon(0)
     } else {
         ::gemm::Parallelism::None
     };
-    // SAFETY: the asserts above guarantee that the largest offset reached through each
-    // operand's strides lies inside its slice; `c` is exclusively borrowed and does not
-    // alias `a` or `b` (distinct borrows). The gemm crate computes
+    // SAFETY: the assert guarantees that the largest offset reached through each input
+    // operand's strides lies inside its slice; the destination is valid and unaliased by
+    // the function contract. The gemm crate computes
     // dst := alpha_dst * dst + beta * lhs * rhs, reading dst only when `read_dst`.
     unsafe {
         ::gemm::gemm(
             m,
             n,
             k,
-            c.as_mut_ptr(),
+            c,
             1,
             ldc as isize,
             accumulate,
@@ -103,7 +143,9 @@ fn gemv_rows(mat: &[f32], x: &[f32], k: usize, alpha: f32, beta: f32, y: &mut [f
         return;
     }
     let chunk = y.len().div_ceil(rayon::current_num_threads() * 4).max(1);
-    y.par_chunks_mut(chunk).enumerate().for_each(|(ci, ys)| body(ci * chunk, ys));
+    y.par_chunks_mut(chunk)
+        .enumerate()
+        .for_each(|(ci, ys)| body(ci * chunk, ys));
 }
 
 /// `y = alpha * sum_p x[p] * mat[p*n .. (p+1)*n] + beta * y` with `n = y.len()`.
@@ -118,7 +160,11 @@ fn gemv_cols(mat: &[f32], x: &[f32], n: usize, alpha: f32, beta: f32, y: &mut [f
             simd::axpy(xv, row, acc);
         }
         for (yv, &a) in ys.iter_mut().zip(acc.iter()) {
-            *yv = if beta == 0.0 { alpha * a } else { alpha * a + beta * *yv };
+            *yv = if beta == 0.0 {
+                alpha * a
+            } else {
+                alpha * a + beta * *yv
+            };
         }
     };
     if mat.len() < GEMV_PAR_MIN || rayon::current_num_threads() == 1 {
@@ -127,7 +173,9 @@ fn gemv_cols(mat: &[f32], x: &[f32], n: usize, alpha: f32, beta: f32, y: &mut [f
         }
         return;
     }
-    y.par_chunks_mut(BLOCK).enumerate().for_each(|(ci, ys)| body(ci * BLOCK, ys));
+    y.par_chunks_mut(BLOCK)
+        .enumerate()
+        .for_each(|(ci, ys)| body(ci * BLOCK, ys));
 }
 
 /// Fast path behind [`super::gemm`]; same contract.
@@ -168,8 +216,32 @@ pub(crate) fn gemm(
     if beta != 0.0 && beta != 1.0 {
         c.iter_mut().for_each(|v| *v *= beta);
     }
-    let am = if trans_a { MatRef { data: a, rs: 1, cs: m } } else { MatRef { data: a, rs: k, cs: 1 } };
-    let bm = if trans_b { MatRef { data: b, rs: 1, cs: k } } else { MatRef { data: b, rs: n, cs: 1 } };
+    let am = if trans_a {
+        MatRef {
+            data: a,
+            rs: 1,
+            cs: m,
+        }
+    } else {
+        MatRef {
+            data: a,
+            rs: k,
+            cs: 1,
+        }
+    };
+    let bm = if trans_b {
+        MatRef {
+            data: b,
+            rs: 1,
+            cs: k,
+        }
+    } else {
+        MatRef {
+            data: b,
+            rs: n,
+            cs: 1,
+        }
+    };
     matmul(m, n, k, am, bm, c, n, alpha, beta != 0.0, true);
     Ok(())
 }
@@ -181,7 +253,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn data(len: usize, seed: u32) -> Vec<f32> {
-        (0..len).map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0).collect()
+        (0..len)
+            .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
+            .collect()
     }
 
     fn close(a: &[f32], b: &[f32], k: usize) {
@@ -239,7 +313,18 @@ mod tests {
     #[test]
     fn bad_lengths_are_errors() {
         let mut c = vec![0.0; 4];
-        let e = gemm(2, 2, 3, &[0.0; 5], false, &[0.0; 6], false, 1.0, 0.0, &mut c).unwrap_err();
-        assert_eq!(e, KernelError::BadLength { op: "gemm", operand: "a", expected: 6, actual: 5 });
+        let e = gemm(
+            2, 2, 3, &[0.0; 5], false, &[0.0; 6], false, 1.0, 0.0, &mut c,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            KernelError::BadLength {
+                op: "gemm",
+                operand: "a",
+                expected: 6,
+                actual: 5
+            }
+        );
     }
 }

@@ -12,6 +12,8 @@
 //! CPU features (AVX2/FMA, AVX-512) are detected at run time; parallel paths use the
 //! global rayon pool, so the thread count is whatever the caller configured there.
 
+mod conv;
+mod depthwise;
 mod matmul;
 pub mod reference;
 pub mod simd;
@@ -144,15 +146,29 @@ impl Conv2dGeom {
     /// Checks strides, dilations, kernel sizes (>= 1) and that `groups` (>= 1) divides
     /// both `c_in` and `c_out`.
     pub fn validate(&self) -> Result<(), KernelError> {
-        let bad = |reason: String| Err(KernelError::BadGeometry { op: "conv2d", reason });
+        let bad = |reason: String| {
+            Err(KernelError::BadGeometry {
+                op: "conv2d",
+                reason,
+            })
+        };
         if self.stride_h == 0 || self.stride_w == 0 {
-            return bad(format!("strides must be >= 1, got {}x{}", self.stride_h, self.stride_w));
+            return bad(format!(
+                "strides must be >= 1, got {}x{}",
+                self.stride_h, self.stride_w
+            ));
         }
         if self.dil_h == 0 || self.dil_w == 0 {
-            return bad(format!("dilations must be >= 1, got {}x{}", self.dil_h, self.dil_w));
+            return bad(format!(
+                "dilations must be >= 1, got {}x{}",
+                self.dil_h, self.dil_w
+            ));
         }
         if self.kh == 0 || self.kw == 0 {
-            return bad(format!("kernel must be at least 1x1, got {}x{}", self.kh, self.kw));
+            return bad(format!(
+                "kernel must be at least 1x1, got {}x{}",
+                self.kh, self.kw
+            ));
         }
         if self.groups == 0 || self.c_in % self.groups != 0 || self.c_out % self.groups != 0 {
             return bad(format!(
@@ -202,7 +218,11 @@ impl Conv2dGeom {
 
     /// Number of weight elements, `c_out * (c_in / groups) * kh * kw`.
     pub fn weight_len(&self) -> Result<usize, KernelError> {
-        checked_product("conv2d", "weights", &[self.c_out, self.c_in_per_group(), self.kh, self.kw])
+        checked_product(
+            "conv2d",
+            "weights",
+            &[self.c_out, self.c_in_per_group(), self.kh, self.kw],
+        )
     }
 }
 
@@ -299,13 +319,25 @@ fn conv_out_dim(
     let extent = dil
         .checked_mul(k - 1)
         .and_then(|e| e.checked_add(1))
-        .ok_or(KernelError::Overflow { op, what: "window extent" })?;
+        .ok_or(KernelError::Overflow {
+            op,
+            what: "window extent",
+        })?;
     let padded = input
         .checked_add(pad_a)
         .and_then(|p| p.checked_add(pad_b))
-        .ok_or(KernelError::Overflow { op, what: "padded size" })?;
+        .ok_or(KernelError::Overflow {
+            op,
+            what: "padded size",
+        })?;
     if extent > padded {
-        return Err(KernelError::WindowTooLarge { op, axis, extent, input, padded });
+        return Err(KernelError::WindowTooLarge {
+            op,
+            axis,
+            extent,
+            input,
+            padded,
+        });
     }
     Ok((padded - extent) / stride + 1)
 }
@@ -356,7 +388,12 @@ pub(crate) fn check_len(
     if expected == actual {
         Ok(())
     } else {
-        Err(KernelError::BadLength { op, operand, expected, actual })
+        Err(KernelError::BadLength {
+            op,
+            operand,
+            expected,
+            actual,
+        })
     }
 }
 
@@ -383,8 +420,7 @@ pub fn conv2d(
     out: &mut [f32],
     scratch: &mut Vec<f32>,
 ) -> Result<(), KernelError> {
-    let _ = scratch;
-    reference::conv2d(g, input, n, h, w, weights, bias, act, out)
+    conv::conv2d(g, input, n, h, w, weights, bias, act, out, scratch)
 }
 
 /// Max pooling over NCHW `input` `[n, c, h, w]` into `out` `[n, c, oh, ow]`
@@ -486,3 +522,6 @@ pub fn gemm(
 ) -> Result<(), KernelError> {
     matmul::gemm(m, n, k, a, trans_a, b, trans_b, alpha, beta, c)
 }
+
+#[cfg(test)]
+mod tests;

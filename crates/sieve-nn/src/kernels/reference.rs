@@ -21,12 +21,22 @@ pub fn conv2d(
 ) -> Result<(), KernelError> {
     const OP: &str = "conv2d";
     let (oh, ow) = g.out_hw(h, w)?;
-    check_len(OP, "input", checked_product(OP, "input", &[n, g.c_in, h, w])?, input.len())?;
+    check_len(
+        OP,
+        "input",
+        checked_product(OP, "input", &[n, g.c_in, h, w])?,
+        input.len(),
+    )?;
     check_len(OP, "weights", g.weight_len()?, weights.len())?;
     if let Some(b) = bias {
         check_len(OP, "bias", g.c_out, b.len())?;
     }
-    check_len(OP, "out", checked_product(OP, "out", &[n, g.c_out, oh, ow])?, out.len())?;
+    check_len(
+        OP,
+        "out",
+        checked_product(OP, "out", &[n, g.c_out, oh, ow])?,
+        out.len(),
+    )?;
     let cig = g.c_in_per_group();
     let cog = g.c_out_per_group();
     for b in 0..n {
@@ -48,7 +58,8 @@ pub fn conv2d(
                                 if ix < 0 || ix >= w as isize {
                                     continue;
                                 }
-                                let xv = input[((b * g.c_in + cin) * h + iy as usize) * w + ix as usize];
+                                let xv =
+                                    input[((b * g.c_in + cin) * h + iy as usize) * w + ix as usize];
                                 let wv = weights[((co * cig + ci) * g.kh + ky) * g.kw + kx];
                                 acc += xv * wv;
                             }
@@ -81,7 +92,11 @@ fn for_each_tap(
             let col_in = px >= g.pad_left && px < g.pad_left + w;
             let col_pad = px < g.pad_left + w + g.pad_right;
             let inside = row_in && col_in;
-            let (iy, ix) = if inside { (py - g.pad_top, px - g.pad_left) } else { (0, 0) };
+            let (iy, ix) = if inside {
+                (py - g.pad_top, px - g.pad_left)
+            } else {
+                (0, 0)
+            };
             f(iy, ix, inside, row_pad && col_pad);
         }
     }
@@ -99,8 +114,18 @@ fn pool_checks(
     out: &[f32],
 ) -> Result<(usize, usize), KernelError> {
     let (oh, ow) = g.out_hw(h, w)?;
-    check_len(op, "input", checked_product(op, "input", &[n, c, h, w])?, input.len())?;
-    check_len(op, "out", checked_product(op, "out", &[n, c, oh, ow])?, out.len())?;
+    check_len(
+        op,
+        "input",
+        checked_product(op, "input", &[n, c, h, w])?,
+        input.len(),
+    )?;
+    check_len(
+        op,
+        "out",
+        checked_product(op, "out", &[n, c, oh, ow])?,
+        out.len(),
+    )?;
     Ok((oh, ow))
 }
 
@@ -178,9 +203,17 @@ fn global_checks(
     out: &[f32],
 ) -> Result<(), KernelError> {
     if hw == 0 {
-        return Err(KernelError::BadGeometry { op, reason: "spatial size is 0".into() });
+        return Err(KernelError::BadGeometry {
+            op,
+            reason: "spatial size is 0".into(),
+        });
     }
-    check_len(op, "input", checked_product(op, "input", &[n, c, hw])?, input.len())?;
+    check_len(
+        op,
+        "input",
+        checked_product(op, "input", &[n, c, hw])?,
+        input.len(),
+    )?;
     check_len(op, "out", checked_product(op, "out", &[n, c])?, out.len())
 }
 
@@ -209,7 +242,10 @@ pub fn global_max_pool(
 ) -> Result<(), KernelError> {
     global_checks("global_max_pool", input, n, c, hw, out)?;
     for (o, plane) in out.iter_mut().zip(input.chunks_exact(hw)) {
-        *o = plane.iter().fold(f32::NEG_INFINITY, |m, &v| if v > m || v.is_nan() { v } else { m });
+        *o = plane.iter().fold(
+            f32::NEG_INFINITY,
+            |m, &v| if v > m || v.is_nan() { v } else { m },
+        );
     }
     Ok(())
 }
@@ -226,7 +262,10 @@ pub(crate) fn lrn_checks(
 ) -> Result<(), KernelError> {
     const OP: &str = "lrn";
     if size == 0 {
-        return Err(KernelError::BadGeometry { op: OP, reason: "size must be >= 1".into() });
+        return Err(KernelError::BadGeometry {
+            op: OP,
+            reason: "size must be >= 1".into(),
+        });
     }
     let len = checked_product(OP, "input", &[n, c, h, w])?;
     check_len(OP, "input", len, input.len())?;
@@ -307,7 +346,11 @@ pub fn gemm(
                 let bv = if trans_b { b[j * k + p] } else { b[p * n + j] };
                 acc += av * bv;
             }
-            let prev = if beta == 0.0 { 0.0 } else { beta * c[i * n + j] };
+            let prev = if beta == 0.0 {
+                0.0
+            } else {
+                beta * c[i * n + j]
+            };
             c[i * n + j] = alpha * acc + prev;
         }
     }

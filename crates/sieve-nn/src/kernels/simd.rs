@@ -78,7 +78,12 @@ fn dot_scalar(x: &[f32], y: &[f32]) -> f32 {
             acc[l] += xs[l] * ys[l];
         }
     }
-    let tail: f32 = xc.remainder().iter().zip(yc.remainder()).map(|(a, b)| a * b).sum();
+    let tail: f32 = xc
+        .remainder()
+        .iter()
+        .zip(yc.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
     acc.iter().sum::<f32>() + tail
 }
 
@@ -235,7 +240,10 @@ mod tests {
             let x: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin()).collect();
             let y: Vec<f32> = (0..len).map(|i| (i as f32 * 0.11).cos()).collect();
             let want: f32 = x.iter().zip(&y).map(|(a, b)| a * b).sum();
-            assert!((dot(&x, &y) - want).abs() < 1e-4 * (1.0 + want.abs()), "len {len}");
+            assert!(
+                (dot(&x, &y) - want).abs() < 1e-4 * (1.0 + want.abs()),
+                "len {len}"
+            );
             let mut z = y.clone();
             axpy(0.5, &x, &mut z);
             for i in 0..len {

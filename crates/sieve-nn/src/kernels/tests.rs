@@ -1,0 +1,263 @@
+//! Fast kernels against the reference ones, on awkward shapes.
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn data(len: usize, seed: u32) -> Vec<f32> {
+    (0..len)
+        .map(|i| {
+            (((i as u32).wrapping_mul(2654435761) ^ seed.wrapping_mul(40503)) % 2001) as f32
+                / 1000.0
+                - 1.0
+        })
+        .collect()
+}
+
+fn assert_close(fast: &[f32], want: &[f32], terms: usize) {
+    assert_eq!(fast.len(), want.len());
+    let tol = 2e-6 * (terms as f32 + 1.0);
+    for (i, (x, y)) in fast.iter().zip(want).enumerate() {
+        let ok = (x - y).abs() <= tol * (1.0 + y.abs()) || (x.is_nan() && y.is_nan()) || x == y;
+        assert!(ok, "element {i}: fast {x} vs reference {y}");
+    }
+}
+
+/// Runs fast and reference conv2d on the same data and compares (including errors).
+fn check_conv(g: Conv2dGeom, n: usize, h: usize, w: usize, with_bias: bool, act: Activation) {
+    let input = data(n * g.c_in * h * w, 1);
+    let weights = data(g.weight_len().unwrap(), 2);
+    let bias = data(g.c_out, 3);
+    let bias = with_bias.then_some(&bias[..]);
+    let out_len = match g.out_hw(h, w) {
+        Ok((oh, ow)) => n * g.c_out * oh * ow,
+        Err(e) => {
+            let mut out = vec![0.0; 1];
+            let fast = conv2d(
+                &g,
+                &input,
+                n,
+                h,
+                w,
+                &weights,
+                bias,
+                act,
+                &mut out,
+                &mut Vec::new(),
+            );
+            assert_eq!(fast.unwrap_err(), e);
+            return;
+        }
+    };
+    let mut fast = vec![f32::NAN; out_len];
+    let mut want = vec![0.0; out_len];
+    let mut scratch = vec![f32::NAN; 3];
+    conv2d(
+        &g,
+        &input,
+        n,
+        h,
+        w,
+        &weights,
+        bias,
+        act,
+        &mut fast,
+        &mut scratch,
+    )
+    .unwrap();
+    reference::conv2d(&g, &input, n, h, w, &weights, bias, act, &mut want).unwrap();
+    assert_close(&fast, &want, g.c_in_per_group() * g.kh * g.kw);
+}
+
+fn geom(
+    c_in: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    groups: usize,
+) -> Conv2dGeom {
+    Conv2dGeom {
+        c_in,
+        c_out,
+        kh: k,
+        kw: k,
+        stride_h: stride,
+        stride_w: stride,
+        dil_h: 1,
+        dil_w: 1,
+        pad_top: pad,
+        pad_left: pad,
+        pad_bottom: pad,
+        pad_right: pad,
+        groups,
+    }
+}
+
+fn act_strategy() -> impl Strategy<Value = Activation> {
+    prop_oneof![
+        Just(Activation::None),
+        Just(Activation::Relu),
+        Just(Activation::Clip {
+            min: -0.25,
+            max: 0.5
+        })
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    #[test]
+    fn conv2d_matches_reference(
+        n in 0usize..3, groups in 1usize..4, depthwise: bool, cig in 1usize..4, cog in 1usize..4,
+        kh in 1usize..5, kw in 1usize..5, sh in 1usize..4, sw in 1usize..4, dh in 1usize..3, dw in 1usize..3,
+        pt in 0usize..3, pl in 0usize..3, pb in 0usize..3, pr in 0usize..3,
+        h in 1usize..13, w in 1usize..20, with_bias: bool, act in act_strategy(),
+    ) {
+        let cig = if depthwise { 1 } else { cig };
+        let g = Conv2dGeom {
+            c_in: cig * groups, c_out: cog * groups, kh, kw, stride_h: sh, stride_w: sw,
+            dil_h: dh, dil_w: dw, pad_top: pt, pad_left: pl, pad_bottom: pb, pad_right: pr, groups,
+        };
+        check_conv(g, n, h, w, with_bias, act);
+    }
+
+    #[test]
+    fn pointwise_matches_reference(
+        n in 0usize..3, groups in 1usize..3, cig in 1usize..9, cog in 1usize..9,
+        h in 1usize..9, w in 1usize..9, act in act_strategy(),
+    ) {
+        check_conv(geom(cig * groups, cog * groups, 1, 1, 0, groups), n, h, w, true, act);
+    }
+}
+
+#[test]
+fn conv2d_large_shapes_take_parallel_paths() {
+    // Batch 1, tiled im2col split over threads.
+    check_conv(geom(16, 24, 3, 1, 1, 1), 1, 37, 41, true, Activation::Relu);
+    // Batch 1, few items: the GEMM itself is parallel.
+    check_conv(geom(64, 128, 3, 1, 1, 1), 1, 9, 9, true, Activation::None);
+    // Batch > 1, parallel over images; strided, asymmetric.
+    let mut g = geom(8, 16, 5, 2, 2, 2);
+    g.pad_right = 0;
+    check_conv(g, 5, 33, 31, false, Activation::Clip { min: 0.0, max: 6.0 });
+    // Pointwise, direct GEMM on the input planes.
+    check_conv(geom(32, 64, 1, 1, 0, 1), 1, 40, 40, true, Activation::Relu);
+    check_conv(geom(32, 64, 1, 1, 0, 1), 3, 20, 21, false, Activation::None);
+    // Depthwise 3x3 stride 1 and 2 (MobileNet), parallel over planes.
+    check_conv(
+        geom(64, 64, 3, 1, 1, 64),
+        1,
+        40,
+        40,
+        true,
+        Activation::Clip { min: 0.0, max: 6.0 },
+    );
+    check_conv(geom(64, 64, 3, 2, 1, 64), 2, 41, 40, true, Activation::Relu);
+    // Channel multiplier 2 (groups == c_in, c_out == 2 * c_in).
+    check_conv(geom(32, 64, 3, 1, 1, 32), 1, 40, 40, true, Activation::None);
+}
+
+#[test]
+fn conv2d_rejects_bad_lengths() {
+    let g = geom(2, 3, 3, 1, 1, 1);
+    let mut out = vec![0.0; 3 * 16];
+    let e = conv2d(
+        &g,
+        &[0.0; 31],
+        1,
+        4,
+        4,
+        &[0.0; 54],
+        None,
+        Activation::None,
+        &mut out,
+        &mut Vec::new(),
+    );
+    assert_eq!(
+        e.unwrap_err(),
+        KernelError::BadLength {
+            op: "conv2d",
+            operand: "input",
+            expected: 32,
+            actual: 31
+        }
+    );
+    let e = conv2d(
+        &g,
+        &[0.0; 32],
+        1,
+        4,
+        4,
+        &[0.0; 54],
+        Some(&[0.0; 2]),
+        Activation::None,
+        &mut out,
+        &mut Vec::new(),
+    );
+    assert_eq!(
+        e.unwrap_err(),
+        KernelError::BadLength {
+            op: "conv2d",
+            operand: "bias",
+            expected: 3,
+            actual: 2
+        }
+    );
+    let bad = Conv2dGeom { groups: 2, ..g };
+    assert!(matches!(
+        bad.validate(),
+        Err(KernelError::BadGeometry { .. })
+    ));
+    let big = geom(1, 1, 7, 1, 0, 1);
+    assert!(matches!(
+        big.out_hw(5, 9),
+        Err(KernelError::WindowTooLarge {
+            axis: "height",
+            extent: 7,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn out_hw_follows_onnx() {
+    // AlexNet conv1: 224 -> 55 with 11x11 stride 4 pad 2.
+    assert_eq!(geom(3, 96, 11, 4, 2, 1).out_hw(224, 224).unwrap(), (55, 55));
+    let p = Pool2dGeom {
+        kh: 3,
+        kw: 3,
+        stride_h: 2,
+        stride_w: 2,
+        dil_h: 1,
+        dil_w: 1,
+        pad_top: 0,
+        pad_left: 0,
+        pad_bottom: 0,
+        pad_right: 0,
+        ceil_mode: true,
+        count_include_pad: false,
+    };
+    // GoogLeNet / SqueezeNet ceil-mode pools: 112 -> 56, 55 -> 27, 56 -> 28 (floor would give 27).
+    assert_eq!(p.out_hw(112, 55).unwrap(), (56, 27));
+    assert_eq!(p.out_hw(56, 56).unwrap(), (28, 28));
+    assert_eq!(
+        Pool2dGeom {
+            ceil_mode: false,
+            ..p
+        }
+        .out_hw(56, 56)
+        .unwrap(),
+        (27, 27)
+    );
+    // The last window must start inside input or left padding: 5 with k2 s2 p1 -> ceil gives 4,
+    // but window 3 starts at 6-1 = 5 >= 5, so 3.
+    let q = Pool2dGeom {
+        kh: 2,
+        kw: 2,
+        pad_top: 1,
+        pad_left: 1,
+        ..p
+    };
+    assert_eq!(q.out_hw(5, 4).unwrap(), (3, 3));
+}
