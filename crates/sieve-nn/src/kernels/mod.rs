@@ -15,6 +15,7 @@
 mod conv;
 mod depthwise;
 mod matmul;
+mod pool;
 pub mod reference;
 pub mod simd;
 
@@ -437,7 +438,7 @@ pub fn max_pool2d(
     w: usize,
     out: &mut [f32],
 ) -> Result<(), KernelError> {
-    reference::max_pool2d(g, input, n, c, h, w, out)
+    pool::max_pool2d(g, input, n, c, h, w, out)
 }
 
 /// Average pooling over NCHW `input` `[n, c, h, w]` into `out` `[n, c, oh, ow]`.
@@ -454,7 +455,7 @@ pub fn avg_pool2d(
     w: usize,
     out: &mut [f32],
 ) -> Result<(), KernelError> {
-    reference::avg_pool2d(g, input, n, c, h, w, out)
+    pool::avg_pool2d(g, input, n, c, h, w, out)
 }
 
 /// Global average pooling: `out[i] = mean(input[i*hw .. (i+1)*hw])` for `i < n*c`.
@@ -466,7 +467,7 @@ pub fn global_avg_pool(
     hw: usize,
     out: &mut [f32],
 ) -> Result<(), KernelError> {
-    reference::global_avg_pool(input, n, c, hw, out)
+    pool::global_pool(false, input, n, c, hw, out)
 }
 
 /// Global max pooling: `out[i] = max(input[i*hw .. (i+1)*hw])`; NaN propagates.
@@ -478,7 +479,7 @@ pub fn global_max_pool(
     hw: usize,
     out: &mut [f32],
 ) -> Result<(), KernelError> {
-    reference::global_max_pool(input, n, c, hw, out)
+    pool::global_pool(true, input, n, c, hw, out)
 }
 
 /// Local response normalisation across channels (ONNX `LRN`):
@@ -498,7 +499,7 @@ pub fn lrn(
     bias: f32,
     out: &mut [f32],
 ) -> Result<(), KernelError> {
-    reference::lrn(input, n, c, h, w, size, alpha, beta, bias, out)
+    pool::lrn(input, n, c, h, w, size, alpha, beta, bias, out)
 }
 
 /// General matrix multiply, row-major: `C[m x n] = alpha * op(A) * op(B) + beta * C`.

@@ -261,3 +261,151 @@ fn out_hw_follows_onnx() {
     };
     assert_eq!(q.out_hw(5, 4).unwrap(), (3, 3));
 }
+
+fn check_pool(g: Pool2dGeom, n: usize, c: usize, h: usize, w: usize, seed: u32) {
+    let mut input = data(n * c * h * w, seed);
+    if input.len() > 7 && seed % 3 == 0 {
+        input[7] = f32::NAN;
+    }
+    let (oh, ow) = match g.out_hw(h, w) {
+        Ok(v) => v,
+        Err(e) => {
+            let mut out = vec![0.0; 1];
+            assert_eq!(max_pool2d(&g, &input, n, c, h, w, &mut out).unwrap_err(), e);
+            assert_eq!(avg_pool2d(&g, &input, n, c, h, w, &mut out).unwrap_err(), e);
+            return;
+        }
+    };
+    let len = n * c * oh * ow;
+    for is_max in [true, false] {
+        let mut fast = vec![f32::NAN; len];
+        let mut want = vec![0.0; len];
+        if is_max {
+            max_pool2d(&g, &input, n, c, h, w, &mut fast).unwrap();
+            reference::max_pool2d(&g, &input, n, c, h, w, &mut want).unwrap();
+        } else {
+            avg_pool2d(&g, &input, n, c, h, w, &mut fast).unwrap();
+            reference::avg_pool2d(&g, &input, n, c, h, w, &mut want).unwrap();
+        }
+        assert_close(&fast, &want, g.kh * g.kw);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+    #[test]
+    fn pools_match_reference(
+        n in 0usize..3, c in 1usize..4, kh in 1usize..4, kw in 1usize..5, sh in 1usize..4, sw in 1usize..4,
+        dh in 1usize..3, dw in 1usize..3, pt in 0usize..3, pl in 0usize..3, pb in 0usize..3, pr in 0usize..3,
+        h in 1usize..12, w in 1usize..14, ceil_mode: bool, count_include_pad: bool, seed in 0u32..6,
+    ) {
+        let g = Pool2dGeom {
+            kh, kw, stride_h: sh, stride_w: sw, dil_h: dh, dil_w: dw,
+            pad_top: pt, pad_left: pl, pad_bottom: pb, pad_right: pr, ceil_mode, count_include_pad,
+        };
+        check_pool(g, n, c, h, w, seed);
+    }
+
+    #[test]
+    fn global_pools_and_lrn_match_reference(
+        n in 0usize..3, c in 1usize..9, h in 1usize..7, w in 1usize..9, size in 1usize..7,
+        alpha in 0.0f32..0.01, beta_sel in 0usize..4, bias in 0.5f32..3.0,
+    ) {
+        let input = data(n * c * h * w, 11);
+        let mut fast = vec![f32::NAN; n * c];
+        let mut want = vec![0.0; n * c];
+        global_avg_pool(&input, n, c, h * w, &mut fast).unwrap();
+        reference::global_avg_pool(&input, n, c, h * w, &mut want).unwrap();
+        assert_close(&fast, &want, h * w);
+        global_max_pool(&input, n, c, h * w, &mut fast).unwrap();
+        reference::global_max_pool(&input, n, c, h * w, &mut want).unwrap();
+        assert_close(&fast, &want, 1);
+        let beta = [0.75f32, 0.5, 1.0, 0.6][beta_sel];
+        let mut fast = vec![f32::NAN; input.len()];
+        let mut want = vec![0.0; input.len()];
+        lrn(&input, n, c, h, w, size, alpha * 100.0, beta, bias, &mut fast).unwrap();
+        reference::lrn(&input, n, c, h, w, size, alpha * 100.0, beta, bias, &mut want).unwrap();
+        assert_close(&fast, &want, size);
+    }
+}
+
+#[test]
+fn pools_and_lrn_large_shapes_take_parallel_paths() {
+    let p = Pool2dGeom {
+        kh: 3,
+        kw: 3,
+        stride_h: 2,
+        stride_w: 2,
+        dil_h: 1,
+        dil_w: 1,
+        pad_top: 1,
+        pad_left: 1,
+        pad_bottom: 1,
+        pad_right: 1,
+        ceil_mode: false,
+        count_include_pad: false,
+    };
+    check_pool(p, 2, 16, 56, 57, 1);
+    check_pool(
+        Pool2dGeom {
+            ceil_mode: true,
+            count_include_pad: true,
+            pad_bottom: 0,
+            ..p
+        },
+        1,
+        32,
+        55,
+        55,
+        3,
+    );
+    let (n, c, h, w) = (2, 24, 27, 27);
+    let input = data(n * c * h * w, 4);
+    let mut fast = vec![f32::NAN; input.len()];
+    let mut want = vec![0.0; input.len()];
+    lrn(&input, n, c, h, w, 5, 1e-4, 0.75, 1.0, &mut fast).unwrap();
+    reference::lrn(&input, n, c, h, w, 5, 1e-4, 0.75, 1.0, &mut want).unwrap();
+    assert_close(&fast, &want, 5);
+    let mut g1 = vec![0.0; n * c * 3];
+    let mut g2 = g1.clone();
+    let big = data(n * c * 3 * 2000, 5);
+    global_avg_pool(&big, n, c * 3, 2000, &mut g1).unwrap();
+    reference::global_avg_pool(&big, n, c * 3, 2000, &mut g2).unwrap();
+    assert_close(&g1, &g2, 2000);
+}
+
+#[test]
+fn pools_reject_bad_sizes() {
+    let p = Pool2dGeom {
+        kh: 2,
+        kw: 2,
+        stride_h: 2,
+        stride_w: 2,
+        dil_h: 1,
+        dil_w: 1,
+        pad_top: 0,
+        pad_left: 0,
+        pad_bottom: 0,
+        pad_right: 0,
+        ceil_mode: false,
+        count_include_pad: false,
+    };
+    let mut out = vec![0.0; 4];
+    let e = max_pool2d(&p, &[0.0; 15], 1, 1, 4, 4, &mut out).unwrap_err();
+    assert_eq!(
+        e,
+        KernelError::BadLength {
+            op: "max_pool2d",
+            operand: "input",
+            expected: 16,
+            actual: 15
+        }
+    );
+    assert!(global_avg_pool(&[], 1, 1, 0, &mut out[..1]).is_err());
+    assert!(lrn(&[0.0; 4], 1, 4, 1, 1, 0, 1.0, 0.75, 1.0, &mut out).is_err());
+    let bad = Pool2dGeom { stride_h: 0, ..p };
+    assert!(matches!(
+        bad.out_hw(4, 4),
+        Err(KernelError::BadGeometry { .. })
+    ));
+}
