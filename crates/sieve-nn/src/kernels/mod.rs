@@ -18,6 +18,7 @@ mod matmul;
 mod pool;
 pub mod reference;
 pub mod simd;
+mod stencil;
 
 use thiserror::Error;
 

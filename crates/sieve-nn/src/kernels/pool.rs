@@ -3,8 +3,9 @@
 
 use rayon::prelude::*;
 
-use super::conv::valid_range;
 use super::reference::lrn_checks;
+use super::simd::{self, Level};
+use super::stencil::{Stencil, BLOCK};
 use super::{check_len, checked_product, KernelError, Pool2dGeom};
 
 /// Below this many input elements a pooling kernel runs on the calling thread.
@@ -39,17 +40,10 @@ fn for_planes(
         });
 }
 
-/// Per-axis window data: for output index `o`, the taps `k` (with input coordinates)
-/// that fall inside the input, and the tap count used by average pooling.
-struct Axis {
-    /// Valid output range per tap `k`: `(lo, hi, d)` with input index `o*stride + d`.
-    taps: Vec<(usize, usize, isize)>,
-    /// Divisor contribution per output index.
-    count: Vec<usize>,
-}
-
+/// Divisor contribution of each output index along one axis: the taps inside the input,
+/// plus (with `include_pad`) those in the explicit pads; never the ceil-mode overhang.
 #[allow(clippy::too_many_arguments)]
-fn axis(
+fn counts(
     input: usize,
     out: usize,
     k: usize,
@@ -58,15 +52,8 @@ fn axis(
     pad_a: usize,
     pad_b: usize,
     include_pad: bool,
-) -> Axis {
-    let taps = (0..k)
-        .map(|t| {
-            let d = (t * dil) as isize - pad_a as isize;
-            let (lo, hi) = valid_range(d, stride, input, out);
-            (lo, hi, d)
-        })
-        .collect();
-    let count = (0..out)
+) -> Vec<usize> {
+    (0..out)
         .map(|o| {
             (0..k)
                 .filter(|&t| {
@@ -79,8 +66,14 @@ fn axis(
                 })
                 .count()
         })
-        .collect();
-    Axis { taps, count }
+        .collect()
+}
+
+#[derive(Default)]
+struct Bufs {
+    input: Vec<f32>,
+    flat: Vec<f32>,
+    taps: Vec<usize>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -108,8 +101,11 @@ fn pool(
         checked_product(op, "out", &[n, c, oh, ow])?,
         out.len(),
     )?;
+    if out.is_empty() {
+        return Ok(());
+    }
     let inc = g.count_include_pad;
-    let ya = axis(
+    let cy = counts(
         h,
         oh,
         g.kh,
@@ -119,7 +115,7 @@ fn pool(
         g.pad_bottom,
         inc,
     );
-    let xa = axis(
+    let cx = counts(
         w,
         ow,
         g.kw,
@@ -129,55 +125,100 @@ fn pool(
         g.pad_right,
         inc,
     );
-    let sw = g.stride_w;
+    let st = Stencil {
+        kh: g.kh,
+        kw: g.kw,
+        sh: g.stride_h,
+        sw: g.stride_w,
+        dh: g.dil_h,
+        dw: g.dil_w,
+        pad_top: g.pad_top,
+        pad_left: g.pad_left,
+        h,
+        w,
+        oh,
+        ow,
+    };
+    let level = simd::level();
+    let pad = if is_max { f32::NEG_INFINITY } else { 0.0 };
     for_planes(out, oh * ow, input.len(), |p, o| {
-        let plane = &input[p * h * w..(p + 1) * h * w];
-        for oy in 0..oh {
-            let row = &mut o[oy * ow..(oy + 1) * ow];
-            row.fill(if is_max { f32::NEG_INFINITY } else { 0.0 });
-            for &(ylo, yhi, dy) in &ya.taps {
-                if oy < ylo || oy >= yhi {
-                    continue;
-                }
-                let iy = (oy as isize * g.stride_h as isize + dy) as usize;
-                let src = &plane[iy * w..(iy + 1) * w];
-                for &(lo, hi, dx) in &xa.taps {
-                    if lo >= hi {
-                        continue;
-                    }
-                    let start = (lo as isize * sw as isize + dx) as usize;
-                    let dst = &mut row[lo..hi];
-                    if sw == 1 {
-                        let s = &src[start..start + (hi - lo)];
-                        if is_max {
-                            dst.iter_mut()
-                                .zip(s)
-                                .for_each(|(m, &v)| *m = max_nan(*m, v));
-                        } else {
-                            dst.iter_mut().zip(s).for_each(|(m, &v)| *m += v);
-                        }
+        BUFS.with(|cell| {
+            let mut bufs = cell.borrow_mut();
+            let bufs = &mut *bufs;
+            st.taps(&mut bufs.taps);
+            bufs.flat.resize(st.flat_len(), 0.0);
+            st.fill(&input[p * h * w..(p + 1) * h * w], pad, &mut bufs.input);
+            flat(level, is_max, &bufs.input, &bufs.taps, &mut bufs.flat);
+            if is_max {
+                st.compact(&bufs.flat, o, |v, _, _| v);
+            } else {
+                st.compact(&bufs.flat, o, |v, oy, ox| {
+                    let cnt = cy[oy] * cx[ox];
+                    if cnt == 0 {
+                        0.0
                     } else {
-                        let s = src[start..].iter().step_by(sw);
-                        if is_max {
-                            dst.iter_mut()
-                                .zip(s)
-                                .for_each(|(m, &v)| *m = max_nan(*m, v));
-                        } else {
-                            dst.iter_mut().zip(s).for_each(|(m, &v)| *m += v);
-                        }
+                        v / cnt as f32
                     }
-                }
+                });
             }
-            if !is_max {
-                let cy = ya.count[oy];
-                for (v, &cx) in row.iter_mut().zip(&xa.count) {
-                    let cnt = cy * cx;
-                    *v = if cnt == 0 { 0.0 } else { *v / cnt as f32 };
+        })
+    });
+    Ok(())
+}
+
+thread_local! {
+    /// Per-thread pooling buffers, reused across planes and calls.
+    static BUFS: std::cell::RefCell<Bufs> = std::cell::RefCell::new(Bufs::default());
+}
+
+fn flat(level: Level, is_max: bool, buf: &[f32], taps: &[usize], out: &mut [f32]) {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `level` is Avx512 only after avx512f was detected.
+        Level::Avx512 => unsafe { flat_avx512(is_max, buf, taps, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `level` is Avx2 only after avx2 and fma were detected.
+        Level::Avx2 => unsafe { flat_avx2(is_max, buf, taps, out) },
+        _ => flat_body(is_max, buf, taps, out),
+    }
+}
+
+/// # Safety
+/// Requires avx512f.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn flat_avx512(is_max: bool, buf: &[f32], taps: &[usize], out: &mut [f32]) {
+    flat_body(is_max, buf, taps, out)
+}
+
+/// # Safety
+/// Requires avx2 and fma.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn flat_avx2(is_max: bool, buf: &[f32], taps: &[usize], out: &mut [f32]) {
+    flat_body(is_max, buf, taps, out)
+}
+
+/// `out[j] = max_t buf[j + taps[t]]` (NaN-propagating) or the sum over taps.
+#[inline(always)]
+fn flat_body(is_max: bool, buf: &[f32], taps: &[usize], out: &mut [f32]) {
+    for (jb, o) in out.chunks_exact_mut(BLOCK).enumerate() {
+        let j = jb * BLOCK;
+        let mut acc = [if is_max { f32::NEG_INFINITY } else { 0.0 }; BLOCK];
+        for &off in taps {
+            let x = &buf[j + off..j + off + BLOCK];
+            if is_max {
+                for l in 0..BLOCK {
+                    acc[l] = max_nan(acc[l], x[l]);
+                }
+            } else {
+                for l in 0..BLOCK {
+                    acc[l] += x[l];
                 }
             }
         }
-    });
-    Ok(())
+        o.copy_from_slice(&acc);
+    }
 }
 
 /// `max` that propagates NaN from either side (the running value or the new one).
@@ -294,24 +335,35 @@ pub(crate) fn lrn(
             o.iter_mut().zip(src).for_each(|(s, &v)| *s += v * v);
         }
         let xs = &input[p * hw..(p + 1) * hw];
-        o.iter_mut()
-            .zip(xs)
-            .for_each(|(s, &x)| *s = x * inv_pow(bias + scale * *s, beta));
+        // One loop per exponent kind, so that each vectorises without a branch inside.
+        if beta == 0.75 {
+            scale_plane::<0>(o, xs, bias, scale, beta);
+        } else if beta == 0.5 {
+            scale_plane::<1>(o, xs, bias, scale, beta);
+        } else if beta == 1.0 {
+            scale_plane::<2>(o, xs, bias, scale, beta);
+        } else {
+            scale_plane::<3>(o, xs, bias, scale, beta);
+        }
     });
     Ok(())
 }
 
-/// `t ^ -beta`, with cheap exact forms for the common exponents (AlexNet uses 0.75).
+/// `o[i] = xs[i] * (bias + scale * o[i]) ^ -beta`; `KIND` 0, 1, 2 select the exact
+/// cheap forms for beta = 0.75 (AlexNet), 0.5 and 1, 3 the general `powf`.
 #[inline(always)]
-fn inv_pow(t: f32, beta: f32) -> f32 {
-    if beta == 0.75 {
-        let r = t.sqrt();
-        1.0 / (r * r.sqrt())
-    } else if beta == 0.5 {
-        1.0 / t.sqrt()
-    } else if beta == 1.0 {
-        1.0 / t
-    } else {
-        t.powf(-beta)
+fn scale_plane<const KIND: u8>(o: &mut [f32], xs: &[f32], bias: f32, scale: f32, beta: f32) {
+    for (s, &x) in o.iter_mut().zip(xs) {
+        let t = bias + scale * *s;
+        let inv = match KIND {
+            0 => {
+                let r = t.sqrt();
+                1.0 / (r * r.sqrt())
+            }
+            1 => 1.0 / t.sqrt(),
+            2 => 1.0 / t,
+            _ => t.powf(-beta),
+        };
+        *s = x * inv;
     }
 }
