@@ -14,19 +14,29 @@ const INF: u32 = 0x7f80_0000;
 const CHUNK: u32 = 1 << 16;
 
 /// Mismatches in one chunk of magnitudes `[start, start + CHUNK)` (both signs).
-fn check_chunk(f: Format, t: &Table, start: u32) -> (u64, Option<String>) {
+#[derive(Default)]
+struct Buffers {
+    xs: Vec<f32>,
+    codes: Vec<u32>,
+    dec: Vec<f32>,
+    q: Vec<f32>,
+}
+
+fn check_chunk(f: Format, t: &Table, start: u32, b: &mut Buffers) -> (u64, Option<String>) {
     let s = &t.spec;
     let end = start.saturating_add(CHUNK).min(INF + 1);
     let n = (end - start) as usize;
-    let mut xs: Vec<f32> = Vec::with_capacity(2 * n);
+    let Buffers { xs, codes, dec, q } = b;
+    xs.clear();
     xs.extend((start..end).map(f32::from_bits));
     xs.extend((start..end).map(|a| f32::from_bits(a | 0x8000_0000)));
-    let mut codes = vec![0u32; xs.len()];
-    encode_slice(f, &xs, &mut codes).expect("lengths");
-    let mut dec = vec![0f32; xs.len()];
-    decode_slice(f, &codes, &mut dec).expect("lengths");
-    let mut q = xs.clone();
-    quantize_slice(f, &mut q);
+    codes.resize(xs.len(), 0);
+    encode_slice(f, xs, codes).expect("lengths");
+    dec.resize(xs.len(), 0.0);
+    decode_slice(f, codes, dec).expect("lengths");
+    q.clear();
+    q.extend_from_slice(xs);
+    quantize_slice(f, q);
 
     let mut bad = 0u64;
     let mut first = None;
@@ -45,7 +55,7 @@ fn check_chunk(f: Format, t: &Table, start: u32) -> (u64, Option<String>) {
             let (rc, rv) = if neg && !s.signed {
                 (0, 0.0f32)
             } else {
-                (s.code(neg, mag), s.f32_of(neg, mag))
+                (s.code(neg, mag), t.f32_of(neg, mag))
             };
             if codes[j] != rc || dec[j].to_bits() != rv.to_bits() || q[j].to_bits() != rv.to_bits() {
                 bad += 1;
@@ -71,7 +81,7 @@ fn exhaustive(spec: &str) {
     let chunks: Vec<u32> = (0..=INF).step_by(CHUNK as usize).collect();
     let (bad, first) = chunks
         .par_iter()
-        .map(|&c| check_chunk(f, &t, c))
+        .map_init(Buffers::default, |b, &c| check_chunk(f, &t, c, b))
         .reduce(
             || (0, None),
             |(a, fa), (b, fb)| (a + b, fa.or(fb)),

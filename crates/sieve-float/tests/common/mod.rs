@@ -66,14 +66,9 @@ impl Spec {
     /// Choose between consecutive magnitude codes `c` and `c + 1` for `ax`
     /// (`value(c) <= ax <= value(c+1)`): nearest, ties to the even code.
     pub fn pick(&self, ax: f64, c: u64) -> u64 {
-        let (lo, hi) = (self.value(c), self.value(c + 1));
-        let (d_lo, d_hi) = (ax - lo, hi - ax);
-        if d_lo < d_hi || (d_lo == d_hi && c % 2 == 0) {
-            c
-        } else {
-            c + 1
-        }
+        pick_between(ax, c, self.value(c), self.value(c + 1))
     }
+
 
     /// The reference: `(code, value)` for `x`, straight from the rules.
     /// NaN -> code 0 / +0 (the crate's documented choice).
@@ -118,17 +113,45 @@ impl Spec {
     }
 }
 
+/// Nearest of `lo = value(c)` and `hi = value(c + 1)`, ties to the even code.
+pub fn pick_between(ax: f64, c: u64, lo: f64, hi: f64) -> u64 {
+    let (d_lo, d_hi) = (ax - lo, hi - ax);
+    if d_lo < d_hi || (d_lo == d_hi && c % 2 == 0) {
+        c
+    } else {
+        c + 1
+    }
+}
+
 /// Sorted table of all non-negative magnitudes of a narrow format, with
 /// decision points, for fast exhaustive walks.
 pub struct Table {
     pub spec: Spec,
     pub values: Vec<f64>,
+    pub values32: Vec<f32>,
+    min: f64,
 }
 
 impl Table {
     pub fn new(spec: Spec) -> Table {
-        let values = (0..=spec.max_mag()).map(|c| spec.value(c)).collect();
-        Table { spec, values }
+        let values: Vec<f64> = (0..=spec.max_mag()).map(|c| spec.value(c)).collect();
+        let values32 = values.iter().map(|&v| v as f32).collect();
+        Table {
+            spec,
+            values,
+            values32,
+            min: spec.min(),
+        }
+    }
+
+    /// f32 value of a full result (table lookup).
+    pub fn f32_of(&self, negative: bool, mag: u64) -> f32 {
+        let v = self.values32[mag as usize];
+        if self.spec.signed && negative {
+            -v
+        } else {
+            v
+        }
     }
 
     /// Magnitude code for `ax` by binary search (`hint`-free).
@@ -153,7 +176,7 @@ impl Table {
     /// lower candidate (start at `min_mag`).
     pub fn magnitude_walk(&self, ax: f64, cur: &mut u64) -> u64 {
         let s = &self.spec;
-        let min = s.min();
+        let min = self.min;
         if ax < min / 2.0 {
             return 0;
         }
@@ -167,7 +190,8 @@ impl Table {
         if *cur >= max_mag {
             return max_mag;
         }
-        s.pick(ax, *cur)
+        let c = *cur as usize;
+        pick_between(ax, *cur, self.values[c], self.values[c + 1])
     }
 }
 
