@@ -11,6 +11,7 @@
 
 pub mod backend;
 pub mod batcher;
+pub mod client;
 pub mod codec;
 pub mod engine;
 pub mod error;
