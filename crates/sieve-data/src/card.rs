@@ -203,7 +203,8 @@ impl ModelCard {
     /// Parses card text; `path` is recorded and used for errors and for
     /// resolving relative files.
     pub fn parse(text: &str, path: &Path) -> Result<Self, DataError> {
-        let mut card: ModelCard = toml::from_str(text).map_err(|e| card_err(path, e.to_string()))?;
+        let mut card: ModelCard =
+            toml::from_str(text).map_err(|e| card_err(path, e.to_string()))?;
         card.path = path.to_path_buf();
         card.input_spec()?;
         Ok(card)
@@ -287,7 +288,10 @@ impl ModelCard {
         if let Some(shared) = std::env::var_os("SIEVE_SHARED") {
             c.push(PathBuf::from(shared).join(rel));
         }
-        c.push(dir.join("..").join(rel.strip_prefix("data/").unwrap_or(rel)));
+        c.push(
+            dir.join("..")
+                .join(rel.strip_prefix("data/").unwrap_or(rel)),
+        );
         if let Some(name) = Path::new(rel).file_name() {
             c.push(dir.join(name));
         }
@@ -316,7 +320,8 @@ impl ModelCard {
     /// [`class_names`](Self::class_names), or `"0"`, `"1"`, ... when the file is unavailable.
     pub fn class_names_or_indices(&self) -> Vec<String> {
         self.class_names().unwrap_or_else(|_| {
-            (0..self.output.num_classes - self.output.background_offset.min(self.output.num_classes))
+            (0..self.output.num_classes
+                - self.output.background_offset.min(self.output.num_classes))
                 .map(|i| i.to_string())
                 .collect()
         })

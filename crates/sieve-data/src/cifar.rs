@@ -34,7 +34,7 @@ impl Cifar10 {
     ///
     /// Errors when the length is not a multiple of 3073 or a label is above 9.
     pub fn from_bytes(records: Vec<u8>, file: &Path) -> Result<Self, DataError> {
-        if records.is_empty() || records.len() % RECORD_BYTES != 0 {
+        if records.is_empty() || !records.len().is_multiple_of(RECORD_BYTES) {
             return Err(DataError::format(
                 file,
                 format!(

@@ -41,7 +41,10 @@ pub fn parse_labels(text: &str, dir: &Path, file: &Path) -> Result<Vec<ImageEntr
             ));
         };
         let label: i64 = label.parse().map_err(|_| {
-            DataError::format(file, format!("line {}: label {label:?} is not an integer", i + 1))
+            DataError::format(
+                file,
+                format!("line {}: label {label:?} is not an integer", i + 1),
+            )
         })?;
         if label < 0 {
             return Err(DataError::format(
@@ -80,7 +83,11 @@ pub fn decode_rgb_bytes(bytes: &[u8], path: &Path) -> Result<(usize, usize, Vec<
 
 /// Decodes, resizes (shorter side `size`), centre-crops and lays out one
 /// image file as CHW RGB bytes (`3 * size * size`).
-pub fn load_image_chw(path: &Path, size: usize, resampler: Resampler) -> Result<Vec<u8>, DataError> {
+pub fn load_image_chw(
+    path: &Path,
+    size: usize,
+    resampler: Resampler,
+) -> Result<Vec<u8>, DataError> {
     let (w, h, rgb) = decode_rgb(path)?;
     resize_crop_chw(&rgb, w, h, 3, size, resampler).map_err(|e| DataError::Image {
         file: path.to_path_buf(),
@@ -103,7 +110,9 @@ impl ImageFolder {
     /// are reported when their batch is read.
     pub fn open(dir: &Path, labels: &Path, size: usize) -> Result<Self, DataError> {
         if size == 0 {
-            return Err(DataError::InvalidArgument("image size must be positive".into()));
+            return Err(DataError::InvalidArgument(
+                "image size must be positive".into(),
+            ));
         }
         if !dir.is_dir() {
             return Err(DataError::io(

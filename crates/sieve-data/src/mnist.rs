@@ -58,7 +58,11 @@ pub fn parse_idx_images(bytes: &[u8], file: &Path) -> Result<IdxImages, DataErro
             format!(
                 "idx body has {} bytes, header says {n} x {rows} x {cols} = {need}{}",
                 body.len(),
-                if body.len() < need { " (truncated)" } else { "" }
+                if body.len() < need {
+                    " (truncated)"
+                } else {
+                    ""
+                }
             ),
         ));
     }
@@ -137,7 +141,10 @@ pub fn parse_index_list(text: &str, limit: usize, file: &Path) -> Result<Vec<usi
         if v >= limit {
             return Err(DataError::format(
                 file,
-                format!("line {}: index {v} out of range (dataset has {limit})", i + 1),
+                format!(
+                    "line {}: index {v} out of range (dataset has {limit})",
+                    i + 1
+                ),
             ));
         }
         out.push(v);
@@ -231,7 +238,10 @@ impl Dataset for Mnist {
                 .map(|&b| f32::from(b))
                 .collect(),
             shape: [end - start, 1, self.rows, self.cols],
-            labels: self.labels[start..end].iter().map(|&l| i64::from(l)).collect(),
+            labels: self.labels[start..end]
+                .iter()
+                .map(|&l| i64::from(l))
+                .collect(),
             start,
         })
     }
@@ -240,7 +250,10 @@ impl Dataset for Mnist {
         let end = end.min(self.len());
         let per = self.rows * self.cols;
         let mut h = Sha256::new();
-        h.update(format!("sieve-data/mnist/v1 {end}x1x{}x{}\n", self.rows, self.cols));
+        h.update(format!(
+            "sieve-data/mnist/v1 {end}x1x{}x{}\n",
+            self.rows, self.cols
+        ));
         h.update(&self.pixels[..end * per]);
         h.update(&self.labels[..end]);
         Ok(hex(&h.finalize()))

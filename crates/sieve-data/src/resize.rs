@@ -2,12 +2,14 @@
 //! of the shorter side to `S`, centre crop `S x S`, HWC -> CHW.
 //!
 //! Two resamplers:
-//! - [`Resampler::Pillow`] (default): a line-by-line port of Pillow's
+//! - The default, [`Resampler::Pillow`], is a line-by-line port of Pillow's
 //!   `libImaging/Resample.c` for 8-bit images with the `BILINEAR` filter —
 //!   double-precision coefficients normalised to sum 1, converted to 22-bit
 //!   fixed point, horizontal pass then vertical pass, each rounded to u8.
-//!   It reproduces `PIL.Image.resize(size, Image.BILINEAR)` bit for bit.
-//! - [`Resampler::FastImageResize`]: `fast_image_resize`'s
+//!   It follows `PIL.Image.resize(size, Image.BILINEAR)` step for step
+//!   (checked against hand-worked values; no Pillow was available to diff
+//!   against directly — see docs/DATA.md for the end-to-end residual).
+//! - The alternative, [`Resampler::FastImageResize`], is `fast_image_resize`'s
 //!   `Convolution(Bilinear)`, the same convolution (it derives from
 //!   Pillow-SIMD) but with 16-bit coefficients, so results can differ from
 //!   Pillow by one level on some pixels (tested below).
@@ -302,7 +304,7 @@ mod tests {
         assert_eq!(shorter_side_size(227, 227, 224), (224, 224));
         assert_eq!(shorter_side_size(500, 375, 224), (299, 224)); // 298.67
         assert_eq!(shorter_side_size(256, 341, 224), (224, 298)); // 298.375
-        // 3 * 224 / 2 = 336 exactly; 5 * 128 / 2 = 320; half-to-even: 2.5 -> 2.
+                                                                  // 3 * 224 / 2 = 336 exactly; 5 * 128 / 2 = 320; half-to-even: 2.5 -> 2.
         assert_eq!(shorter_side_size(2, 3, 224), (224, 336));
         assert_eq!(shorter_side_size(4, 5, 2), (2, 2)); // 2.5 -> 2
         assert_eq!(shorter_side_size(4, 7, 2), (2, 4)); // 3.5 -> 4
@@ -323,14 +325,19 @@ mod tests {
         }
         let out = resize_crop_chw(&src, w, h, c, 2, Resampler::Pillow).unwrap();
         // left = (4 - 2) / 2 = 1.
-        assert_eq!(out, vec![1, 2, 11, 12, 101, 102, 111, 112, 201, 202, 211, 212]);
+        assert_eq!(
+            out,
+            vec![1, 2, 11, 12, 101, 102, 111, 112, 201, 202, 211, 212]
+        );
     }
 
     fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
         let mut s = seed;
         (0..n)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 (s >> 56) as u8
             })
             .collect()
@@ -338,7 +345,12 @@ mod tests {
 
     #[test]
     fn fast_image_resize_within_one_level_of_pillow() {
-        for &(w, h, nw, nh) in &[(227, 227, 224, 224), (300, 256, 262, 224), (97, 61, 128, 80), (40, 30, 13, 7)] {
+        for &(w, h, nw, nh) in &[
+            (227, 227, 224, 224),
+            (300, 256, 262, 224),
+            (97, 61, 128, 80),
+            (40, 30, 13, 7),
+        ] {
             let src = pseudo_random(w * h * 3, (w * h) as u64);
             let a = resize_bilinear_pillow(&src, w, h, 3, nw, nh).unwrap();
             let b = resize_bilinear_fast(&src, w, h, 3, nw, nh).unwrap();

@@ -155,9 +155,7 @@ pub fn resolve_images(
     Err(DataError::MissingSplit {
         dataset: format!("images:{}", dir.display()),
         split: split.to_string(),
-        msg: format!(
-            "no {sub}/ + {sub}_labels.txt nor labels.txt there; use images:DIR:LABELS"
-        ),
+        msg: format!("no {sub}/ + {sub}_labels.txt nor labels.txt there; use images:DIR:LABELS"),
     })
 }
 

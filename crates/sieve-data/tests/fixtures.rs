@@ -25,3 +25,31 @@ fn reads_lenet5_reference_arrays() {
     let row0: f32 = o[..10].iter().sum();
     assert!((row0 - 1.0).abs() < 1e-4, "softmax row sums to {row0}");
 }
+
+#[test]
+fn fixture_mnist_matches_lenet5_reference_and_card() {
+    use sieve_data::{open, Dataset, DatasetSpec, ModelCard, Split};
+    let card = ModelCard::find_next_to(&fixtures().join("lenet5/model.onnx"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(card.name, "lenet5");
+    let target = card.input_spec().unwrap();
+    let spec = DatasetSpec::Mnist {
+        dir: fixtures().join("mnist"),
+    };
+    let ds = open(&spec, Split::Test, target).unwrap();
+    assert_eq!(ds.len(), 1000);
+    let b = ds.read_range(0, 32).unwrap();
+    let reference = read_npy(card.resolve("reference/input_uint8.npy")).unwrap();
+    assert_eq!(reference.shape, b.shape.to_vec());
+    assert_eq!(reference.to_f32_vec(), b.data);
+    let labels = read_npy(card.resolve("reference/labels.npy")).unwrap();
+    assert_eq!(labels.to_i64_vec(), b.labels);
+    // The repo fixture has no training files: validation is a clear error.
+    let e = open(&spec, Split::Validation, target).err().unwrap();
+    assert!(e.to_string().contains("validation"), "{e}");
+    // Class names resolve through the fixtures/ fallback.
+    let names = card.class_names().unwrap();
+    assert_eq!(names.len(), 10);
+    assert_eq!(names[7], "7");
+}
