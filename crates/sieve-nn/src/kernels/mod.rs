@@ -19,6 +19,7 @@ mod pool;
 pub mod reference;
 pub mod simd;
 mod stencil;
+mod stencil_simd;
 
 use thiserror::Error;
 

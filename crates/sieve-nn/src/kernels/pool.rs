@@ -4,16 +4,16 @@
 use rayon::prelude::*;
 
 use super::reference::lrn_checks;
-use super::simd::{self, Level};
-use super::stencil::{Stencil, BLOCK};
+use super::stencil::{with_bufs, Stencil};
+use super::stencil_simd::pool_flat;
 use super::{check_len, checked_product, KernelError, Pool2dGeom};
 
 /// Below this many input elements a pooling kernel runs on the calling thread.
 const PAR_MIN_ELEMS: usize = 1 << 16;
 
-/// Runs `f(plane_index, out_plane)` over the `planes` output planes of `out_plane_len`
-/// elements, in parallel when `work` is large enough.
-fn for_planes(
+/// Runs `f(first_plane, out_chunk)` over chunks of whole output planes of
+/// `out_plane_len` elements, in parallel when `work` is large enough.
+fn for_plane_chunks(
     out: &mut [f32],
     out_plane_len: usize,
     work: usize,
@@ -24,20 +24,28 @@ fn for_planes(
     }
     let threads = rayon::current_num_threads();
     if work < PAR_MIN_ELEMS || threads == 1 {
-        out.chunks_exact_mut(out_plane_len)
-            .enumerate()
-            .for_each(|(p, o)| f(p, o));
+        f(0, out);
         return;
     }
     let planes = out.len() / out_plane_len;
     let per = planes.div_ceil(threads * 4).max(1);
     out.par_chunks_mut(per * out_plane_len)
         .enumerate()
-        .for_each(|(ci, chunk)| {
-            for (i, o) in chunk.chunks_exact_mut(out_plane_len).enumerate() {
-                f(ci * per + i, o);
-            }
-        });
+        .for_each(|(ci, chunk)| f(ci * per, chunk));
+}
+
+/// Runs `f(plane_index, out_plane)` for every output plane (see [`for_plane_chunks`]).
+fn for_planes(
+    out: &mut [f32],
+    out_plane_len: usize,
+    work: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync,
+) {
+    for_plane_chunks(out, out_plane_len, work, |p0, chunk| {
+        for (i, o) in chunk.chunks_exact_mut(out_plane_len).enumerate() {
+            f(p0 + i, o);
+        }
+    });
 }
 
 /// Divisor contribution of each output index along one axis: the taps inside the input,
@@ -67,13 +75,6 @@ fn counts(
                 .count()
         })
         .collect()
-}
-
-#[derive(Default)]
-struct Bufs {
-    input: Vec<f32>,
-    flat: Vec<f32>,
-    taps: Vec<usize>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -139,86 +140,27 @@ fn pool(
         oh,
         ow,
     };
-    let level = simd::level();
     let pad = if is_max { f32::NEG_INFINITY } else { 0.0 };
-    for_planes(out, oh * ow, input.len(), |p, o| {
-        BUFS.with(|cell| {
-            let mut bufs = cell.borrow_mut();
-            let bufs = &mut *bufs;
-            st.taps(&mut bufs.taps);
-            bufs.flat.resize(st.flat_len(), 0.0);
-            st.fill(&input[p * h * w..(p + 1) * h * w], pad, &mut bufs.input);
-            flat(level, is_max, &bufs.input, &bufs.taps, &mut bufs.flat);
-            if is_max {
-                st.compact(&bufs.flat, o, |v, _, _| v);
-            } else {
-                st.compact(&bufs.flat, o, |v, oy, ox| {
-                    let cnt = cy[oy] * cx[ox];
-                    if cnt == 0 {
-                        0.0
-                    } else {
-                        v / cnt as f32
+    let ohw = oh * ow;
+    for_plane_chunks(out, ohw, input.len(), |p0, chunk| {
+        with_bufs(&st, pad, |bufs| {
+            for (i, o) in chunk.chunks_exact_mut(ohw).enumerate() {
+                let p = p0 + i;
+                st.fill(&input[p * h * w..(p + 1) * h * w], &mut bufs.input);
+                pool_flat(is_max, &bufs.input, &bufs.taps, &mut bufs.flat);
+                st.compact(&bufs.flat, o);
+                if !is_max {
+                    for (oy, row) in o.chunks_exact_mut(ow).enumerate() {
+                        for (v, &c) in row.iter_mut().zip(&cx) {
+                            let cnt = cy[oy] * c;
+                            *v = if cnt == 0 { 0.0 } else { *v / cnt as f32 };
+                        }
                     }
-                });
+                }
             }
         })
     });
     Ok(())
-}
-
-thread_local! {
-    /// Per-thread pooling buffers, reused across planes and calls.
-    static BUFS: std::cell::RefCell<Bufs> = std::cell::RefCell::new(Bufs::default());
-}
-
-fn flat(level: Level, is_max: bool, buf: &[f32], taps: &[usize], out: &mut [f32]) {
-    match level {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `level` is Avx512 only after avx512f was detected.
-        Level::Avx512 => unsafe { flat_avx512(is_max, buf, taps, out) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `level` is Avx2 only after avx2 and fma were detected.
-        Level::Avx2 => unsafe { flat_avx2(is_max, buf, taps, out) },
-        _ => flat_body(is_max, buf, taps, out),
-    }
-}
-
-/// # Safety
-/// Requires avx512f.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn flat_avx512(is_max: bool, buf: &[f32], taps: &[usize], out: &mut [f32]) {
-    flat_body(is_max, buf, taps, out)
-}
-
-/// # Safety
-/// Requires avx2 and fma.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn flat_avx2(is_max: bool, buf: &[f32], taps: &[usize], out: &mut [f32]) {
-    flat_body(is_max, buf, taps, out)
-}
-
-/// `out[j] = max_t buf[j + taps[t]]` (NaN-propagating) or the sum over taps.
-#[inline(always)]
-fn flat_body(is_max: bool, buf: &[f32], taps: &[usize], out: &mut [f32]) {
-    for (jb, o) in out.chunks_exact_mut(BLOCK).enumerate() {
-        let j = jb * BLOCK;
-        let mut acc = [if is_max { f32::NEG_INFINITY } else { 0.0 }; BLOCK];
-        for &off in taps {
-            let x = &buf[j + off..j + off + BLOCK];
-            if is_max {
-                for l in 0..BLOCK {
-                    acc[l] = max_nan(acc[l], x[l]);
-                }
-            } else {
-                for l in 0..BLOCK {
-                    acc[l] += x[l];
-                }
-            }
-        }
-        o.copy_from_slice(&acc);
-    }
 }
 
 /// `max` that propagates NaN from either side (the running value or the new one).

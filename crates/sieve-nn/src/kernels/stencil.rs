@@ -66,12 +66,17 @@ impl Stencil {
         }
     }
 
-    /// Fills `buf` with the padded, phase-split copy of `src` (`[h, w]`); padding and
-    /// slack take `pad`.
-    pub fn fill(&self, src: &[f32], pad: f32, buf: &mut Vec<f32>) {
-        let (r, p) = (self.rows(), self.pitch());
+    /// Resets `buf` to the padded layout with every element (padding, slack) set to
+    /// `pad`. Needed once per geometry: [`Stencil::fill`] only writes the interior.
+    pub fn prepare(&self, pad: f32, buf: &mut Vec<f32>) {
         buf.clear();
         buf.resize(self.buf_len(), pad);
+    }
+
+    /// Writes the input plane `src` (`[h, w]`) into the interior of a buffer set up by
+    /// [`Stencil::prepare`] for this geometry.
+    pub fn fill(&self, src: &[f32], buf: &mut [f32]) {
+        let (r, p) = (self.rows(), self.pitch());
         for iy in 0..self.h {
             let y = iy + self.pad_top;
             let row = &src[iy * self.w..(iy + 1) * self.w];
@@ -81,26 +86,93 @@ impl Stencil {
                 buf[start..start + self.w].copy_from_slice(row);
                 continue;
             }
-            for (ix, &v) in row.iter().enumerate() {
-                let x = ix + self.pad_left;
-                buf[((rp * self.sw + x % self.sw) * r + rq) * p + x / self.sw] = v;
+            if self.sw == 2 {
+                // Input column 2i goes to phase pl%2 at i + pl/2, column 2i+1 to phase
+                // (pl+1)%2 at i + (pl+1)/2: one deinterleaving pass.
+                let pl = self.pad_left;
+                let a = ((rp * 2 + pl % 2) * r + rq) * p + pl / 2;
+                let b = ((rp * 2 + (pl + 1) % 2) * r + rq) * p + (pl + 1) / 2;
+                deinterleave2(row, buf, a, b);
+                continue;
+            }
+            for cp in 0..self.sw {
+                // First padded column >= pad_left in phase cp, and its input column.
+                let x0 = self.pad_left + (cp + self.sw - self.pad_left % self.sw) % self.sw;
+                let ix0 = x0 - self.pad_left;
+                if ix0 >= self.w {
+                    continue;
+                }
+                let count = (self.w - ix0).div_ceil(self.sw);
+                let start = ((rp * self.sw + cp) * r + rq) * p + x0 / self.sw;
+                let dst = &mut buf[start..start + count];
+                for (d, &v) in dst.iter_mut().zip(row[ix0..].iter().step_by(self.sw)) {
+                    *d = v;
+                }
             }
         }
     }
 
-    /// Copies the valid columns of the flat result into `dst` (`[oh, ow]`), mapping each
-    /// value through `f(value, oy, ox)`.
-    #[inline(always)]
-    pub fn compact(&self, flat: &[f32], dst: &mut [f32], f: impl Fn(f32, usize, usize) -> f32) {
+    /// Copies the valid columns of the flat result into `dst` (`[oh, ow]`).
+    pub fn compact(&self, flat: &[f32], dst: &mut [f32]) {
         let p = self.pitch();
         for (oy, row) in dst.chunks_exact_mut(self.ow).enumerate() {
-            for (ox, (d, &v)) in row
-                .iter_mut()
-                .zip(&flat[oy * p..oy * p + self.ow])
-                .enumerate()
-            {
-                *d = f(v, oy, ox);
-            }
+            row.copy_from_slice(&flat[oy * p..oy * p + self.ow]);
         }
     }
+}
+
+/// Writes `row[2i]` to `buf[a + i]` and `row[2i + 1]` to `buf[b + i]` (`a != b` are
+/// in different phase blocks, so the two destinations do not overlap).
+fn deinterleave2(row: &[f32], buf: &mut [f32], a: usize, b: usize) {
+    let pairs = row.len() / 2;
+    let odd = row.len() % 2;
+    let (first, second, a_first) = if a < b { (a, b, true) } else { (b, a, false) };
+    let (lo, hi) = buf.split_at_mut(second);
+    let lo = &mut lo[first..first + pairs + odd];
+    let hi = &mut hi[..pairs + odd];
+    let (da, db) = if a_first { (lo, hi) } else { (hi, lo) };
+    for ((x, y), pr) in da.iter_mut().zip(db.iter_mut()).zip(row.chunks_exact(2)) {
+        *x = pr[0];
+        *y = pr[1];
+    }
+    if odd == 1 {
+        da[pairs] = row[row.len() - 1];
+    }
+}
+
+/// Per-thread buffers of the stencil kernels: phase-split input, flat output, tap
+/// offsets. Kept in a thread-local so that repeated calls do not allocate.
+#[derive(Default)]
+pub(crate) struct Bufs {
+    pub input: Vec<f32>,
+    pub flat: Vec<f32>,
+    pub taps: Vec<usize>,
+}
+
+thread_local! {
+    static BUFS: std::cell::RefCell<Bufs> = std::cell::RefCell::new(Bufs::default());
+}
+
+/// Runs `f` with this thread's buffers, prepared for `st` (input set to `pad`, flat
+/// output sized, taps computed).
+pub(crate) fn with_bufs<R>(st: &Stencil, pad: f32, f: impl FnOnce(&mut Bufs) -> R) -> R {
+    BUFS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut b) => {
+            prepare_bufs(st, pad, &mut b);
+            f(&mut b)
+        }
+        // Re-entrant use on one thread (not done by these kernels): private buffers.
+        Err(_) => {
+            let mut b = Bufs::default();
+            prepare_bufs(st, pad, &mut b);
+            f(&mut b)
+        }
+    })
+}
+
+fn prepare_bufs(st: &Stencil, pad: f32, b: &mut Bufs) {
+    st.taps(&mut b.taps);
+    st.prepare(pad, &mut b.input);
+    b.flat.clear();
+    b.flat.resize(st.flat_len(), 0.0);
 }
