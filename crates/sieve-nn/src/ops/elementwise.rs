@@ -2,7 +2,8 @@
 //! broadcasting binary/variadic arithmetic.
 //!
 //! Specs: <https://onnx.ai/onnx/operators/onnx__Relu.html>, `LeakyRelu`, `PRelu`,
-//! `Sigmoid`, `HardSigmoid`, `HardSwish`, `Tanh`, `Exp`, `Sqrt`, `Clip`, `Add`, `Sub`,
+//! `Sigmoid`, `HardSigmoid`, `HardSwish`, `Tanh`, `Exp`, `Sqrt`, `Log`, `Neg`,
+//! `Abs`, `Clip`, `Add`, `Sub`,
 //! `Mul`, `Div`, `Max`, `Min`, `Sum`, `Mean` (same URL pattern).
 //!
 //! Supported opsets: 6..=22 for the unary ops (attributes `alpha` for LeakyRelu
@@ -36,6 +37,12 @@ pub enum UnaryKind {
     Exp,
     /// `sqrt(x)`.
     Sqrt,
+    /// `ln(x)`.
+    Log,
+    /// `-x`.
+    Neg,
+    /// `|x|`.
+    Abs,
 }
 
 impl UnaryKind {
@@ -57,6 +64,9 @@ impl UnaryKind {
             UnaryKind::Tanh => x.tanh(),
             UnaryKind::Exp => x.exp(),
             UnaryKind::Sqrt => x.sqrt(),
+            UnaryKind::Log => x.ln(),
+            UnaryKind::Neg => -x,
+            UnaryKind::Abs => x.abs(),
         }
     }
 
@@ -70,6 +80,9 @@ impl UnaryKind {
             UnaryKind::Tanh => "Tanh",
             UnaryKind::Exp => "Exp",
             UnaryKind::Sqrt => "Sqrt",
+            UnaryKind::Log => "Log",
+            UnaryKind::Neg => "Neg",
+            UnaryKind::Abs => "Abs",
         }
     }
 }
@@ -94,6 +107,9 @@ impl Unary {
             "Tanh" => UnaryKind::Tanh,
             "Exp" => UnaryKind::Exp,
             "Sqrt" => UnaryKind::Sqrt,
+            "Log" => UnaryKind::Log,
+            "Neg" => UnaryKind::Neg,
+            "Abs" => UnaryKind::Abs,
             _ => {
                 return Err(NnError::UnsupportedOp {
                     node: spec.name.clone(),
@@ -377,7 +393,7 @@ pub fn broadcast_map<T: Copy, E>(
 ) -> Result<Vec<T>, E> {
     let n: usize = out_shape.iter().product();
     let mut out = Vec::with_capacity(n);
-    if ash == bsh {
+    if ash == bsh && a.len() == n {
         for (&x, &y) in a.iter().zip(b) {
             out.push(f(x, y)?);
         }
@@ -514,5 +530,72 @@ mod tests {
         let n = Dim::Symbolic("N".into());
         let d = broadcast_dims(&[n.clone(), Dim::Fixed(3)], &[Dim::Fixed(1), Dim::Fixed(3)]).unwrap();
         assert_eq!(d, vec![n, Dim::Fixed(3)]);
+    }
+}
+
+/// `Cast` / `CastLike` between f32 and i64 (ONNX `FLOAT`; `INT64`/`INT32`).
+/// f32 -> i64 truncates toward zero (saturating).
+/// Specs: <https://onnx.ai/onnx/operators/onnx__Cast.html>,
+/// <https://onnx.ai/onnx/operators/onnx__CastLike.html>.
+#[derive(Debug, Clone)]
+pub struct Cast {
+    /// Target type for `Cast`; `None` for `CastLike` (type of input 1).
+    pub to: Option<DType>,
+}
+
+impl Cast {
+    /// Builds from a node.
+    pub fn from_spec(spec: &NodeSpec) -> Result<Box<dyn Op>, NnError> {
+        let mut a = Attrs::new(spec);
+        a.int("saturate", 1)?;
+        let to = if spec.op_type == "Cast" {
+            let code = a.int_opt("to")?.ok_or_else(|| a.bad("to", "required attribute missing"))?;
+            Some(match code {
+                1 => DType::F32,
+                6 | 7 => DType::I64,
+                other => return Err(a.bad("to", format!("unsupported target type code {other}"))),
+            })
+        } else {
+            None
+        };
+        a.finish()?;
+        Ok(Box::new(Cast { to }))
+    }
+}
+
+fn cast_to(x: &Tensor, to: DType) -> Result<Tensor, NnError> {
+    match (x.dtype(), to) {
+        (a, b) if a == b => Ok(x.clone()),
+        (DType::F32, DType::I64) => Tensor::from_i64(x.shape().to_vec(), x.f32s()?.iter().map(|&v| v as i64).collect()),
+        (_, _) => Tensor::from_f32(x.shape().to_vec(), x.i64s()?.iter().map(|&v| v as f32).collect()),
+    }
+}
+
+impl Op for Cast {
+    fn name(&self) -> &'static str {
+        if self.to.is_some() {
+            "Cast"
+        } else {
+            "CastLike"
+        }
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn infer(&self, inputs: &InputFacts<'_>) -> Result<Vec<Fact>, NnError> {
+        let x = inputs.get(0)?;
+        let to = match self.to {
+            Some(t) => t,
+            None => inputs.get(1)?.dtype,
+        };
+        Ok(vec![Fact::new(to, x.shape.clone())])
+    }
+    fn eval(&self, inputs: &Inputs<'_>, _s: &mut Scratch) -> Result<Vec<Tensor>, NnError> {
+        let x = inputs.get(0)?;
+        let to = match self.to {
+            Some(t) => t,
+            None => inputs.get(1)?.dtype(),
+        };
+        Ok(vec![cast_to(x, to)?])
     }
 }

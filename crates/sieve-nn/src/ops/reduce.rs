@@ -119,7 +119,17 @@ impl Op for Reduce {
         let x = inputs.get(0)?;
         want_f32(x, "input")?;
         if self.attr_axes.is_none() && inputs.opt(1).is_some() && inputs.konst(1).is_none() {
-            return Err(NnError::op("axes must be a constant"));
+            // Axes known only at run time: only the rank may be known.
+            let n_axes = inputs.get(1)?.shape.first().and_then(|d| d.fixed());
+            let r = x.shape.len();
+            let rank = match (self.keepdims, n_axes) {
+                (true, _) => r,
+                (false, Some(0)) if self.noop_empty => r,
+                (false, Some(0)) => 0,
+                (false, Some(k)) => r.saturating_sub(k),
+                (false, None) => r,
+            };
+            return Ok(vec![Fact::new(DType::F32, vec![Dim::unknown(); rank])]);
         }
         let out = match self.axes(x.shape.len(), inputs.konst(1))? {
             None => x.shape.clone(),

@@ -384,7 +384,11 @@ impl Op for Squeeze {
     fn infer(&self, inputs: &InputFacts<'_>) -> Result<Vec<Fact>, NnError> {
         let x = inputs.get(0)?;
         if self.attr_axes.is_none() && inputs.opt(1).is_some() && inputs.konst(1).is_none() {
-            return Err(NnError::op("axes must be a constant"));
+            // Axes known only at run time: the rank follows from their count.
+            let k = inputs.get(1)?.shape.first().and_then(|d| d.fixed()).unwrap_or(0);
+            let r = x.shape.len();
+            let rank = if self.unsqueeze { r + k } else { r.saturating_sub(k) };
+            return Ok(vec![Fact::new(x.dtype, vec![Dim::unknown(); rank])]);
         }
         let axes = self.axes(inputs.konst(1))?;
         Ok(vec![Fact::new(x.dtype, self.out_dims(&x.shape, axes)?)])
