@@ -7,6 +7,8 @@
 //! with its own slice of the scratch buffer; otherwise items run in order and the GEMM
 //! itself uses the rayon pool. Tiny problems (LeNet-5) stay on the calling thread.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use rayon::prelude::*;
 
 use super::matmul::{matmul_raw, MatRef};
@@ -15,7 +17,7 @@ use super::{check_len, checked_product, depthwise, Activation, Conv2dGeom, Kerne
 /// Below this many multiply-adds the whole convolution runs on the calling thread.
 const PAR_MIN_MACS: usize = 1 << 20;
 /// Target size in floats of one im2col tile (half of a typical 1-2 MiB L2).
-const TILE_FLOATS: usize = 1 << 17;
+const TILE_FLOATS: usize = 1 << 19;
 
 /// Checks every operand of a convolution and returns `(oh, ow)`.
 #[allow(clippy::too_many_arguments)]
@@ -83,11 +85,13 @@ impl Plan<'_> {
         n * self.g.groups * self.tiles
     }
 
+    /// Scratch floats per worker: the im2col tile plus one phase-split input row.
     fn tile_len(&self) -> usize {
         if self.direct {
             0
         } else {
             self.kdim * self.tile_rows * self.ow
+                + self.g.stride_w * row_pitch(self.g, self.w, self.ow)
         }
     }
 
@@ -109,14 +113,15 @@ impl Plan<'_> {
         let cols = (oy1 - oy0) * self.ow;
         let img = &self.input[(b * g.c_in + gi * cig) * self.h * self.w..][..cig * self.h * self.w];
         let rhs = if self.direct {
+            // 1x1, stride 1, no padding: output pixel j reads input pixel j.
             MatRef {
-                data: img,
+                data: &img[oy0 * self.ow..],
                 rs: self.h * self.w,
                 cs: 1,
             }
         } else {
-            let col = &mut col[..self.kdim * cols];
-            im2col(g, img, self.h, self.w, self.ow, oy0, oy1, col);
+            let (col, row_buf) = col.split_at_mut(self.kdim * cols);
+            im2col(g, img, self.h, self.w, self.ow, oy0, oy1, col, row_buf);
             MatRef {
                 data: col,
                 rs: cols,
@@ -134,12 +139,6 @@ impl Plan<'_> {
         // output (caller contract) and owned by this item; each row segment is a distinct
         // contiguous range, so the short-lived slices below never overlap other threads'.
         unsafe {
-            let row = |co: usize| std::slice::from_raw_parts_mut(out.0.add(base + co * ohw), cols);
-            if let Some(bias) = self.bias {
-                for co in 0..cog {
-                    row(co).fill(bias[co0 + co]);
-                }
-            }
             matmul_raw(
                 cog,
                 cols,
@@ -149,15 +148,27 @@ impl Plan<'_> {
                 out.0.add(base),
                 ohw,
                 1.0,
-                self.bias.is_some(),
+                false,
                 gemm_parallel,
             );
-            if self.act != Activation::None {
+            if self.bias.is_some() || self.act != Activation::None {
                 for co in 0..cog {
-                    super::apply_activation(self.act, row(co));
+                    let row = std::slice::from_raw_parts_mut(out.0.add(base + co * ohw), cols);
+                    epilogue(row, self.bias.map_or(0.0, |bs| bs[co0 + co]), self.act);
                 }
             }
         }
+    }
+}
+
+/// `row[i] = act(row[i] + bias)`, one vectorisable loop per activation kind.
+pub(crate) fn epilogue(row: &mut [f32], bias: f32, act: Activation) {
+    match act {
+        Activation::None => row.iter_mut().for_each(|v| *v += bias),
+        Activation::Relu => row.iter_mut().for_each(|v| *v = (*v + bias).max(0.0)),
+        Activation::Clip { min, max } => row
+            .iter_mut()
+            .for_each(|v| *v = (*v + bias).max(min).min(max)),
     }
 }
 
@@ -186,7 +197,7 @@ pub(crate) fn conv2d(
     } else {
         1
     };
-    if g.c_in_per_group() == 1 {
+    if g.c_in_per_group() == 1 && g.kh * g.kw > 1 {
         return depthwise::conv(g, input, n, h, w, weights, bias, act, out, oh, ow, threads);
     }
     let direct = g.kh == 1
@@ -194,11 +205,10 @@ pub(crate) fn conv2d(
         && g.stride_h == 1
         && g.stride_w == 1
         && g.pad_top + g.pad_left + g.pad_bottom + g.pad_right == 0;
-    let tile_rows = if direct {
-        oh
-    } else {
-        (TILE_FLOATS / (kdim * ow).max(1)).clamp(1, oh)
-    };
+    // Tile so that the im2col block and the output block stay in L2 together.
+    let target_cols = (TILE_FLOATS / (kdim + g.c_out_per_group())).max(1);
+    let tile_rows = (target_cols / ow.max(1)).clamp(1, oh);
+    let tiles = oh.div_ceil(tile_rows);
     let plan = Plan {
         g,
         input,
@@ -211,13 +221,13 @@ pub(crate) fn conv2d(
         ow,
         kdim,
         tile_rows,
-        tiles: oh.div_ceil(tile_rows),
+        tiles,
         direct,
     };
     let items = plan.items(n);
     let tile_len = plan.tile_len();
     let out_ptr = OutPtr(out.as_mut_ptr());
-    // Parallel over items only when each thread gets several; otherwise let the GEMM split.
+    // Parallel over items when there are enough to balance; otherwise the GEMM splits.
     let workers = if threads > 1 && items >= 2 * threads {
         threads
     } else {
@@ -234,24 +244,27 @@ pub(crate) fn conv2d(
         }
         return Ok(());
     }
-    let per = items.div_ceil(workers);
+    let next = AtomicUsize::new(0);
     let mut chunks: Vec<&mut [f32]> = if tile_len == 0 {
         (0..workers).map(|_| &mut [][..]).collect()
     } else {
         scratch[..need].chunks_mut(tile_len).collect()
     };
-    chunks.par_iter_mut().enumerate().for_each(|(wi, col)| {
-        for item in wi * per..((wi + 1) * per).min(items) {
-            // SAFETY: each item is run by exactly one worker (disjoint ranges) and items
-            // write disjoint output regions; `out` stays borrowed for the whole call.
-            unsafe { plan.run_item(item, out_ptr, col, false) };
+    chunks.par_iter_mut().for_each(|col| loop {
+        let item = next.fetch_add(1, Ordering::Relaxed);
+        if item >= items {
+            break;
         }
+        // SAFETY: the atomic counter hands each item to exactly one worker, and items
+        // write disjoint output regions; `out` stays borrowed for the whole call.
+        unsafe { plan.run_item(item, out_ptr, col, false) };
     });
     Ok(())
 }
 
 /// Writes the im2col matrix of output rows `oy0..oy1` for one group's input planes
 /// `img` (`[cig, h, w]`): row `(ci*kh + ky)*kw + kx`, column `(oy-oy0)*ow + ox`.
+/// `row_buf` (at least [`row_buf_len`] floats) holds one padded, phase-split input row.
 #[allow(clippy::too_many_arguments)]
 fn im2col(
     g: &Conv2dGeom,
@@ -262,43 +275,69 @@ fn im2col(
     oy0: usize,
     oy1: usize,
     col: &mut [f32],
+    row_buf: &mut [f32],
 ) {
     let cols = (oy1 - oy0) * ow;
     let cig = g.c_in_per_group();
-    let mut r = 0;
+    let s = g.stride_w;
+    // Padded row split into `s` phases of `pitch` columns: padded column x lives at
+    // (x % s) * pitch + x / s, so tap kx of output ox is at a fixed offset + ox.
+    let pitch = row_pitch(g, w, ow);
+    let row_buf = &mut row_buf[..s * pitch];
     for ci in 0..cig {
         let plane = &img[ci * h * w..(ci + 1) * h * w];
         for ky in 0..g.kh {
-            for kx in 0..g.kw {
-                let dst_row = &mut col[r * cols..(r + 1) * cols];
-                r += 1;
-                let dx = (kx * g.dil_w) as isize - g.pad_left as isize;
-                let (lo, hi) = valid_range(dx, g.stride_w, w, ow);
-                for oy in oy0..oy1 {
-                    let dst = &mut dst_row[(oy - oy0) * ow..(oy - oy0 + 1) * ow];
-                    let iy = (oy * g.stride_h + ky * g.dil_h) as isize - g.pad_top as isize;
-                    if iy < 0 || iy >= h as isize || lo >= hi {
-                        dst.fill(0.0);
-                        continue;
+            let r0 = (ci * g.kh + ky) * g.kw;
+            for oy in oy0..oy1 {
+                let c0 = (oy - oy0) * ow;
+                let iy = (oy * g.stride_h + ky * g.dil_h) as isize - g.pad_top as isize;
+                if iy < 0 || iy >= h as isize {
+                    for kx in 0..g.kw {
+                        col[(r0 + kx) * cols + c0..][..ow].fill(0.0);
                     }
-                    let src = &plane[iy as usize * w..(iy as usize + 1) * w];
-                    dst[..lo].fill(0.0);
-                    dst[hi..].fill(0.0);
-                    let start = (lo as isize * g.stride_w as isize + dx) as usize;
-                    if g.stride_w == 1 {
-                        dst[lo..hi].copy_from_slice(&src[start..start + (hi - lo)]);
-                    } else {
-                        for (d, s) in dst[lo..hi]
-                            .iter_mut()
-                            .zip(src[start..].iter().step_by(g.stride_w))
-                        {
-                            *d = *s;
+                    continue;
+                }
+                let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+                if s == 1 {
+                    for kx in 0..g.kw {
+                        let dx = (kx * g.dil_w) as isize - g.pad_left as isize;
+                        let (lo, hi) = valid_range(dx, 1, w, ow);
+                        let dst = &mut col[(r0 + kx) * cols + c0..][..ow];
+                        dst[..lo].fill(0.0);
+                        dst[hi..].fill(0.0);
+                        if lo < hi {
+                            let start = (lo as isize + dx) as usize;
+                            dst[lo..hi].copy_from_slice(&src[start..start + (hi - lo)]);
                         }
                     }
+                    continue;
+                }
+                row_buf.fill(0.0);
+                for ph in 0..s {
+                    let x0 = g.pad_left + (ph + s - g.pad_left % s) % s;
+                    let ix0 = x0 - g.pad_left;
+                    if ix0 >= w {
+                        continue;
+                    }
+                    let dst = &mut row_buf[ph * pitch + x0 / s..(ph + 1) * pitch];
+                    for (d, v) in dst.iter_mut().zip(src[ix0..].iter().step_by(s)) {
+                        *d = *v;
+                    }
+                }
+                for kx in 0..g.kw {
+                    let x = kx * g.dil_w;
+                    let start = (x % s) * pitch + x / s;
+                    col[(r0 + kx) * cols + c0..][..ow].copy_from_slice(&row_buf[start..start + ow]);
                 }
             }
         }
     }
+}
+
+/// Columns per phase of the padded, phase-split input row used by strided im2col.
+fn row_pitch(g: &Conv2dGeom, w: usize, ow: usize) -> usize {
+    let need = (ow - 1) * g.stride_w + (g.kw - 1) * g.dil_w + 1;
+    need.max(g.pad_left + w).div_ceil(g.stride_w)
 }
 
 /// Range `[lo, hi)` of output columns `ox < ow` whose input column `ox*stride + d` is

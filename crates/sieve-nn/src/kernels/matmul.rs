@@ -132,17 +132,36 @@ pub(crate) unsafe fn matmul_raw(
 /// `y[j] = alpha * dot(mat[j*k .. (j+1)*k], x) + beta * y[j]` for `j < y.len()`.
 fn gemv_rows(mat: &[f32], x: &[f32], k: usize, alpha: f32, beta: f32, y: &mut [f32]) {
     let body = |j0: usize, ys: &mut [f32]| {
-        for (j, yv) in ys.iter_mut().enumerate() {
-            let row = &mat[(j0 + j) * k..(j0 + j + 1) * k];
-            let d = alpha * simd::dot(row, x);
-            *yv = if beta == 0.0 { d } else { d + beta * *yv };
+        let finish = |yv: &mut f32, d: f32| {
+            *yv = if beta == 0.0 {
+                alpha * d
+            } else {
+                alpha * d + beta * *yv
+            }
+        };
+        let mut quads = ys.chunks_exact_mut(4);
+        let mut j = j0;
+        for q in &mut quads {
+            let row = |r: usize| &mat[(j + r) * k..(j + r + 1) * k];
+            let d = simd::dot4([row(0), row(1), row(2), row(3)], x);
+            for (yv, dv) in q.iter_mut().zip(d) {
+                finish(yv, dv);
+            }
+            j += 4;
+        }
+        for yv in quads.into_remainder() {
+            finish(yv, simd::dot(&mat[j * k..(j + 1) * k], x));
+            j += 1;
         }
     };
     if mat.len() < GEMV_PAR_MIN || rayon::current_num_threads() == 1 {
         body(0, y);
         return;
     }
-    let chunk = y.len().div_ceil(rayon::current_num_threads() * 4).max(1);
+    let chunk = y
+        .len()
+        .div_ceil(rayon::current_num_threads() * 4)
+        .next_multiple_of(4);
     y.par_chunks_mut(chunk)
         .enumerate()
         .for_each(|(ci, ys)| body(ci * chunk, ys));
@@ -151,13 +170,25 @@ fn gemv_rows(mat: &[f32], x: &[f32], k: usize, alpha: f32, beta: f32, y: &mut [f
 /// `y = alpha * sum_p x[p] * mat[p*n .. (p+1)*n] + beta * y` with `n = y.len()`.
 fn gemv_cols(mat: &[f32], x: &[f32], n: usize, alpha: f32, beta: f32, y: &mut [f32]) {
     // Column blocks small enough to keep the accumulator in L1 while streaming rows.
-    const BLOCK: usize = 512;
+    const BLOCK: usize = 1024;
     let body = |j0: usize, ys: &mut [f32]| {
         let mut acc = [0.0f32; BLOCK];
         let acc = &mut acc[..ys.len()];
-        for (p, &xv) in x.iter().enumerate() {
-            let row = &mat[p * n + j0..p * n + j0 + ys.len()];
-            simd::axpy(xv, row, acc);
+        let len = ys.len();
+        let row = |p: usize| &mat[p * n + j0..p * n + j0 + len];
+        let mut quads = x.chunks_exact(4);
+        let mut p = 0;
+        for q in &mut quads {
+            simd::axpy4(
+                [q[0], q[1], q[2], q[3]],
+                [row(p), row(p + 1), row(p + 2), row(p + 3)],
+                acc,
+            );
+            p += 4;
+        }
+        for &xv in quads.remainder() {
+            simd::axpy(xv, row(p), acc);
+            p += 1;
         }
         for (yv, &a) in ys.iter_mut().zip(acc.iter()) {
             *yv = if beta == 0.0 {

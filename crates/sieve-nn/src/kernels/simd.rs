@@ -54,6 +54,41 @@ pub fn dot(x: &[f32], y: &[f32]) -> f32 {
     }
 }
 
+/// Four dot products sharing `x`: `out[r] = sum_i rows[r][i] * x[i]`, over the first
+/// `x.len()` elements (every row must be at least that long, otherwise the common
+/// prefix is used for all four). Streams four rows at once for memory-level parallelism.
+pub fn dot4(rows: [&[f32]; 4], x: &[f32]) -> [f32; 4] {
+    let len = rows.iter().map(|r| r.len()).fold(x.len(), usize::min);
+    let rows = rows.map(|r| &r[..len]);
+    let x = &x[..len];
+    match level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `level()` returned Avx512 only after detecting avx512f; all five
+        // slices have length `len`.
+        Level::Avx512 => unsafe { x86::dot4_avx512(rows, x) },
+        _ => rows.map(|r| dot(r, x)),
+    }
+}
+
+/// `y[i] += a[0]*rows[0][i] + a[1]*rows[1][i] + a[2]*rows[2][i] + a[3]*rows[3][i]`
+/// over the common prefix of `y` and the rows: one pass over `y` for four rows.
+pub fn axpy4(a: [f32; 4], rows: [&[f32]; 4], y: &mut [f32]) {
+    let len = rows.iter().map(|r| r.len()).fold(y.len(), usize::min);
+    let rows = rows.map(|r| &r[..len]);
+    let y = &mut y[..len];
+    match level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `level()` returned Avx512 only after detecting avx512f; all slices
+        // have length `len`.
+        Level::Avx512 => unsafe { x86::axpy4_avx512(a, rows, y) },
+        _ => {
+            for r in 0..4 {
+                axpy(a[r], rows[r], y);
+            }
+        }
+    }
+}
+
 /// `y[i] += a * x[i]` over the common prefix of `x` and `y`.
 pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     let len = x.len().min(y.len());
@@ -138,6 +173,46 @@ mod x86 {
     }
 
     /// # Safety
+    /// Requires avx512f; every row has `x.len()` elements.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn dot4_avx512(rows: [&[f32]; 4], x: &[f32]) -> [f32; 4] {
+        let n = x.len();
+        let xp = x.as_ptr();
+        let rp = rows.map(|r| r.as_ptr());
+        let mut acc = [_mm512_setzero_ps(); 8];
+        let mut i = 0;
+        // SAFETY: every load reads 16 floats at i or i + 16 with i + 32 <= n (or i + 16 <= n
+        // in the second loop), inside x and each row (length n).
+        unsafe {
+            while i + 32 <= n {
+                let x0 = _mm512_loadu_ps(xp.add(i));
+                let x1 = _mm512_loadu_ps(xp.add(i + 16));
+                for r in 0..4 {
+                    acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(rp[r].add(i)), x0, acc[r]);
+                    acc[r + 4] =
+                        _mm512_fmadd_ps(_mm512_loadu_ps(rp[r].add(i + 16)), x1, acc[r + 4]);
+                }
+                i += 32;
+            }
+            while i + 16 <= n {
+                let x0 = _mm512_loadu_ps(xp.add(i));
+                for r in 0..4 {
+                    acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(rp[r].add(i)), x0, acc[r]);
+                }
+                i += 16;
+            }
+        }
+        let mut out = [0.0f32; 4];
+        for r in 0..4 {
+            out[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r], acc[r + 4]));
+            for j in i..n {
+                out[r] += rows[r][j] * x[j];
+            }
+        }
+        out
+    }
+
+    /// # Safety
     /// Requires avx2 and fma; `x.len() == y.len()`.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn dot_avx2(x: &[f32], y: &[f32]) -> f32 {
@@ -209,6 +284,33 @@ mod x86 {
     }
 
     /// # Safety
+    /// Requires avx512f; every row has `y.len()` elements.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn axpy4_avx512(a: [f32; 4], rows: [&[f32]; 4], y: &mut [f32]) {
+        let n = y.len();
+        let av = a.map(|v| _mm512_set1_ps(v));
+        let rp = rows.map(|r| r.as_ptr());
+        let yp = y.as_mut_ptr();
+        let mut i = 0;
+        // SAFETY: each access covers [i, i + 16) with i + 16 <= n, inside y and every row.
+        unsafe {
+            while i + 16 <= n {
+                let mut acc = _mm512_loadu_ps(yp.add(i));
+                for r in 0..4 {
+                    acc = _mm512_fmadd_ps(av[r], _mm512_loadu_ps(rp[r].add(i)), acc);
+                }
+                _mm512_storeu_ps(yp.add(i), acc);
+                i += 16;
+            }
+        }
+        for j in i..n {
+            for r in 0..4 {
+                y[j] += a[r] * rows[r][j];
+            }
+        }
+    }
+
+    /// # Safety
     /// Requires avx2 and fma; `x.len() == y.len()`.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn axpy_avx2(a: f32, x: &[f32], y: &mut [f32]) {
@@ -244,6 +346,27 @@ mod tests {
                 (dot(&x, &y) - want).abs() < 1e-4 * (1.0 + want.abs()),
                 "len {len}"
             );
+            let rows = [&x[..], &y[..], &x[..], &y[..]];
+            let d4 = dot4(rows, &y);
+            let wy: f32 = y.iter().map(|v| v * v).sum();
+            assert!(
+                (d4[0] - want).abs() < 1e-4 * (1.0 + want.abs()),
+                "dot4 len {len}"
+            );
+            assert!(
+                (d4[3] - wy).abs() < 1e-4 * (1.0 + wy.abs()),
+                "dot4 len {len}"
+            );
+            let mut z4 = y.clone();
+            axpy4(
+                [0.5, -1.0, 2.0, 0.25],
+                [&x[..], &y[..], &x[..], &x[..]],
+                &mut z4,
+            );
+            for i in 0..len {
+                let want4 = y[i] + 0.5 * x[i] - y[i] + 2.0 * x[i] + 0.25 * x[i];
+                assert!((z4[i] - want4).abs() < 1e-5, "axpy4 len {len} i {i}");
+            }
             let mut z = y.clone();
             axpy(0.5, &x, &mut z);
             for i in 0..len {

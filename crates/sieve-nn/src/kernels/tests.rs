@@ -135,6 +135,12 @@ proptest! {
 fn conv2d_large_shapes_take_parallel_paths() {
     // Batch 1, tiled im2col split over threads.
     check_conv(geom(16, 24, 3, 1, 1, 1), 1, 37, 41, true, Activation::Relu);
+    // Batch 1, many row tiles handed out by the atomic counter; strided + dilated.
+    check_conv(geom(8, 8, 3, 1, 1, 1), 1, 100, 100, true, Activation::Relu);
+    let mut g = geom(6, 10, 5, 3, 2, 2);
+    g.dil_w = 2;
+    g.pad_left = 3;
+    check_conv(g, 1, 150, 151, true, Activation::None);
     // Batch 1, few items: the GEMM itself is parallel.
     check_conv(geom(64, 128, 3, 1, 1, 1), 1, 9, 9, true, Activation::None);
     // Batch > 1, parallel over images; strided, asymmetric.
