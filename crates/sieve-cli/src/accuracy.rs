@@ -1,0 +1,134 @@
+//! `sieve accuracy`: top-1 / top-5 accuracy of a model on a dataset split.
+
+use crate::common::{image_input_chw, load_model, ranked_classes};
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use sieve_data::{DatasetSpec, InputSpec, ModelCard, Split};
+use sieve_nn::Tensor;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Arguments of `sieve accuracy`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The model (.onnx). Its card `model.toml`, if next to it, gives the classes and background offset.
+    #[arg(long)]
+    model: PathBuf,
+    /// `mnist:DIR` | `cifar10:FILE_OR_DIR` | `images:DIR:LABELS`.
+    #[arg(long)]
+    dataset: String,
+    /// Which split: `test` or `validation` (see shared/data/README.md).
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// Evaluate only the first N items.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Images per inference batch.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Worker threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Run `sieve accuracy`.
+pub fn run(args: Args) -> Result<()> {
+    if args.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let split: Split = args.split.parse()?;
+    let spec = DatasetSpec::parse(&args.dataset)?;
+    let model = load_model(&args.model, args.threads)?;
+    let card = ModelCard::find_next_to(&args.model)?;
+    let offset = card.as_ref().map_or(0, |c| c.output.background_offset);
+    let chw = image_input_chw(&model)?;
+    let [channels, h, w] = chw;
+    let mut dataset = sieve_data::open(&spec, split, InputSpec { channels, h, w })
+        .with_context(|| format!("opening dataset {}", args.dataset))?;
+    if let Some(n) = args.limit {
+        dataset = sieve_data::limit(dataset, n);
+    }
+    let total = dataset.len();
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let (mut count, mut top1, mut top5) = (0usize, 0usize, 0usize);
+    let start = Instant::now();
+    for batch in sieve_data::batches(dataset.as_ref(), args.batch) {
+        let batch = batch?;
+        let n = batch.labels.len();
+        let input = Tensor::from_f32(batch.shape.to_vec(), batch.data)?;
+        let outputs = model.run(vec![input])?;
+        let Some(out) = outputs.first() else {
+            bail!("the model produced no output");
+        };
+        let probs = out
+            .as_f32()
+            .context("the model's first output is not float32")?;
+        if n == 0 || probs.len() % n != 0 {
+            bail!("output shape {:?} does not fit a batch of {n}", out.shape());
+        }
+        let classes = probs.len() / n;
+        for (row, &label) in probs.chunks_exact(classes).zip(&batch.labels) {
+            let ranked = ranked_classes(row, offset, 5);
+            let label = usize::try_from(label).ok();
+            if label.is_some() && ranked.first() == Some(&label) {
+                top1 += 1;
+            }
+            if label.is_some() && ranked.contains(&label) {
+                top5 += 1;
+            }
+        }
+        count += n;
+        bar.inc(n as u64);
+    }
+    bar.finish_and_clear();
+    if count == 0 {
+        bail!("the dataset split is empty");
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let (t1, t5) = (top1 as f64 / count as f64, top5 as f64 / count as f64);
+    // The card's figure only applies when the whole split was evaluated.
+    let card_top1 = card
+        .as_ref()
+        .and_then(|c| c.accuracy.as_ref())
+        .and_then(|a| match split {
+            Split::Test => a.test_top1.zip(a.test_images),
+            Split::Validation => a.validation_top1.zip(a.validation_images),
+        })
+        .and_then(|(top1, n)| (n == count as u64).then_some(top1));
+    if args.json {
+        let out = serde_json::json!({
+            "model": args.model.display().to_string(),
+            "dataset": args.dataset,
+            "split": args.split,
+            "count": count,
+            "top1": t1,
+            "top5": t5,
+            "card_top1": card_top1,
+            "seconds": secs,
+            "images_per_s": count as f64 / secs,
+        });
+        println!("{out}");
+    } else {
+        println!(
+            "{}: {} images ({} split), top-1 {:.2}%, top-5 {:.2}%  [{:.1} s, {:.0} images/s]",
+            args.model.display(),
+            count,
+            args.split,
+            100.0 * t1,
+            100.0 * t5,
+            secs,
+            count as f64 / secs
+        );
+        if let Some(c) = card_top1 {
+            println!("model card top-1 for this split: {:.2}%", 100.0 * c);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,69 @@
+//! Helpers shared by the subcommands: loading a model, reading its input geometry,
+//! scoring outputs.
+
+use anyhow::{bail, Context, Result};
+use sieve_nn::{Dim, Model};
+use std::path::Path;
+
+/// Configure the worker threads (0 = all cores) and load an ONNX model.
+pub fn load_model(path: &Path, threads: usize) -> Result<Model> {
+    if threads > 0 {
+        sieve_nn::set_threads(threads).context("setting the thread count")?;
+    }
+    sieve_onnx::load_file(path).with_context(|| format!("loading model {}", path.display()))
+}
+
+/// The model's single image input as (channels, height, width); the batch dimension may be symbolic.
+pub fn image_input_chw(model: &Model) -> Result<[usize; 3]> {
+    let Some(input) = model.inputs().first() else {
+        bail!("the model has no inputs");
+    };
+    if model.inputs().len() != 1 {
+        bail!(
+            "the model has {} inputs; expected one image input",
+            model.inputs().len()
+        );
+    }
+    let dims: Vec<Option<usize>> = input
+        .shape
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed(n) => Some(*n),
+            Dim::Symbolic(_) => None,
+        })
+        .collect();
+    match dims.as_slice() {
+        [_, Some(c), Some(h), Some(w)] => Ok([*c, *h, *w]),
+        _ => bail!(
+            "input '{}' has shape {:?}; expected N x C x H x W with fixed C, H, W",
+            input.name,
+            input.shape
+        ),
+    }
+}
+
+/// Class predicted for one output row, honouring a background offset: with `offset = 1`
+/// output 0 is "background" and maps to `None` (always counted wrong).
+pub fn ranked_classes(row: &[f32], offset: usize, k: usize) -> Vec<Option<usize>> {
+    let mut idx: Vec<usize> = (0..row.len()).collect();
+    // NaN-safe descending order; ties keep the lower index first (argmax semantics).
+    idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+    idx.into_iter()
+        .take(k)
+        .map(|i| i.checked_sub(offset))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranked_classes_handles_offset_and_ties() {
+        let row = [0.1, 0.5, 0.5, 0.2];
+        assert_eq!(ranked_classes(&row, 0, 2), vec![Some(1), Some(2)]);
+        assert_eq!(ranked_classes(&row, 1, 3), vec![Some(0), Some(1), Some(2)]);
+        let bg = [0.9, 0.05, 0.05];
+        assert_eq!(ranked_classes(&bg, 1, 1), vec![None]);
+    }
+}

@@ -1,0 +1,249 @@
+//! Black-box tests of the `sieve` binary on the fixtures shipped in the repo.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn sieve(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sieve"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("running sieve")
+}
+
+fn stdout_json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "sieve failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is one JSON object")
+}
+
+/// A failing command: non-zero exit and a single `error:` line naming the problem.
+fn assert_clean_error(out: &Output, needles: &[&str]) {
+    assert!(!out.status.success(), "expected failure");
+    assert_eq!(out.status.code(), Some(1), "exit code");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one error line, got: {err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    let lower = lines[0].to_lowercase();
+    for n in needles {
+        assert!(lower.contains(&n.to_lowercase()), "'{n}' not in: {err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn accuracy_on_the_shipped_mnist_slice_matches_onnxruntime() {
+    let out = sieve(&[
+        "accuracy",
+        "--model",
+        "fixtures/lenet5/model.onnx",
+        "--dataset",
+        "mnist:fixtures/mnist",
+        "--json",
+    ]);
+    let v = stdout_json(&out);
+    assert_eq!(v["count"], 1000);
+    // onnxruntime 1.32: 989/1000 top-1, 1000/1000 top-5 (fixtures/README.md).
+    assert_eq!(v["top1"].as_f64(), Some(0.989));
+    assert_eq!(v["top5"].as_f64(), Some(1.0));
+}
+
+#[test]
+fn accuracy_limit_and_validation_split_errors() {
+    let v = stdout_json(&sieve(&[
+        "accuracy",
+        "--model",
+        "fixtures/lenet5/model.onnx",
+        "--dataset",
+        "mnist:fixtures/mnist",
+        "--limit",
+        "100",
+        "--json",
+    ]));
+    assert_eq!(v["count"], 100);
+    // The slice has no training images, so the validation split cannot be built.
+    let out = sieve(&[
+        "accuracy",
+        "--model",
+        "fixtures/lenet5/model.onnx",
+        "--dataset",
+        "mnist:fixtures/mnist",
+        "--split",
+        "validation",
+    ]);
+    assert_clean_error(&out, &["train"]);
+}
+
+#[test]
+fn infer_reproduces_onnxruntime_reference_outputs() {
+    let dir = tempdir();
+    let out_path = dir.join("y.npy");
+    let out = sieve(&[
+        "infer",
+        "--model",
+        "fixtures/lenet5/model.onnx",
+        "--input",
+        "fixtures/lenet5/reference/input_uint8.npy",
+        "--output",
+        out_path.to_str().expect("utf-8 path"),
+        "--json",
+    ]);
+    let v = stdout_json(&out);
+    assert_eq!(v["outputs"][0]["shape"], serde_json::json!([32, 10]));
+    let got = sieve_data::npy::read_npy(&out_path).expect("output npy");
+    let want = sieve_data::npy::read_npy(root().join("fixtures/lenet5/reference/output.npy"))
+        .expect("reference npy");
+    assert_eq!(got.shape, want.shape);
+    let (g, w) = (
+        got.to_f32_vec().expect("f32"),
+        want.to_f32_vec().expect("f32"),
+    );
+    let max_diff = g
+        .iter()
+        .zip(&w)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(max_diff <= 1e-4, "max |diff| {max_diff}");
+}
+
+#[test]
+fn bench_reports_the_documented_json_fields() {
+    let v = stdout_json(&sieve(&[
+        "bench",
+        "--model",
+        "fixtures/lenet5/model.onnx",
+        "--batch",
+        "2",
+        "--runs",
+        "3",
+        "--min-seconds",
+        "0",
+        "--json",
+    ]));
+    let median = v["median_ms"].as_f64().expect("median_ms");
+    let p90 = v["p90_ms"].as_f64().expect("p90_ms");
+    let tput = v["throughput_per_s"].as_f64().expect("throughput_per_s");
+    assert!(median > 0.0 && p90 >= median, "{v}");
+    assert!((tput - 2000.0 / median).abs() < 1e-6 * tput, "{v}");
+}
+
+#[test]
+fn garbage_and_truncated_models_are_rejected_cleanly() {
+    let dir = tempdir();
+    let garbage = dir.join("garbage.onnx");
+    std::fs::write(&garbage, b"\xff\xfe this is not protobuf \x00\x01\x02").expect("write");
+    let out = sieve(&[
+        "bench",
+        "--model",
+        garbage.to_str().expect("utf-8"),
+        "--runs",
+        "1",
+    ]);
+    assert_clean_error(&out, &["garbage.onnx", "onnx"]);
+
+    let bytes = std::fs::read(root().join("fixtures/lenet5/model.onnx")).expect("read");
+    let truncated = dir.join("truncated.onnx");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
+    let out = sieve(&[
+        "bench",
+        "--model",
+        truncated.to_str().expect("utf-8"),
+        "--runs",
+        "1",
+    ]);
+    assert_clean_error(&out, &["truncated.onnx"]);
+
+    let missing = dir.join("missing.onnx");
+    let out = sieve(&[
+        "bench",
+        "--model",
+        missing.to_str().expect("utf-8"),
+        "--runs",
+        "1",
+    ]);
+    assert_clean_error(&out, &["missing.onnx"]);
+}
+
+#[test]
+fn unsupported_op_and_attribute_name_the_node() {
+    let out = sieve(&[
+        "bench",
+        "--model",
+        "fixtures/bad/unsupported_op.onnx",
+        "--runs",
+        "1",
+    ]);
+    assert_clean_error(&out, &["hardmax_1", "Hardmax"]);
+    let out = sieve(&[
+        "bench",
+        "--model",
+        "fixtures/bad/bad_attribute.onnx",
+        "--runs",
+        "1",
+    ]);
+    assert_clean_error(&out, &["conv_bad", "auto_pad"]);
+}
+
+#[test]
+fn wrong_shape_and_nan_inputs_are_rejected_cleanly() {
+    let dir = tempdir();
+    let wrong = dir.join("wrong.npy");
+    sieve_data::npy::write_npy_f32(&wrong, &[1, 3, 28, 28], &vec![0.0; 3 * 28 * 28])
+        .expect("write npy");
+    let y = dir.join("y.npy");
+    let out = sieve(&[
+        "infer",
+        "--model",
+        "fixtures/lenet5/model.onnx",
+        "--input",
+        wrong.to_str().expect("utf-8"),
+        "--output",
+        y.to_str().expect("utf-8"),
+    ]);
+    assert_clean_error(&out, &["shape"]);
+    assert!(!y.exists(), "no output may be written on error");
+
+    let nan = dir.join("nan.npy");
+    let mut data = vec![1.0f32; 28 * 28];
+    data[100] = f32::NAN;
+    sieve_data::npy::write_npy_f32(&nan, &[1, 1, 28, 28], &data).expect("write npy");
+    let out = sieve(&[
+        "infer",
+        "--model",
+        "fixtures/lenet5/model.onnx",
+        "--input",
+        nan.to_str().expect("utf-8"),
+        "--output",
+        y.to_str().expect("utf-8"),
+    ]);
+    assert_clean_error(&out, &["nan", "100"]);
+}
+
+#[test]
+fn every_command_has_help() {
+    for cmd in ["infer", "accuracy", "bench"] {
+        let out = sieve(&[cmd, "--help"]);
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("--model"));
+    }
+}
+
+fn tempdir() -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "sieve-cli-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
