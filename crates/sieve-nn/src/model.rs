@@ -551,6 +551,29 @@ impl Model {
         }
     }
 
+    /// The values a run starting at layer `layer`'s node (`after = false`) or right
+    /// after it (`after = true`) needs from before that point: model inputs and
+    /// values produced earlier that a later node reads or that are model outputs
+    /// (constants excluded), sorted by id. Feeding them to [`Model::run_with`]
+    /// re-runs only the rest of the network (the cut for caching a prefix).
+    pub fn live_values(&self, layer: usize, after: bool) -> Result<Vec<ValueId>, NnError> {
+        let start = self.layer(layer)?.node + usize::from(after);
+        let before = |v: &ValueId| match self.producer[v.0] {
+            Some(p) => p < start,
+            None => self.consts[v.0].is_none(),
+        };
+        let mut live: Vec<ValueId> = self.nodes[start..]
+            .iter()
+            .flat_map(|n| n.inputs.iter().flatten())
+            .chain(&self.output_ids)
+            .filter(|v| before(v))
+            .copied()
+            .collect();
+        live.sort_by_key(|v| v.0);
+        live.dedup();
+        Ok(live)
+    }
+
     /// Number of nodes executed by a plain run (after all passes).
     pub fn node_count(&self) -> usize {
         self.nodes.len()

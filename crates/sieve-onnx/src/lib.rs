@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod convert;
+pub mod external;
 pub mod proto;
 
 use prost::Message;
@@ -16,6 +17,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 pub use convert::tensor_from_proto;
+pub use external::{external_location, load_bytes_with_external};
 
 /// Lowest and highest default-domain opset accepted.
 pub const OPSET_RANGE: (i64, i64) = (1, 28);
@@ -103,6 +105,12 @@ pub fn model_opset(m: &proto::ModelProto) -> Result<i64, OnnxError> {
 
 /// Builds a model from a decoded `ModelProto`.
 pub fn load_proto(m: &proto::ModelProto) -> Result<Model, OnnxError> {
+    load_proto_with(m, &|_| None)
+}
+
+/// [`load_proto`] where `external` may supply an initializer's tensor (e.g. one
+/// stored as external data elsewhere); `None` converts the initializer as usual.
+pub fn load_proto_with(m: &proto::ModelProto, external: external::Resolver<'_>) -> Result<Model, OnnxError> {
     if m.graph.is_none() && m.opset_import.is_empty() && m.ir_version.is_none() {
         return Err(OnnxError::Decode("no graph, opset or IR version (empty or not an ONNX file)".into()));
     }
@@ -111,7 +119,10 @@ pub fn load_proto(m: &proto::ModelProto) -> Result<Model, OnnxError> {
     let registry = Registry::standard();
     let mut g = Graph::new();
     for init in &gp.initializer {
-        let t = tensor_from_proto(init)?;
+        let t = match external(init) {
+            Some(t) => t,
+            None => tensor_from_proto(init)?,
+        };
         g.add_const(init.name(), t)?;
     }
     for vi in &gp.input {
