@@ -278,6 +278,7 @@ pub(crate) fn gemm(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::super::reference;
     use super::*;

@@ -173,7 +173,10 @@ impl Conv2dGeom {
                 self.kh, self.kw
             ));
         }
-        if self.groups == 0 || self.c_in % self.groups != 0 || self.c_out % self.groups != 0 {
+        if self.groups == 0
+            || !self.c_in.is_multiple_of(self.groups)
+            || !self.c_out.is_multiple_of(self.groups)
+        {
             return bad(format!(
                 "groups {} must be >= 1 and divide c_in {} and c_out {}",
                 self.groups, self.c_in, self.c_out
@@ -527,4 +530,5 @@ pub fn gemm(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests;

@@ -91,7 +91,7 @@ impl Stencil {
                 // (pl+1)%2 at i + (pl+1)/2: one deinterleaving pass.
                 let pl = self.pad_left;
                 let a = ((rp * 2 + pl % 2) * r + rq) * p + pl / 2;
-                let b = ((rp * 2 + (pl + 1) % 2) * r + rq) * p + (pl + 1) / 2;
+                let b = ((rp * 2 + (pl + 1) % 2) * r + rq) * p + pl.div_ceil(2);
                 deinterleave2(row, buf, a, b);
                 continue;
             }

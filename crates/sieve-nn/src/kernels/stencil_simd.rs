@@ -13,7 +13,7 @@ use super::Activation;
 fn check(buf: &[f32], taps: &[usize], out: &[f32]) {
     let max_off = taps.iter().copied().max().unwrap_or(0);
     assert!(
-        out.len() % BLOCK == 0 && max_off + out.len() <= buf.len(),
+        out.len().is_multiple_of(BLOCK) && max_off + out.len() <= buf.len(),
         "stencil buffer too small"
     );
 }
