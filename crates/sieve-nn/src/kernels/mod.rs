@@ -3,14 +3,17 @@
 //! Every kernel takes its tensors as flat row-major slices (NCHW for images, OIHW for
 //! convolution weights) plus the dimensions, checks every length at entry and returns a
 //! [`KernelError`] naming the operand and the numbers involved instead of indexing out of
-//! bounds. Kernels never allocate per call except through the caller-owned `scratch`
-//! buffer of [`conv2d`], which grows to the largest layer and is then reused.
+//! bounds. The im2col buffers of [`conv2d`] live in the caller-owned `scratch`, which
+//! grows to the largest layer and is then reused; depthwise convolution and pooling
+//! reuse per-thread buffers; the `gemm` crate manages its own packing memory.
 //!
 //! The plain, obviously-correct versions live in [`reference`]; the public entry points
 //! here dispatch to faster variants (GEMM-based convolution, a depthwise kernel, a
 //! matrix-vector path) that are tested against the reference with proptest.
-//! CPU features (AVX2/FMA, AVX-512) are detected at run time; parallel paths use the
-//! global rayon pool, so the thread count is whatever the caller configured there.
+//! CPU features (AVX2/FMA, AVX-512) are detected at run time, once ([`simd::level`]);
+//! parallel paths use the global rayon pool, so the thread count is whatever the caller
+//! configured there. Problems below about a million multiply-adds stay on the calling
+//! thread. `docs/KERNELS.md` has the design notes and measured throughput.
 
 mod conv;
 mod depthwise;

@@ -17,7 +17,9 @@ pub enum Level {
     Scalar,
 }
 
-/// Detected SIMD level, computed once per process.
+/// Detected SIMD level, computed once per process. Setting the environment variable
+/// `SIEVE_NO_AVX512` (to anything) before the first kernel call caps it at AVX2, for
+/// comparisons.
 pub fn level() -> Level {
     static LEVEL: OnceLock<Level> = OnceLock::new();
     *LEVEL.get_or_init(detect)
@@ -336,6 +338,29 @@ mod x86 {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// The AVX2 versions, which the dispatcher skips on AVX-512 machines.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_versions_match_scalar() {
+        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+            return;
+        }
+        for len in [0usize, 1, 7, 8, 9, 31, 32, 33, 100] {
+            let x: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin()).collect();
+            let y: Vec<f32> = (0..len).map(|i| (i as f32 * 0.11).cos()).collect();
+            let want = dot_scalar(&x, &y);
+            // SAFETY: avx2 and fma detected above; equal lengths.
+            let got = unsafe { x86::dot_avx2(&x, &y) };
+            assert!((got - want).abs() < 1e-4 * (1.0 + want.abs()), "len {len}");
+            let mut z = y.clone();
+            // SAFETY: as above.
+            unsafe { x86::axpy_avx2(-0.5, &x, &mut z) };
+            for i in 0..len {
+                assert!((z[i] - (y[i] - 0.5 * x[i])).abs() < 1e-6, "len {len} i {i}");
+            }
+        }
+    }
 
     #[test]
     fn dot_and_axpy_match_scalar_on_odd_lengths() {

@@ -36,20 +36,29 @@ pub(crate) fn conv_flat(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: avx2 and fma detected; `check` established the buffer contract.
         Level::Avx2 => unsafe { x86::conv_avx2(buf, taps, wts, bias, act, out) },
-        _ => {
-            for (jb, o) in out.chunks_exact_mut(BLOCK).enumerate() {
-                let j = jb * BLOCK;
-                let mut acc = [bias; BLOCK];
-                for (&off, &wv) in taps.iter().zip(wts) {
-                    let x = &buf[j + off..j + off + BLOCK];
-                    for l in 0..BLOCK {
-                        acc[l] += wv * x[l];
-                    }
-                }
-                for (d, a) in o.iter_mut().zip(acc) {
-                    *d = act.apply(a);
-                }
+        _ => conv_portable(buf, taps, wts, bias, act, out),
+    }
+}
+
+fn conv_portable(
+    buf: &[f32],
+    taps: &[usize],
+    wts: &[f32],
+    bias: f32,
+    act: Activation,
+    out: &mut [f32],
+) {
+    for (jb, o) in out.chunks_exact_mut(BLOCK).enumerate() {
+        let j = jb * BLOCK;
+        let mut acc = [bias; BLOCK];
+        for (&off, &wv) in taps.iter().zip(wts) {
+            let x = &buf[j + off..j + off + BLOCK];
+            for l in 0..BLOCK {
+                acc[l] += wv * x[l];
             }
+        }
+        for (d, a) in o.iter_mut().zip(acc) {
+            *d = act.apply(a);
         }
     }
 }
@@ -64,25 +73,27 @@ pub(crate) fn pool_flat(is_max: bool, buf: &[f32], taps: &[usize], out: &mut [f3
         #[cfg(target_arch = "x86_64")]
         // SAFETY: avx2 detected; `check` established the buffer contract.
         Level::Avx2 => unsafe { x86::pool_avx2(is_max, buf, taps, out) },
-        _ => {
-            for (jb, o) in out.chunks_exact_mut(BLOCK).enumerate() {
-                let j = jb * BLOCK;
-                let mut acc = [if is_max { f32::NEG_INFINITY } else { 0.0 }; BLOCK];
-                for &off in taps {
-                    let x = &buf[j + off..j + off + BLOCK];
-                    for l in 0..BLOCK {
-                        acc[l] = if !is_max {
-                            acc[l] + x[l]
-                        } else if x[l] > acc[l] || x[l].is_nan() {
-                            x[l]
-                        } else {
-                            acc[l]
-                        };
-                    }
-                }
-                o.copy_from_slice(&acc);
+        _ => pool_portable(is_max, buf, taps, out),
+    }
+}
+
+fn pool_portable(is_max: bool, buf: &[f32], taps: &[usize], out: &mut [f32]) {
+    for (jb, o) in out.chunks_exact_mut(BLOCK).enumerate() {
+        let j = jb * BLOCK;
+        let mut acc = [if is_max { f32::NEG_INFINITY } else { 0.0 }; BLOCK];
+        for &off in taps {
+            let x = &buf[j + off..j + off + BLOCK];
+            for l in 0..BLOCK {
+                acc[l] = if !is_max {
+                    acc[l] + x[l]
+                } else if x[l] > acc[l] || x[l].is_nan() {
+                    x[l]
+                } else {
+                    acc[l]
+                };
             }
         }
+        o.copy_from_slice(&acc);
     }
 }
 
@@ -273,5 +284,105 @@ mod x86 {
                 j += 8;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every SIMD level this CPU supports against the portable loops (the dispatcher
+    /// only ever picks the best level, so the others are checked here directly).
+    #[test]
+    fn simd_levels_match_portable() {
+        let buf: Vec<f32> = (0..700)
+            .map(|i| ((i * 37) % 101) as f32 / 25.0 - 2.0)
+            .collect();
+        let mut buf_nan = buf.clone();
+        buf_nan[40] = f32::NAN;
+        let taps = [0usize, 1, 2, 30, 31, 32, 60, 61, 62];
+        let wts = [0.5f32, -1.0, 0.25, 2.0, 1.0, -0.5, 0.125, 0.75, -2.0];
+        let acts = [
+            Activation::None,
+            Activation::Relu,
+            Activation::Clip {
+                min: -1.0,
+                max: 1.5,
+            },
+        ];
+        for len in [16usize, 64, 96, 624] {
+            for act in acts {
+                let mut want = vec![0.0; len];
+                conv_portable(&buf, &taps, &wts, 0.3, act, &mut want);
+                for got in simd_conv(&buf, &taps, &wts, 0.3, act, len) {
+                    for (g, w) in got.iter().zip(&want) {
+                        assert!(
+                            (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                            "conv len {len}: {g} vs {w}"
+                        );
+                    }
+                }
+            }
+            for is_max in [true, false] {
+                let mut want = vec![0.0; len];
+                pool_portable(is_max, &buf_nan, &taps, &mut want);
+                for got in simd_pool(is_max, &buf_nan, &taps, len) {
+                    for (g, w) in got.iter().zip(&want) {
+                        let ok =
+                            (g.is_nan() && w.is_nan()) || (g - w).abs() <= 1e-5 * (1.0 + w.abs());
+                        assert!(ok, "pool max={is_max} len {len}: {g} vs {w}");
+                    }
+                }
+            }
+        }
+    }
+
+    fn simd_conv(
+        buf: &[f32],
+        taps: &[usize],
+        wts: &[f32],
+        bias: f32,
+        act: Activation,
+        len: usize,
+    ) -> Vec<Vec<f32>> {
+        let mut outs = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") {
+                let mut o = vec![0.0; len];
+                // SAFETY: avx512f detected; len + max tap (62) <= 700 = buf.len().
+                unsafe { x86::conv_avx512(buf, taps, wts, bias, act, &mut o) };
+                outs.push(o);
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                let mut o = vec![0.0; len];
+                // SAFETY: avx2 and fma detected; sizes as above.
+                unsafe { x86::conv_avx2(buf, taps, wts, bias, act, &mut o) };
+                outs.push(o);
+            }
+        }
+        let _ = (buf, taps, wts, bias, act, len);
+        outs
+    }
+
+    fn simd_pool(is_max: bool, buf: &[f32], taps: &[usize], len: usize) -> Vec<Vec<f32>> {
+        let mut outs = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") {
+                let mut o = vec![0.0; len];
+                // SAFETY: avx512f detected; len + max tap (62) <= 700 = buf.len().
+                unsafe { x86::pool_avx512(is_max, buf, taps, &mut o) };
+                outs.push(o);
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                let mut o = vec![0.0; len];
+                // SAFETY: avx2 and fma detected; sizes as above.
+                unsafe { x86::pool_avx2(is_max, buf, taps, &mut o) };
+                outs.push(o);
+            }
+        }
+        let _ = (is_max, buf, taps, len);
+        outs
     }
 }
