@@ -3,8 +3,12 @@
 
 mod accuracy;
 mod bench;
+#[path = "../../sieve-serve/cli/client_cmd.rs"]
+mod client_cmd;
 mod common;
 mod infer;
+#[path = "../../sieve-serve/cli/serve_cmd.rs"]
+mod serve_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +28,21 @@ enum Command {
     Accuracy(accuracy::Args),
     /// Latency (median, p90) and throughput of a model at a given batch size.
     Bench(bench::Args),
+    /// Serve models over the Open Inference Protocol (KServe v2): REST + gRPC.
+    Serve(serve_cmd::Args),
+    /// Talk to an Open Inference Protocol server (ours, Triton, KServe, ...).
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Send an input batch (.npy) for inference and write the outputs.
+    Infer(client_cmd::Args),
+    /// Liveness, readiness and (with --model) a model's metadata.
+    Status(client_cmd::StatusArgs),
 }
 
 fn main() {
@@ -32,6 +51,13 @@ fn main() {
         Command::Infer(a) => infer::run(a),
         Command::Accuracy(a) => accuracy::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Serve(a) => serve_cmd::run(a),
+        Command::Client {
+            command: ClientCommand::Infer(a),
+        } => client_cmd::run(a),
+        Command::Client {
+            command: ClientCommand::Status(a),
+        } => client_cmd::run_status(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
