@@ -10,48 +10,43 @@
 
 use crate::{FloatError, Format};
 
-const ABS_MASK: u32 = 0x7fff_ffff;
-const INF_BITS: u32 = 0x7f80_0000;
-const F32_MAN_MASK: u32 = 0x007f_ffff;
-
 /// Per-format constants of the compressor and decompressor engines
 /// (the paper's "constant calculator").
+///
+/// The hot functions work on the absolute `f32` pattern `a <= 0x7fff_ffff`
+/// as `i32` (so SIMD can use signed compares) and use one shift by a
+/// loop-invariant amount at most, so the slice loops vectorise.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Consts {
-    /// 1 for signed formats, 0 otherwise.
-    signed_flag: u32,
-    /// 1 for unsigned formats (negative inputs become +0).
-    unsigned_flag: u32,
-    /// Position of the sign bit in a code: `e + m`.
-    sign_shift: u32,
-    /// `m`: position of the exponent field in a code.
-    man_bits: u32,
+    /// `i32::MIN` bit for signed formats, 0 otherwise.
+    sign_keep: i32,
+    /// Whether negative inputs become +0 (unsigned formats).
+    unsigned: bool,
+    /// Sign bit of a code (0 for unsigned formats).
+    code_sign: u32,
     /// `23 - m`: how far the code mantissa sits from the `f32` mantissa.
     man_shift: u32,
     /// Added before truncation: `2^(shift-1) - 1` (0 when `m = 23`).
-    round_bias: u32,
-    /// 1 when there are dropped bits (a tie is possible), else 0.
-    tie_mask: u32,
-    /// 1 when `m = 0` and `bias` and 127 differ in parity: the `f32` exponent
-    /// LSB is then the opposite of the code's `E` LSB.
-    tie_flip: u32,
-    /// Mask of the `f32` mantissa bits dropped by rounding.
-    low_mask: u32,
+    round_bias: i32,
+    /// The `f32` bit that becomes the code's lowest bit (0 when `m = 23`).
+    tie_bit: i32,
+    /// `tie_bit` when `m = 0` and `bias` and 127 differ in parity (the `f32`
+    /// exponent LSB is then the opposite of the code's `E` LSB), else 0.
+    tie_flip: i32,
+    /// Keeps the `f32` bits that survive rounding.
+    keep_mask: i32,
     /// `f32` bits of `Min`, `Min/2` and `Max`.
-    min_bits: u32,
-    half_min_bits: u32,
-    max_bits: u32,
-    /// Magnitude codes of `Min` and `Max`.
-    min_code: u32,
-    max_code: u32,
-    /// `bias - 127` (wrapping): `f32` exponent field -> `E`.
-    enc_adj: u32,
-    /// `127 - bias` (wrapping): `E` -> `f32` exponent field.
+    min_bits: i32,
+    half_min_bits: i32,
+    max_bits: i32,
+    /// `(bias - 127) << 23`: turns an `f32` exponent field into `E`.
+    enc_adj: i32,
+    /// `(127 - bias) << 23`: turns `E` into an `f32` exponent field.
     dec_adj: u32,
-    /// `2^e - 1`, `2^m - 1`, `2^width - 1`.
-    exp_mask: u32,
-    man_mask: u32,
-    width_mask: u32,
+    /// Magnitude code of `Min` (`1 << m`): smaller magnitudes have `E = 0`.
+    min_code: u32,
+    /// `2^(e+m) - 1`: the magnitude bits of a code.
+    mag_mask: u32,
 }
 
 impl Consts {
@@ -59,83 +54,69 @@ impl Consts {
         let m = u32::from(f.man_bits());
         let e = u32::from(f.exp_bits());
         let shift = 23 - m;
-        let width = f.width();
-        let min_bits = f.min_bits();
-        let flip = if m == 0 { ((f.bias() - 127) & 1) as u32 } else { 0 };
+        let min_bits = f.min_bits() as i32;
+        let tie_bit = if shift > 0 { 1i32 << shift } else { 0 };
+        let flip = m == 0 && (f.bias() - 127) & 1 != 0;
         Consts {
-            signed_flag: u32::from(f.signed()),
-            unsigned_flag: u32::from(!f.signed()),
-            sign_shift: e + m,
-            man_bits: m,
+            sign_keep: if f.signed() { i32::MIN } else { 0 },
+            unsigned: !f.signed(),
+            code_sign: if f.signed() { 1 << (e + m) } else { 0 },
             man_shift: shift,
             round_bias: if shift > 0 { (1 << (shift - 1)) - 1 } else { 0 },
-            tie_mask: u32::from(shift > 0),
-            tie_flip: flip,
-            low_mask: (1u32 << shift) - 1,
+            tie_bit,
+            tie_flip: if flip { tie_bit } else { 0 },
+            keep_mask: !((1i32 << shift) - 1),
             min_bits,
-            half_min_bits: (f32::from_bits(min_bits) * 0.5).to_bits(),
-            max_bits: f.max_bits(),
+            half_min_bits: (f32::from_bits(min_bits as u32) * 0.5).to_bits() as i32,
+            max_bits: f.max_bits() as i32,
+            enc_adj: (f.bias() - 127) << 23,
+            dec_adj: ((127 - f.bias()) << 23) as u32,
             min_code: 1 << m,
-            max_code: (1 << (e + m)) - 1,
-            enc_adj: (f.bias() - 127) as u32,
-            dec_adj: (127 - f.bias()) as u32,
-            exp_mask: (1 << e) - 1,
-            man_mask: (1 << m) - 1,
-            width_mask: if width >= 32 { u32::MAX } else { (1 << width) - 1 },
+            mag_mask: (1 << (e + m)) - 1,
         }
     }
 
-    /// Mantissa rounding of an absolute `f32` pattern: nearest, ties to the
-    /// even code. May carry into the exponent field. Garbage for NaN.
+    /// Quantized absolute `f32` pattern and the all-ones/zero mask of
+    /// results that must be +0 (NaN, negative input to an unsigned format).
     #[inline(always)]
-    fn round(&self, a: u32) -> u32 {
-        let lsb = ((a >> self.man_shift) ^ self.tie_flip) & self.tie_mask;
-        a.wrapping_add(self.round_bias).wrapping_add(lsb) & !self.low_mask
-    }
-
-    /// All-ones unless the result must be +0: NaN, or a negative input to an
-    /// unsigned format.
-    #[inline(always)]
-    fn keep_mask(&self, bits: u32) -> u32 {
-        let a = bits & ABS_MASK;
-        let nan = u32::from(a > INF_BITS);
-        let neg_unsigned = (bits >> 31) & self.unsigned_flag;
-        ((nan | neg_unsigned) ^ 1).wrapping_neg()
-    }
-
-    #[inline(always)]
-    pub(crate) fn encode_bits(&self, bits: u32) -> u32 {
-        let a = bits & ABS_MASK;
-        let r = self.round(a);
-        let normal = (((r >> 23).wrapping_add(self.enc_adj)) << self.man_bits)
-            | ((r & F32_MAN_MASK) >> self.man_shift);
-        let mag = if r > self.max_bits { self.max_code } else { normal };
-        let small = if a >= self.half_min_bits { self.min_code } else { 0 };
+    fn quantize_abs(&self, bits: u32) -> (i32, i32) {
+        let bits = bits as i32;
+        let a = bits & i32::MAX;
+        // Mantissa rounding: nearest, ties to the even code; may carry into
+        // the exponent field. Wraps (harmlessly) only for NaN.
+        let odd = ((a ^ self.tie_flip) & self.tie_bit != 0) as i32;
+        let r = a.wrapping_add(self.round_bias).wrapping_add(odd) & self.keep_mask;
+        let mag = if r > self.max_bits { self.max_bits } else { r };
+        let small = if a >= self.half_min_bits { self.min_bits } else { 0 };
         let mag = if a < self.min_bits { small } else { mag };
-        let sign = ((bits >> 31) & self.signed_flag) << self.sign_shift;
-        (sign | mag) & self.keep_mask(bits)
+        let nan = a > 0x7f80_0000;
+        let neg_unsigned = self.unsigned && bits < 0;
+        let zero = if nan || neg_unsigned { 0 } else { -1 };
+        (mag, zero)
     }
 
     #[inline(always)]
     pub(crate) fn quantize_bits(&self, bits: u32) -> u32 {
-        let a = bits & ABS_MASK;
-        let r = self.round(a);
-        let mag = if r > self.max_bits { self.max_bits } else { r };
-        let small = if a >= self.half_min_bits { self.min_bits } else { 0 };
-        let mag = if a < self.min_bits { small } else { mag };
-        let sign = (bits & !ABS_MASK) & self.signed_flag.wrapping_neg();
-        (sign | mag) & self.keep_mask(bits)
+        let (mag, keep) = self.quantize_abs(bits);
+        (((bits as i32 & self.sign_keep) | mag) & keep) as u32
+    }
+
+    #[inline(always)]
+    pub(crate) fn encode_bits(&self, bits: u32) -> u32 {
+        let (mag, keep) = self.quantize_abs(bits);
+        let code = (mag.wrapping_add(self.enc_adj) as u32) >> self.man_shift;
+        let code = if mag == 0 { 0 } else { code };
+        let sign = if (bits as i32) < 0 { self.code_sign } else { 0 };
+        (sign | code) & keep as u32
     }
 
     #[inline(always)]
     pub(crate) fn decode_bits(&self, code: u32) -> u32 {
-        let code = code & self.width_mask;
-        let sign = ((code >> self.sign_shift) & self.signed_flag) << 31;
-        let exp = (code >> self.man_bits) & self.exp_mask;
-        let man = code & self.man_mask;
-        let normal = (exp.wrapping_add(self.dec_adj) << 23) | (man << self.man_shift);
-        let mag = if exp == 0 { 0 } else { normal };
-        sign | mag
+        let mag = code & self.mag_mask;
+        let normal = (mag << self.man_shift).wrapping_add(self.dec_adj);
+        let normal = if mag < self.min_code { 0 } else { normal };
+        let sign = if code & self.code_sign != 0 { 0x8000_0000 } else { 0 };
+        sign | normal
     }
 
     #[inline(always)]
