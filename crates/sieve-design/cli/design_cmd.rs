@@ -1,0 +1,159 @@
+//! `sieve design`: the speculative CNN design search; writes a `.sieve` package.
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use sieve_data::{ModelCard, Split};
+use sieve_design::meta::SearchSettings;
+use sieve_design::search::Settings;
+use sieve_design::{report, Package};
+use std::path::PathBuf;
+
+/// Arguments of `sieve design`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The source model (.onnx). Its card `model.toml`, if next to it, gives the background offset.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Validation data: `mnist:DIR` | `cifar10:FILE_OR_DIR` | `images:DIR[:LABELS]`.
+    #[arg(long)]
+    pub val: String,
+    /// Which split of `--val` to search on.
+    #[arg(long, default_value = "validation")]
+    pub val_split: String,
+    /// Use only the first N images.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// The package to write (.sieve). A journal `<out>.journal` next to it lets an
+    /// interrupted run resume.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Write a human report (markdown, JSON, SVG/PNG plots) into this folder.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Images per evaluation batch.
+    #[arg(long, default_value_t = 50)]
+    pub batch: usize,
+    /// Worker threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Memory the prefix-activation cache may use, in MiB.
+    #[arg(long, default_value_t = 4096)]
+    pub cache_mb: usize,
+    /// Do not keep a journal (no resume).
+    #[arg(long)]
+    pub no_journal: bool,
+    /// Stop after N new evaluations (testing resume).
+    #[arg(long, hide = true)]
+    pub max_evals: Option<usize>,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `sieve design`.
+pub fn run(args: Args) -> Result<()> {
+    if args.threads > 0 {
+        sieve_nn::set_threads(args.threads).context("setting the thread count")?;
+    }
+    let split: Split = args.val_split.parse()?;
+    let bytes =
+        std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
+    let card = ModelCard::find_next_to(&args.model)?;
+    let journal = (!args.no_journal).then(|| {
+        let mut p = args.out.clone().into_os_string();
+        p.push(".journal");
+        PathBuf::from(p)
+    });
+    let settings = Settings {
+        dataset: args.val.clone(),
+        split,
+        limit: args.limit,
+        background_offset: card.as_ref().map_or(0, |c| c.output.background_offset),
+        cache_bytes: args.cache_mb << 20,
+        search: SearchSettings::paper(args.batch),
+        journal,
+        max_evals: args.max_evals,
+    };
+    let bar = ProgressBar::new(1);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} evals  {elapsed_precise} eta {eta}  {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let progress = |e: &sieve_design::search::ProgressEvent| {
+        bar.set_length(e.total as u64);
+        bar.set_position(e.done as u64);
+        bar.set_message(e.what.clone());
+    };
+    let outcome = sieve_design::design(&bytes, &settings, &progress);
+    bar.finish_and_clear();
+    let outcome = outcome?;
+    let timing = outcome.timing.clone();
+    let pkg = Package::from_outcome(outcome);
+    pkg.write(&args.out)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    let pkg_bytes = std::fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0);
+    if let Some(dir) = &args.report {
+        report::write_report(pkg.meta(), dir)
+            .with_context(|| format!("writing the report to {}", dir.display()))?;
+    }
+    let meta = pkg.meta();
+    if meta.variants.is_empty() {
+        bail!("no variant was produced");
+    }
+    if args.json {
+        let variants: Vec<_> = meta
+            .variants
+            .iter()
+            .map(|v| {
+                serde_json::json!({
+                    "variant": v.variant, "avg_weight_bits": v.avg_weight_bits,
+                    "avg_activation_bits": v.avg_activation_bits, "weight_bytes": v.weight_bytes,
+                    "val_top1": v.accuracy.top1, "normalised": v.normalised, "recovered": v.recovered,
+                })
+            })
+            .collect();
+        let out = serde_json::json!({
+            "model": args.model.display().to_string(), "package": args.out.display().to_string(),
+            "onnx_bytes": bytes.len(), "package_bytes": pkg_bytes, "images": meta.provenance.images,
+            "baseline_top1": meta.baseline.top1, "points": meta.search.points,
+            "combinations": meta.search.combinations, "variants": variants, "timing": timing,
+        });
+        println!("{out}");
+    } else {
+        println!(
+            "{}: {} images, baseline top-1 {:.2}%, {} points explored, {} combinations, {:.1} s",
+            args.model.display(),
+            meta.provenance.images,
+            100.0 * meta.baseline.top1,
+            meta.search.points,
+            meta.search.combinations,
+            timing.total
+        );
+        println!("variant      w bits  a bits  weight bytes  val top-1  normalised");
+        for v in &meta.variants {
+            println!(
+                "{:<12} {:>6.2}  {:>6.2}  {:>12}  {:>8.2}%  {:>10.4}{}",
+                v.variant.to_string(),
+                v.avg_weight_bits,
+                v.avg_activation_bits,
+                v.weight_bytes,
+                100.0 * v.accuracy.top1,
+                v.normalised,
+                if v.recovered.is_empty() {
+                    String::new()
+                } else {
+                    format!("  (recovered: {})", v.recovered.join("; "))
+                }
+            );
+        }
+        println!(
+            "package {} ({} bytes; ONNX {} bytes)",
+            args.out.display(),
+            pkg_bytes,
+            bytes.len()
+        );
+    }
+    Ok(())
+}

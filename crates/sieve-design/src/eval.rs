@@ -1,0 +1,284 @@
+//! Evaluating networks on the validation images with the prefix cache.
+//!
+//! The validation images are held in memory as batches. A [`Cut`] holds, per
+//! batch, the values a run needs from before a layer ([`Model::live_values`]);
+//! evaluating a reformatted tensor of layer `k` feeds the cut taken right before
+//! (weights) or right after (activations) layer `k` and re-runs only what
+//! follows. Cuts are kept only while they fit the memory budget; otherwise the
+//! run starts from the last cut that did fit (at worst the model input).
+
+use crate::runner::quantize_tensor;
+use crate::DesignError;
+use rayon::prelude::*;
+use sieve_float::{ExpHistogram, Format};
+use sieve_nn::{Model, NnError, RunOptions, Tensor, ValueId};
+use std::sync::Mutex;
+
+/// Cached values at a point of the network, for every batch.
+#[derive(Clone, Debug)]
+pub struct Cut {
+    /// `(layer, after)` of the cut; `None` for the model inputs.
+    pub at: Option<(usize, bool)>,
+    /// The values held.
+    pub ids: Vec<ValueId>,
+    /// Per batch, one tensor per id.
+    pub data: Vec<Vec<Tensor>>,
+}
+
+impl Cut {
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.data.iter().flatten().map(|t| t.len() * 4).sum()
+    }
+}
+
+/// Runs networks over the validation batches and counts correct top-1 answers.
+pub struct Evaluator {
+    labels: Vec<Vec<i64>>,
+    inputs: Cut,
+    base: Cut,
+    offset: usize,
+    budget: usize,
+}
+
+/// Index of the largest value (first on ties; NaN sorts as by `total_cmp`).
+pub fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, v) in row.iter().enumerate() {
+        if v.total_cmp(&row[best]).is_gt() {
+            best = i;
+        }
+    }
+    best
+}
+
+impl Evaluator {
+    /// `batches`: (NCHW input, labels). `offset`: background classes before the
+    /// first label (output `i` is class `i - offset`). `budget`: bytes the prefix
+    /// cache may hold.
+    pub fn new(
+        model: &Model,
+        batches: Vec<(Tensor, Vec<i64>)>,
+        offset: usize,
+        budget: usize,
+    ) -> Result<Evaluator, DesignError> {
+        let ids = model.input_ids().to_vec();
+        if ids.len() != 1 {
+            return Err(DesignError::Model(format!(
+                "{} inputs; the search needs one image input",
+                ids.len()
+            )));
+        }
+        let (data, labels): (Vec<Vec<Tensor>>, Vec<Vec<i64>>) =
+            batches.into_iter().map(|(t, l)| (vec![t], l)).unzip();
+        let inputs = Cut {
+            at: None,
+            ids,
+            data,
+        };
+        Ok(Evaluator {
+            labels,
+            base: inputs.clone(),
+            inputs,
+            offset,
+            budget,
+        })
+    }
+
+    /// Number of images.
+    pub fn images(&self) -> usize {
+        self.labels.iter().map(Vec::len).sum()
+    }
+
+    /// The cut runs currently start from.
+    pub fn base(&self) -> &Cut {
+        &self.base
+    }
+
+    fn count(&self, out: &Tensor, labels: &[i64]) -> Result<u64, DesignError> {
+        let d = out.f32s()?;
+        let n = labels.len();
+        if n == 0 || d.len() % n != 0 {
+            return Err(DesignError::Model(format!(
+                "output shape {:?} does not fit a batch of {n}",
+                out.shape()
+            )));
+        }
+        let c = d.len() / n;
+        Ok(d.chunks_exact(c)
+            .zip(labels)
+            .filter(|(row, &l)| {
+                argmax(row)
+                    .checked_sub(self.offset)
+                    .and_then(|p| i64::try_from(p).ok())
+                    == Some(l)
+            })
+            .count() as u64)
+    }
+
+    /// Correct answers of `model` run from `cut`, with `replace` (a fed value
+    /// quantised to a format) and `transform` (applied to computed values).
+    pub fn score(
+        &self,
+        model: &Model,
+        cut: &Cut,
+        replace: Option<(ValueId, Format)>,
+        transform: Option<&(dyn Fn(ValueId, &mut Tensor) -> Result<(), NnError> + Sync)>,
+    ) -> Result<u64, DesignError> {
+        let counts: Vec<Result<u64, DesignError>> = cut
+            .data
+            .par_iter()
+            .zip(&self.labels)
+            .map(|(vals, labels)| {
+                let mut feeds: Vec<(ValueId, Tensor)> =
+                    cut.ids.iter().copied().zip(vals.iter().cloned()).collect();
+                if let Some((id, fmt)) = replace {
+                    for (v, t) in &mut feeds {
+                        if *v == id {
+                            quantize_tensor(fmt, t);
+                        }
+                    }
+                }
+                let opts = RunOptions {
+                    transform,
+                    ..Default::default()
+                };
+                let r = model.run_with(feeds, &opts)?;
+                let out = r
+                    .outputs
+                    .first()
+                    .ok_or_else(|| DesignError::Model("no output".into()))?;
+                self.count(out, labels)
+            })
+            .collect();
+        counts.into_iter().sum()
+    }
+
+    /// Correct answers of `model` from the model inputs.
+    pub fn score_from_inputs(
+        &self,
+        model: &Model,
+        transform: Option<&(dyn Fn(ValueId, &mut Tensor) -> Result<(), NnError> + Sync)>,
+    ) -> Result<u64, DesignError> {
+        self.score(model, &self.inputs, None, transform)
+    }
+
+    /// Runs the original model once: correct answers, the exponent histogram of
+    /// each value in `ids`, whether each held a negative value, and each one's
+    /// element count per image.
+    pub fn baseline(
+        &self,
+        model: &Model,
+        ids: &[ValueId],
+    ) -> Result<(u64, Vec<ExpHistogram>, Vec<u64>), DesignError> {
+        let hists: Mutex<Vec<ExpHistogram>> = Mutex::new(vec![ExpHistogram::new(); ids.len()]);
+        let sizes: Mutex<Vec<u64>> = Mutex::new(vec![0; ids.len()]);
+        let visit = |id: ValueId, t: &Tensor| {
+            if let (Some(i), Some(d)) = (ids.iter().position(|&v| v == id), t.as_f32()) {
+                let h = ExpHistogram::from_slice(d);
+                if let Ok(mut hs) = hists.lock() {
+                    hs[i].merge(&h);
+                }
+                if let (Ok(mut s), Some(&n)) = (sizes.lock(), t.shape().first()) {
+                    s[i] = (d.len() / n.max(1)) as u64;
+                }
+            }
+        };
+        let counts: Vec<Result<u64, DesignError>> = self
+            .inputs
+            .data
+            .par_iter()
+            .zip(&self.labels)
+            .map(|(vals, labels)| {
+                let feeds = self
+                    .inputs
+                    .ids
+                    .iter()
+                    .copied()
+                    .zip(vals.iter().cloned())
+                    .collect();
+                let opts = RunOptions {
+                    visit: Some(&visit),
+                    ..Default::default()
+                };
+                let r = model.run_with(feeds, &opts)?;
+                let out = r
+                    .outputs
+                    .first()
+                    .ok_or_else(|| DesignError::Model("no output".into()))?;
+                self.count(out, labels)
+            })
+            .collect();
+        let correct = counts.into_iter().sum::<Result<u64, _>>()?;
+        let hists = hists
+            .into_inner()
+            .map_err(|_| DesignError::Model("histogram lock poisoned".into()))?;
+        let sizes = sizes
+            .into_inner()
+            .map_err(|_| DesignError::Model("size lock poisoned".into()))?;
+        Ok((correct, hists, sizes))
+    }
+
+    /// The cut at `(layer, after)` computed from the current base, or `None` if it
+    /// would exceed the memory budget.
+    pub fn cut(
+        &self,
+        model: &Model,
+        layer: usize,
+        after: bool,
+    ) -> Result<Option<Cut>, DesignError> {
+        let ids = model.live_values(layer, after)?;
+        let run = |vals: &Vec<Tensor>| -> Result<Vec<Tensor>, DesignError> {
+            let feeds = self
+                .base
+                .ids
+                .iter()
+                .copied()
+                .zip(vals.iter().cloned())
+                .collect();
+            let opts = RunOptions {
+                targets: Some(ids.clone()),
+                ..Default::default()
+            };
+            Ok(model.run_with(feeds, &opts)?.outputs)
+        };
+        let Some(first) = self.base.data.first() else {
+            return Ok(Some(Cut {
+                at: Some((layer, after)),
+                ids,
+                data: vec![],
+            }));
+        };
+        let d0 = run(first)?;
+        let per: usize = d0.iter().map(|t| t.len() * 4).sum();
+        if per.saturating_mul(self.base.data.len()) > self.budget {
+            return Ok(None);
+        }
+        let rest: Vec<Result<Vec<Tensor>, DesignError>> =
+            self.base.data[1..].par_iter().map(run).collect();
+        let mut data = vec![d0];
+        for r in rest {
+            data.push(r?);
+        }
+        Ok(Some(Cut {
+            at: Some((layer, after)),
+            ids,
+            data,
+        }))
+    }
+
+    /// Moves the base to right before `layer` if that cut fits the budget
+    /// (otherwise keeps the current base). Returns whether it moved.
+    pub fn advance(&mut self, model: &Model, layer: usize) -> Result<bool, DesignError> {
+        if self.base.at == Some((layer, false)) {
+            return Ok(true);
+        }
+        match self.cut(model, layer, false)? {
+            Some(c) => {
+                self.base = c;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! The package metadata (`__metadata__["sieve"]` of the safetensors container),
+//! also the JSON summary of a design run. Field order is fixed and maps are
+//! `BTreeMap`s, so the serialisation is deterministic.
+
+use crate::Variant;
+use serde::{Deserialize, Serialize};
+use sieve_float::Format;
+use std::collections::BTreeMap;
+
+/// Everything a package records besides the tensors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    /// Name and version of the tool that wrote the package (`sieve-design 0.1.0`).
+    pub tool: String,
+    /// Where the model and the data came from.
+    pub provenance: Provenance,
+    /// The search settings.
+    pub settings: SearchSettings,
+    /// The original model on the validation set.
+    pub baseline: Accuracy,
+    /// Every searched tensor (weights and activations), by id.
+    pub tensors: Vec<TensorInfo>,
+    /// The speculative variants (exact, accurate, approximate).
+    pub variants: Vec<VariantInfo>,
+    /// Search statistics.
+    pub search: SearchStats,
+    /// Free-form sections added after the design (e.g. the misspeculation
+    /// detector's thresholds per variant and target, key `detector`); see
+    /// [`crate::Package::update_metadata`].
+    #[serde(default)]
+    pub calibration: BTreeMap<String, serde_json::Value>,
+}
+
+/// Provenance of a package.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// sha256 of the source ONNX bytes.
+    pub model_sha256: String,
+    /// Size of the source ONNX file in bytes.
+    pub model_bytes: u64,
+    /// The dataset spec as given (`mnist:DIR`, ...).
+    pub dataset: String,
+    /// The split searched on (`validation` or `test`).
+    pub split: String,
+    /// [`sieve_data::Dataset::fingerprint_prefix`] of the images used.
+    pub dataset_fingerprint: String,
+    /// Number of validation images used.
+    pub images: usize,
+}
+
+/// The settings that determine the search result (their hash keys the journal).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SearchSettings {
+    /// Largest mantissa width tried (the paper: 6).
+    pub m_max: u8,
+    /// The `m` sweep stops once normalised accuracy falls below this (0.998).
+    pub sweep_floor: f64,
+    /// Normalised accuracy the accurate variant needs per tensor (1.0).
+    pub accurate_threshold: f64,
+    /// Normalised accuracy the approximate variant needs per tensor (0.999).
+    pub approximate_threshold: f64,
+    /// A variant whose combined normalised accuracy is below its threshold minus
+    /// this is repaired by widening tensors (DESIGN §3 step 3).
+    pub recovery_slack: f64,
+    /// Stop the `e` sweep of a tensor when even `m = m_max` falls below the floor.
+    pub stop_e_sweep: bool,
+    /// Images per evaluation batch (results may depend on it through kernel tiling).
+    pub batch: usize,
+}
+
+/// Top-1 on the validation images.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Accuracy {
+    /// Correct top-1 predictions.
+    pub correct: u64,
+    /// Images evaluated.
+    pub images: u64,
+    /// `correct / images`.
+    pub top1: f64,
+}
+
+/// Weight tensor of a layer or the layer's materialised output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TensorKind {
+    /// The layer's weight tensor (after any folded BatchNormalization).
+    Weight,
+    /// The layer's materialised output (after a fused activation).
+    Activation,
+}
+
+/// One searched tensor and its explored points.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TensorInfo {
+    /// Index in [`Meta::tensors`].
+    pub id: usize,
+    /// Weight or activation.
+    pub kind: TensorKind,
+    /// Index of the compute layer in [`sieve_nn::Model::layers`].
+    pub layer: usize,
+    /// Layer (node) name in the source model.
+    pub layer_name: String,
+    /// Weight initializer name (weights) or value name (activations).
+    pub name: String,
+    /// Elements: the whole weight tensor, or per image for activations.
+    pub elements: u64,
+    /// Whether formats carry a sign bit (activations that are non-negative by
+    /// construction, e.g. after a fused Relu, use unsigned formats).
+    pub signed: bool,
+    /// The histogram's `e_max` (smallest `e` covering 99.5%).
+    pub e_max: u8,
+    /// Exponent histogram: `(exponent, count)` for non-zero bins, ascending.
+    pub histogram: Vec<(i32, u64)>,
+    /// Zero values in the histogram.
+    pub zeros: u64,
+    /// Every evaluated point, in search order.
+    pub points: Vec<Point>,
+}
+
+/// An explored CNN: one tensor in one format, everything else full precision.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    /// The format.
+    pub format: Format,
+    /// Bits per value.
+    pub bits: u32,
+    /// Coverage of the format's exponent window.
+    pub coverage: f64,
+    /// Correct top-1 predictions on the validation images.
+    pub correct: u64,
+    /// `correct / baseline correct`.
+    pub normalised: f64,
+}
+
+/// One speculative variant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VariantInfo {
+    /// Which variant.
+    pub variant: Variant,
+    /// Per tensor id: the format, or `None` for full precision (f32).
+    pub formats: Vec<Option<Format>>,
+    /// Per tensor id: for weights stored packed, the package tensor holding them.
+    pub weight_keys: Vec<Option<String>>,
+    /// Average bits per weight (weighted by element count; f32 counts 32).
+    pub avg_weight_bits: f64,
+    /// Average bits per activation value (weighted by elements per image).
+    pub avg_activation_bits: f64,
+    /// Bytes of this variant's packed weights.
+    pub weight_bytes: u64,
+    /// The combination on the validation images.
+    pub accuracy: Accuracy,
+    /// `accuracy.correct / baseline.correct`.
+    pub normalised: f64,
+    /// Tensors widened by the recovery step, in order (`name: old -> new`).
+    pub recovered: Vec<String>,
+}
+
+/// Search statistics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SearchStats {
+    /// Explored points (one tensor reformatted) over all tensors.
+    pub points: usize,
+    /// Whole-network evaluations of combinations (variants and recovery steps).
+    pub combinations: usize,
+}
+
+impl Meta {
+    /// The info of `variant`, if stored.
+    pub fn variant(&self, variant: Variant) -> Option<&VariantInfo> {
+        self.variants.iter().find(|v| v.variant == variant)
+    }
+}

@@ -1,0 +1,164 @@
+//! Running a speculative variant: weights bit-packed in memory, activations
+//! reformatted (encode + decode) at every compute layer's output.
+
+use crate::{DesignError, Variant};
+use sieve_float::{quantize_slice, Format, PackedTensor};
+use sieve_nn::{Model, NnError, RunOptions, Tensor, ValueId, WeightSource, Weights};
+use std::any::Any;
+use std::sync::Arc;
+
+/// A layer's weights stored as a [`PackedTensor`], decoded on use
+/// ([`WeightSource`]). Packed kernels may downcast to it through `as_any`.
+#[derive(Debug, Clone)]
+pub struct PackedWeights {
+    shape: Vec<usize>,
+    packed: PackedTensor,
+}
+
+impl PackedWeights {
+    /// Wraps `packed`; fails unless it holds exactly `shape`'s element count.
+    pub fn new(shape: Vec<usize>, packed: PackedTensor) -> Result<PackedWeights, DesignError> {
+        let n: usize = shape.iter().product();
+        if n != packed.len() {
+            return Err(DesignError::Invalid(format!(
+                "packed weights hold {} values, shape {shape:?} needs {n}",
+                packed.len()
+            )));
+        }
+        Ok(PackedWeights { shape, packed })
+    }
+
+    /// The packed codes.
+    pub fn packed(&self) -> &PackedTensor {
+        &self.packed
+    }
+}
+
+impl WeightSource for PackedWeights {
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn decode_into(&self, out: &mut [f32]) -> Result<(), NnError> {
+        self.packed
+            .decode_into(out)
+            .map_err(|e| NnError::Graph(format!("decoding packed weights: {e}")))
+    }
+
+    fn stored_bytes(&self) -> usize {
+        self.packed.bytes().len()
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// A runnable speculative CNN: a [`Model`] whose reformatted layers hold
+/// [`PackedWeights`] (or, on the reference path, their decoded `f32` values) and
+/// whose activation formats are applied to each compute layer's output.
+///
+/// Contract: the outputs equal, bit for bit, those of the reference path
+/// (weights decoded to `f32`, activations quantised by the transform hook).
+#[derive(Debug, Clone)]
+pub struct SpeculativeModel {
+    model: Model,
+    activations: Vec<(ValueId, Format)>,
+    variant: Variant,
+}
+
+impl SpeculativeModel {
+    /// Assembles a variant from a model whose weights are already set and the
+    /// activation formats (value id, format).
+    pub fn new(
+        model: Model,
+        mut activations: Vec<(ValueId, Format)>,
+        variant: Variant,
+    ) -> SpeculativeModel {
+        activations.sort_by_key(|(v, _)| v.0);
+        SpeculativeModel {
+            model,
+            activations,
+            variant,
+        }
+    }
+
+    /// The underlying model (for its inputs/outputs and layers).
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Which variant this is.
+    pub fn variant(&self) -> Variant {
+        self.variant
+    }
+
+    /// The activation formats, by value id.
+    pub fn activation_formats(&self) -> &[(ValueId, Format)] {
+        &self.activations
+    }
+
+    /// Bytes the layers' weights occupy in memory (packed where reformatted).
+    pub fn weight_bytes(&self) -> usize {
+        (0..self.model.layers().len())
+            .filter_map(|i| self.model.weights(i).ok())
+            .map(|w| w.stored_bytes())
+            .sum()
+    }
+
+    /// Runs like [`Model::run`], reformatting every compute layer's output.
+    pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, DesignError> {
+        run_formatted(&self.model, &self.activations, inputs)
+    }
+}
+
+/// Runs `model` from its inputs with the given activation formats (sorted by id).
+pub(crate) fn run_formatted(
+    model: &Model,
+    activations: &[(ValueId, Format)],
+    inputs: Vec<Tensor>,
+) -> Result<Vec<Tensor>, DesignError> {
+    let feeds: Vec<(ValueId, Tensor)> = model.input_ids().iter().copied().zip(inputs).collect();
+    if feeds.len() != model.input_ids().len() {
+        return Err(NnError::InputCount {
+            expected: model.input_ids().len(),
+            got: feeds.len(),
+        }
+        .into());
+    }
+    let transform = |id: ValueId, t: &mut Tensor| -> Result<(), NnError> {
+        if let Ok(i) = activations.binary_search_by_key(&id.0, |(v, _)| v.0) {
+            quantize_tensor(activations[i].1, t);
+        }
+        Ok(())
+    };
+    let opts = RunOptions {
+        transform: Some(&transform),
+        ..Default::default()
+    };
+    Ok(model.run_with(feeds, &opts)?.outputs)
+}
+
+/// Quantises an `f32` tensor in place (other dtypes are left alone).
+pub(crate) fn quantize_tensor(fmt: Format, t: &mut Tensor) {
+    if let Some(d) = t.as_f32_mut() {
+        quantize_slice(fmt, d);
+    }
+}
+
+/// Weights for layer `layer` from a packed tensor: packed in memory, or decoded
+/// to dense `f32` for the reference path.
+pub(crate) fn weights_from_packed(
+    shape: Vec<usize>,
+    packed: PackedTensor,
+    dense: bool,
+) -> Result<Weights, DesignError> {
+    if dense {
+        let v = packed.to_vec();
+        Ok(Weights::Dense(Tensor::from_f32(shape, v)?))
+    } else {
+        Ok(Weights::Encoded(Arc::new(PackedWeights::new(
+            shape, packed,
+        )?)))
+    }
+}

@@ -1,0 +1,779 @@
+//! The design-space search (DESIGN §3, paper §IV-B), resumable through a journal.
+//!
+//! Tensors: per compute layer its weight tensor (biases stay `f32`) and its
+//! materialised output. Per tensor, independently: for each candidate `e`
+//! ([`ExpHistogram::candidate_exponents`]: `e_max` down to 2, stop under 50%
+//! coverage, best bias per `e`) and `m` from `m_max` down to 0, evaluate the
+//! network with only that tensor reformatted; the `m` sweep stops after the first
+//! point under `sweep_floor` normalised accuracy. Then the exact / accurate /
+//! approximate combinations, each re-evaluated as a whole, with recovery.
+
+use crate::eval::Evaluator;
+use crate::meta::*;
+use crate::runner::{quantize_tensor, weights_from_packed};
+use crate::{sha256_hex, DesignError, Variant};
+use sieve_data::{DatasetSpec, InputSpec, Split};
+use sieve_float::{quantize_slice, ExpHistogram, Format, PackedTensor};
+use sieve_nn::{Dim, Model, NnError, Tensor, ValueId, Weights};
+use sieve_onnx::proto;
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Everything a design run needs besides the model bytes.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Dataset spec (`mnist:DIR`, `cifar10:PATH`, `images:DIR[:LABELS]`).
+    pub dataset: String,
+    /// Split to search on (normally [`Split::Validation`]).
+    pub split: Split,
+    /// Use only the first N images.
+    pub limit: Option<usize>,
+    /// Background classes before label 0 in the output (model card).
+    pub background_offset: usize,
+    /// Bytes the prefix cache may hold.
+    pub cache_bytes: usize,
+    /// The settings that shape the result.
+    pub search: SearchSettings,
+    /// Journal file for resuming (`None`: no journal).
+    pub journal: Option<PathBuf>,
+    /// Stop with [`DesignError::Interrupted`] after this many new evaluations.
+    pub max_evals: Option<usize>,
+}
+
+impl SearchSettings {
+    /// The paper's settings with the given batch size.
+    pub fn paper(batch: usize) -> SearchSettings {
+        SearchSettings {
+            m_max: 6,
+            sweep_floor: 0.998,
+            accurate_threshold: 1.0,
+            approximate_threshold: 0.999,
+            recovery_slack: 0.002,
+            stop_e_sweep: true,
+            batch,
+        }
+    }
+}
+
+/// A progress report: `done` of about `total` evaluations (skipped points of a
+/// stopped sweep count as done, so the total is an upper bound that stays fixed).
+#[derive(Clone, Debug)]
+pub struct ProgressEvent {
+    /// Evaluations done or skipped.
+    pub done: usize,
+    /// Upper bound of all evaluations.
+    pub total: usize,
+    /// What is being evaluated.
+    pub what: String,
+}
+
+/// Progress callback.
+pub type Progress<'a> = &'a (dyn Fn(&ProgressEvent) + Sync);
+
+/// Where the time went, in seconds.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Timing {
+    /// Loading the model and the validation images.
+    pub load: f64,
+    /// Baseline run with histograms.
+    pub baseline: f64,
+    /// Computing prefix-cache cuts.
+    pub cache: f64,
+    /// Weight-tensor points.
+    pub weight_points: f64,
+    /// Activation points.
+    pub activation_points: f64,
+    /// Variant combinations and recovery.
+    pub combinations: f64,
+    /// Everything.
+    pub total: f64,
+    /// Points evaluated in this run (the rest came from the journal).
+    pub new_evaluations: usize,
+}
+
+/// The result of [`design`]: the package contents plus timing.
+#[derive(Debug)]
+pub struct DesignOutcome {
+    /// The metadata.
+    pub meta: Meta,
+    /// The graph (source ONNX with the packed layers' weights as external data).
+    pub graph: Vec<u8>,
+    /// Packed weight tensors by package key.
+    pub weights: BTreeMap<String, Vec<u8>>,
+    /// Time breakdown.
+    pub timing: Timing,
+}
+
+struct Journal {
+    path: Option<PathBuf>,
+    done: BTreeMap<String, u64>,
+    file: Option<std::fs::File>,
+    new: usize,
+    max: Option<usize>,
+}
+
+impl Journal {
+    fn open(path: Option<PathBuf>, key: &str, max: Option<usize>) -> Result<Journal, DesignError> {
+        let mut done = BTreeMap::new();
+        let Some(p) = path.clone() else {
+            return Ok(Journal {
+                path,
+                done,
+                file: None,
+                new: 0,
+                max,
+            });
+        };
+        let mut fresh = true;
+        if let Ok(f) = std::fs::File::open(&p) {
+            let mut lines = std::io::BufReader::new(f).lines();
+            if let Some(Ok(first)) = lines.next() {
+                if first == format!("sieve-design journal {key}") {
+                    fresh = false;
+                    for line in lines {
+                        let line = line.map_err(|e| DesignError::io(&p, e))?;
+                        // A torn last line (killed mid-write) is ignored.
+                        if let Some((k, v)) = line.rsplit_once(' ') {
+                            if let Ok(v) = v.parse::<u64>() {
+                                done.insert(k.to_string(), v);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let file = if fresh {
+            let mut f = std::fs::File::create(&p).map_err(|e| DesignError::io(&p, e))?;
+            writeln!(f, "sieve-design journal {key}").map_err(|e| DesignError::io(&p, e))?;
+            f
+        } else {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&p)
+                .map_err(|e| DesignError::io(&p, e))?
+        };
+        Ok(Journal {
+            path,
+            done,
+            file: Some(file),
+            new: 0,
+            max,
+        })
+    }
+
+    fn get_or(
+        &mut self,
+        key: &str,
+        eval: impl FnOnce() -> Result<u64, DesignError>,
+    ) -> Result<u64, DesignError> {
+        if let Some(&v) = self.done.get(key) {
+            return Ok(v);
+        }
+        if self.max.is_some_and(|m| self.new >= m) {
+            return Err(DesignError::Interrupted(self.new));
+        }
+        let v = eval()?;
+        self.new += 1;
+        self.done.insert(key.to_string(), v);
+        if let (Some(f), Some(p)) = (self.file.as_mut(), self.path.as_ref()) {
+            writeln!(f, "{key} {v}")
+                .and_then(|_| f.flush())
+                .map_err(|e| DesignError::io(p, e))?;
+        }
+        Ok(v)
+    }
+}
+
+fn norm(correct: u64, base: u64) -> f64 {
+    if base == 0 {
+        1.0
+    } else {
+        correct as f64 / base as f64
+    }
+}
+
+/// `correct / base >= t`, decided in integers for the usual thresholds.
+fn meets(correct: u64, base: u64, t: f64) -> bool {
+    (correct as f64) >= t * base as f64 - 1e-9
+}
+
+/// Whether each layer's output is non-negative by construction: a fused Relu, or
+/// a fused Clip whose lower bound is a constant >= 0.
+fn non_negative_layers(model: &Model, onnx: &proto::ModelProto) -> Vec<bool> {
+    let Some(g) = onnx.graph.as_ref() else {
+        return vec![false; model.layers().len()];
+    };
+    let consts: BTreeMap<&str, &proto::TensorProto> =
+        g.initializer.iter().map(|t| (t.name(), t)).collect();
+    let clip_min_ok = |n: &proto::NodeProto| -> bool {
+        if let Some(a) = n.attribute.iter().find(|a| a.name() == "min") {
+            return a.f() >= 0.0;
+        }
+        let Some(name) = n.input.get(1).filter(|s| !s.is_empty()) else {
+            return false;
+        };
+        consts
+            .get(name.as_str())
+            .and_then(|t| sieve_onnx::tensor_from_proto(t).ok())
+            .and_then(|t| t.as_f32().and_then(|d| d.first().copied()))
+            .is_some_and(|v| v >= 0.0)
+    };
+    model
+        .layers()
+        .iter()
+        .map(|l| {
+            l.fused.iter().any(|f| {
+                g.node.iter().any(|n| {
+                    n.name() == f
+                        && (n.op_type() == "Relu" || (n.op_type() == "Clip" && clip_min_ok(n)))
+                })
+            })
+        })
+        .collect()
+}
+
+fn histogram_pairs(h: &ExpHistogram) -> Vec<(i32, u64)> {
+    match h.exp_range() {
+        Some((lo, hi)) => (lo..=hi)
+            .map(|e| (e, h.count(e)))
+            .filter(|&(_, c)| c > 0)
+            .collect(),
+        None => vec![],
+    }
+}
+
+fn image_chw(model: &Model) -> Result<[usize; 3], DesignError> {
+    let input = model
+        .inputs()
+        .first()
+        .ok_or_else(|| DesignError::Model("no inputs".into()))?;
+    match input.shape.as_slice() {
+        [_, Dim::Fixed(c), Dim::Fixed(h), Dim::Fixed(w)] => Ok([*c, *h, *w]),
+        s => Err(DesignError::Model(format!(
+            "input '{}' has shape {s:?}; expected N x C x H x W",
+            input.name
+        ))),
+    }
+}
+
+/// Per tensor: index of the selected point for `variant`.
+fn select(points: &[Point], base: u64, variant: Variant, s: &SearchSettings) -> Option<usize> {
+    let exact = points
+        .iter()
+        .enumerate()
+        .max_by(|(ia, a), (ib, b)| {
+            a.correct
+                .cmp(&b.correct)
+                .then(b.bits.cmp(&a.bits))
+                .then(ib.cmp(ia))
+        })
+        .map(|(i, _)| i);
+    let t = match variant {
+        Variant::Accurate => s.accurate_threshold,
+        Variant::Approximate => s.approximate_threshold,
+        _ => return exact,
+    };
+    points
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| meets(p.correct, base, t))
+        .min_by(|(ia, a), (ib, b)| {
+            a.bits
+                .cmp(&b.bits)
+                .then(b.correct.cmp(&a.correct))
+                .then(ia.cmp(ib))
+        })
+        .map(|(i, _)| i)
+        .or(exact)
+}
+
+/// Runs the whole search. `model_bytes`: the source ONNX. Deterministic: the
+/// same bytes, data and settings give the same outcome, with or without a
+/// journal from an interrupted run.
+pub fn design(
+    model_bytes: &[u8],
+    settings: &Settings,
+    progress: Progress<'_>,
+) -> Result<DesignOutcome, DesignError> {
+    let t_all = Instant::now();
+    let mut timing = Timing::default();
+    let s = &settings.search;
+    if s.batch == 0 {
+        return Err(DesignError::Invalid("batch size must be at least 1".into()));
+    }
+    let model = sieve_onnx::load_bytes(model_bytes)?;
+    let onnx = <proto::ModelProto as prost::Message>::decode(model_bytes)
+        .map_err(|e| DesignError::Model(e.to_string()))?;
+    if model.layers().is_empty() {
+        return Err(DesignError::Model(
+            "no compute layers (Conv/Gemm/MatMul with constant weights)".into(),
+        ));
+    }
+    let [channels, h, w] = image_chw(&model)?;
+    let spec = DatasetSpec::parse(&settings.dataset)?;
+    let mut ds = sieve_data::open(&spec, settings.split, InputSpec { channels, h, w })?;
+    if let Some(n) = settings.limit {
+        ds = sieve_data::limit(ds, n);
+    }
+    let images = ds.len();
+    if images == 0 {
+        return Err(DesignError::Invalid("the validation set is empty".into()));
+    }
+    let fingerprint = ds.fingerprint()?;
+    let mut batches = vec![];
+    for b in sieve_data::batches(ds.as_ref(), s.batch) {
+        let b = b?;
+        batches.push((Tensor::from_f32(b.shape.to_vec(), b.data)?, b.labels));
+    }
+    let provenance = Provenance {
+        model_sha256: sha256_hex(model_bytes),
+        model_bytes: model_bytes.len() as u64,
+        dataset: settings.dataset.clone(),
+        split: settings.split.to_string(),
+        dataset_fingerprint: fingerprint,
+        images,
+    };
+    let key = sha256_hex(
+        serde_json::to_string(&(
+            &provenance.model_sha256,
+            &provenance.dataset_fingerprint,
+            images,
+            &provenance.split,
+            settings.background_offset,
+            s,
+        ))
+        .map_err(|e| DesignError::Invalid(e.to_string()))?
+        .as_bytes(),
+    );
+    let mut journal = Journal::open(settings.journal.clone(), &key, settings.max_evals)?;
+    let mut ev = Evaluator::new(
+        &model,
+        batches,
+        settings.background_offset,
+        settings.cache_bytes,
+    )?;
+    timing.load = t_all.elapsed().as_secs_f64();
+
+    // 1. Baseline and histograms.
+    let t = Instant::now();
+    let layers = model.layers().to_vec();
+    let act_ids: Vec<ValueId> = layers.iter().map(|l| l.output).collect();
+    let (base, act_hists, act_sizes) = ev.baseline(&model, &act_ids)?;
+    timing.baseline = t.elapsed().as_secs_f64();
+    let nonneg = non_negative_layers(&model, &onnx);
+    let mut dense_weights: Vec<Tensor> = vec![];
+    let mut tensors: Vec<TensorInfo> = vec![];
+    let mut hists: Vec<ExpHistogram> = vec![];
+    for (k, l) in layers.iter().enumerate() {
+        let wt = model.weights(k)?.to_tensor()?;
+        let wh = ExpHistogram::from_slice(wt.f32s()?);
+        let an = model.value_name(l.output).unwrap_or_default().to_string();
+        for (kind, hist, name, elements, signed) in [
+            (
+                TensorKind::Weight,
+                wh,
+                if l.weight_name.is_empty() {
+                    format!("{}.weight", l.name)
+                } else {
+                    l.weight_name.clone()
+                },
+                wt.len() as u64,
+                true,
+            ),
+            (
+                TensorKind::Activation,
+                act_hists[k].clone(),
+                an,
+                act_sizes[k],
+                !(nonneg[k] && act_hists[k].negatives() == 0),
+            ),
+        ] {
+            tensors.push(TensorInfo {
+                id: tensors.len(),
+                kind,
+                layer: k,
+                layer_name: l.name.clone(),
+                name,
+                elements,
+                signed,
+                e_max: hist.e_max(),
+                histogram: histogram_pairs(&hist),
+                zeros: hist.zeros(),
+                points: vec![],
+            });
+            hists.push(hist);
+        }
+        dense_weights.push(wt);
+    }
+    let m_steps = usize::from(s.m_max) + 1;
+    let total = hists
+        .iter()
+        .map(|h| h.candidate_exponents().len() * m_steps)
+        .sum::<usize>()
+        + 3;
+    let mut done = 0usize;
+    let report = |done: usize, what: String| progress(&ProgressEvent { done, total, what });
+
+    // 2. Per-tensor sweeps, layer by layer (the prefix cache moves forward).
+    for (k, l) in layers.iter().enumerate() {
+        let t = Instant::now();
+        ev.advance(&model, k)?;
+        let after = ev.cut(&model, k, true)?;
+        timing.cache += t.elapsed().as_secs_f64();
+        for ti in [2 * k, 2 * k + 1] {
+            let t = Instant::now();
+            let info = &tensors[ti];
+            let (kind, signed) = (info.kind, info.signed);
+            let windows = hists[ti].candidate_exponents();
+            let mut points = vec![];
+            'e: for win in &windows {
+                for m in (0..=s.m_max).rev() {
+                    let fmt = Format::new(signed, win.exp_bits, m, win.bias).map_err(|source| {
+                        DesignError::Float {
+                            tensor: info.name.clone(),
+                            source,
+                        }
+                    })?;
+                    let jkey = format!(
+                        "{}{k}:{fmt}",
+                        if kind == TensorKind::Weight { "w" } else { "a" }
+                    );
+                    report(
+                        done,
+                        format!(
+                            "{} {} {fmt}",
+                            l.name,
+                            if kind == TensorKind::Weight {
+                                "weights"
+                            } else {
+                                "output"
+                            }
+                        ),
+                    );
+                    let correct = journal.get_or(&jkey, || match kind {
+                        TensorKind::Weight => {
+                            let mut v = dense_weights[k].f32s()?.to_vec();
+                            quantize_slice(fmt, &mut v);
+                            let wt = Tensor::from_f32(dense_weights[k].shape().to_vec(), v)?;
+                            let m2 = model.with_weights(k, Weights::Dense(wt))?;
+                            ev.score(&m2, ev.base(), None, None)
+                        }
+                        TensorKind::Activation => match &after {
+                            Some(cut) => ev.score(&model, cut, Some((l.output, fmt)), None),
+                            None => {
+                                let id = l.output;
+                                let tf = move |v: ValueId, t: &mut Tensor| -> Result<(), NnError> {
+                                    if v == id {
+                                        quantize_tensor(fmt, t);
+                                    }
+                                    Ok(())
+                                };
+                                ev.score(&model, ev.base(), None, Some(&tf))
+                            }
+                        },
+                    })?;
+                    done += 1;
+                    points.push(Point {
+                        format: fmt,
+                        bits: fmt.width(),
+                        coverage: win.coverage,
+                        correct,
+                        normalised: norm(correct, base),
+                    });
+                    if !meets(correct, base, s.sweep_floor) {
+                        done += usize::from(m); // the skipped rest of this m sweep
+                        if m == s.m_max && s.stop_e_sweep {
+                            break 'e;
+                        }
+                        break;
+                    }
+                }
+            }
+            tensors[ti].points = points;
+            let dt = t.elapsed().as_secs_f64();
+            match kind {
+                TensorKind::Weight => timing.weight_points += dt,
+                TensorKind::Activation => timing.activation_points += dt,
+            }
+        }
+        drop(after);
+    }
+    done = total - 3;
+
+    // 3. Variants.
+    let t = Instant::now();
+    let mut variants = vec![];
+    let mut combinations = 0usize;
+    for variant in Variant::SPECULATIVE {
+        let target = match variant {
+            Variant::Approximate => s.approximate_threshold,
+            _ => s.accurate_threshold,
+        };
+        let mut choice: Vec<Option<usize>> = tensors
+            .iter()
+            .map(|ti| select(&ti.points, base, variant, s))
+            .collect();
+        let mut recovered = vec![];
+        let mut full: Vec<bool> = choice.iter().map(Option::is_none).collect();
+        loop {
+            let formats: Vec<Option<Format>> = (0..tensors.len())
+                .map(|i| {
+                    if full[i] {
+                        None
+                    } else {
+                        choice[i].map(|p| tensors[i].points[p].format)
+                    }
+                })
+                .collect();
+            report(done, format!("{variant} variant"));
+            let spelled: Vec<String> = formats
+                .iter()
+                .map(|f| f.map_or("f32".to_string(), |f| f.to_string()))
+                .collect();
+            let vkey = format!("v:{}", sha256_hex(spelled.join(",").as_bytes()));
+            let correct = journal.get_or(&vkey, || {
+                let sm = build_reference(&model, &dense_weights, &tensors, &formats)?;
+                ev.score_from_inputs(
+                    sm.0.as_ref().unwrap_or(&model),
+                    Some(&|v: ValueId, t: &mut Tensor| {
+                        if let Ok(i) = sm.1.binary_search_by_key(&v.0, |(id, _)| id.0) {
+                            quantize_tensor(sm.1[i].1, t);
+                        }
+                        Ok(())
+                    }),
+                )
+            })?;
+            combinations += 1;
+            let widenable: Vec<usize> = (0..tensors.len()).filter(|&i| !full[i]).collect();
+            if meets(correct, base, target - s.recovery_slack)
+                || widenable.is_empty()
+                || recovered.len() >= 2 * tensors.len()
+            {
+                let info =
+                    variant_info(variant, &tensors, formats, correct, base, images, recovered);
+                variants.push(info);
+                break;
+            }
+            // Widen the tensor that lost most on its own (ties: fewest bits, first).
+            let key = |i: usize| {
+                choice[i].map_or((u64::MAX, u32::MAX), |p| {
+                    (tensors[i].points[p].correct, tensors[i].points[p].bits)
+                })
+            };
+            let Some(&worst) = widenable
+                .iter()
+                .min_by(|&&a, &&b| key(a).cmp(&key(b)).then(a.cmp(&b)))
+            else {
+                break;
+            };
+            let cur_bits = key(worst).1;
+            let old = formats[worst].map_or("f32".to_string(), |f| f.to_string());
+            let next = tensors[worst]
+                .points
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.bits > cur_bits)
+                .min_by(|(ia, a), (ib, b)| {
+                    a.bits
+                        .cmp(&b.bits)
+                        .then(b.correct.cmp(&a.correct))
+                        .then(ia.cmp(ib))
+                })
+                .map(|(i, _)| i);
+            match next {
+                Some(p) => choice[worst] = Some(p),
+                None => full[worst] = true,
+            }
+            let new = if full[worst] {
+                "f32".to_string()
+            } else {
+                choice[worst].map_or("f32".to_string(), |p| {
+                    tensors[worst].points[p].format.to_string()
+                })
+            };
+            recovered.push(format!("{}: {old} -> {new}", tensors[worst].name));
+        }
+        done += 1;
+    }
+    timing.combinations = t.elapsed().as_secs_f64();
+    report(total, "done".into());
+
+    // 4. Package contents.
+    let (graph, weights, variants) =
+        package_contents(&model, &onnx, &dense_weights, &tensors, variants)?;
+    let meta = Meta {
+        tool: format!("sieve-design {}", env!("CARGO_PKG_VERSION")),
+        provenance,
+        settings: s.clone(),
+        baseline: Accuracy {
+            correct: base,
+            images: images as u64,
+            top1: norm(base, images as u64),
+        },
+        search: SearchStats {
+            points: tensors.iter().map(|t| t.points.len()).sum(),
+            combinations,
+        },
+        tensors,
+        variants,
+        calibration: BTreeMap::new(),
+    };
+    timing.new_evaluations = journal.new;
+    timing.total = t_all.elapsed().as_secs_f64();
+    Ok(DesignOutcome {
+        meta,
+        graph,
+        weights,
+        timing,
+    })
+}
+
+type Reference = (Option<Model>, Vec<(ValueId, Format)>);
+
+/// The reference path of a combination: the model with each reformatted weight
+/// tensor encoded, packed and decoded back to `f32`, plus the activation formats.
+fn build_reference(
+    model: &Model,
+    dense: &[Tensor],
+    tensors: &[TensorInfo],
+    formats: &[Option<Format>],
+) -> Result<Reference, DesignError> {
+    let mut m = None;
+    let mut acts = vec![];
+    for (ti, fmt) in tensors.iter().zip(formats) {
+        let Some(fmt) = *fmt else { continue };
+        match ti.kind {
+            TensorKind::Weight => {
+                let w = &dense[ti.layer];
+                let p = PackedTensor::encode_from(fmt, w.f32s()?).map_err(|source| {
+                    DesignError::Float {
+                        tensor: ti.name.clone(),
+                        source,
+                    }
+                })?;
+                let mm = m.get_or_insert_with(|| model.clone());
+                mm.set_weights(ti.layer, weights_from_packed(w.shape().to_vec(), p, true)?)?;
+            }
+            TensorKind::Activation => acts.push((model.layers()[ti.layer].output, fmt)),
+        }
+    }
+    acts.sort_by_key(|(v, _)| v.0);
+    Ok((m, acts))
+}
+
+fn variant_info(
+    variant: Variant,
+    tensors: &[TensorInfo],
+    formats: Vec<Option<Format>>,
+    correct: u64,
+    base: u64,
+    images: usize,
+    recovered: Vec<String>,
+) -> VariantInfo {
+    let avg = |kind: TensorKind| {
+        let (mut bits, mut n) = (0f64, 0f64);
+        for (t, f) in tensors.iter().zip(&formats) {
+            if t.kind == kind {
+                bits += t.elements as f64 * f.map_or(32.0, |f| f64::from(f.width()));
+                n += t.elements as f64;
+            }
+        }
+        if n > 0.0 {
+            bits / n
+        } else {
+            32.0
+        }
+    };
+    VariantInfo {
+        variant,
+        avg_weight_bits: avg(TensorKind::Weight),
+        avg_activation_bits: avg(TensorKind::Activation),
+        weight_keys: vec![None; formats.len()],
+        formats,
+        weight_bytes: 0,
+        accuracy: Accuracy {
+            correct,
+            images: images as u64,
+            top1: norm(correct, images as u64),
+        },
+        normalised: norm(correct, base),
+        recovered,
+    }
+}
+
+/// The stripped graph, the packed weights and the variants with their keys.
+fn package_contents(
+    model: &Model,
+    onnx: &proto::ModelProto,
+    dense: &[Tensor],
+    tensors: &[TensorInfo],
+    mut variants: Vec<VariantInfo>,
+) -> Result<(Vec<u8>, BTreeMap<String, Vec<u8>>, Vec<VariantInfo>), DesignError> {
+    let mut onnx = onnx.clone();
+    let mut weights = BTreeMap::new();
+    // Strip initializers read only as the weights of compute layers.
+    let mut uses: BTreeMap<String, usize> = BTreeMap::new();
+    if let Some(g) = onnx.graph.as_ref() {
+        for n in &g.node {
+            for i in &n.input {
+                *uses.entry(i.clone()).or_default() += 1;
+            }
+        }
+    }
+    let mut layer_uses: BTreeMap<String, usize> = BTreeMap::new();
+    for l in model.layers() {
+        *layer_uses.entry(l.weight_name.clone()).or_default() += 1;
+    }
+    if let Some(g) = onnx.graph.as_mut() {
+        for init in &mut g.initializer {
+            let name = init.name().to_string();
+            if layer_uses
+                .get(&name)
+                .is_some_and(|&n| uses.get(&name) == Some(&n))
+            {
+                init.raw_data = None;
+                init.float_data.clear();
+                init.data_location = Some(proto::tensor_proto::DataLocation::External as i32);
+                init.external_data = vec![proto::StringStringEntryProto {
+                    key: Some("location".into()),
+                    value: Some(format!("sieve:{name}")),
+                }];
+            }
+        }
+    }
+    let graph = prost::Message::encode_to_vec(&onnx);
+    for v in &mut variants {
+        let mut bytes = 0u64;
+        for (ti, t) in tensors.iter().enumerate() {
+            if t.kind != TensorKind::Weight {
+                continue;
+            }
+            let (key, data) = match v.formats[ti] {
+                Some(fmt) => {
+                    let p = PackedTensor::encode_from(fmt, dense[t.layer].f32s()?).map_err(
+                        |source| DesignError::Float {
+                            tensor: t.name.clone(),
+                            source,
+                        },
+                    )?;
+                    (format!("w{}/{fmt}", t.layer), p.bytes().to_vec())
+                }
+                None => (
+                    format!("w{}/f32", t.layer),
+                    dense[t.layer]
+                        .f32s()?
+                        .iter()
+                        .flat_map(|x| x.to_le_bytes())
+                        .collect(),
+                ),
+            };
+            bytes += data.len() as u64;
+            v.weight_keys[ti] = Some(key.clone());
+            weights.entry(key).or_insert(data);
+        }
+        v.weight_bytes = bytes;
+    }
+    Ok((graph, weights, variants))
+}
