@@ -3,6 +3,7 @@
 #![allow(missing_docs)]
 
 mod design_cmd;
+mod eval_cmd;
 mod inspect_cmd;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +21,8 @@ enum Cmd {
     Design(design_cmd::Args),
     /// Print what a .sieve package holds.
     Inspect(inspect_cmd::Args),
+    /// Top-1 of every variant (and the source model) on a split.
+    Eval(eval_cmd::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -27,6 +30,7 @@ fn main() -> std::process::ExitCode {
     let r = match cli.cmd {
         Cmd::Design(a) => design_cmd::run(a),
         Cmd::Inspect(a) => inspect_cmd::run(a),
+        Cmd::Eval(a) => eval_cmd::run(a),
     };
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -282,3 +282,84 @@ impl Evaluator {
         }
     }
 }
+
+/// Top-1 of a runnable network on a dataset split: `run` maps an NCHW batch to
+/// the model outputs (the first is scored). `offset`: background classes.
+pub fn top1(
+    run: &(dyn Fn(Tensor) -> Result<Vec<Tensor>, DesignError> + Sync),
+    input: sieve_data::InputSpec,
+    dataset: &str,
+    split: sieve_data::Split,
+    limit: Option<usize>,
+    batch: usize,
+    offset: usize,
+) -> Result<crate::meta::Accuracy, DesignError> {
+    let spec = sieve_data::DatasetSpec::parse(dataset)?;
+    let mut ds = sieve_data::open(&spec, split, input)?;
+    if let Some(n) = limit {
+        ds = sieve_data::limit(ds, n);
+    }
+    let n = ds.len();
+    let ranges: Vec<(usize, usize)> = (0..n)
+        .step_by(batch.max(1))
+        .map(|s| (s, (s + batch.max(1)).min(n)))
+        .collect();
+    let counts: Vec<Result<u64, DesignError>> = ranges
+        .par_iter()
+        .map(|&(s, e)| {
+            let b = ds.read_range(s, e)?;
+            let out = run(Tensor::from_f32(b.shape.to_vec(), b.data)?)?;
+            let out = out
+                .first()
+                .ok_or_else(|| DesignError::Model("no output".into()))?;
+            let d = out.f32s()?;
+            let k = b.labels.len();
+            if k == 0 || d.len() % k != 0 {
+                return Err(DesignError::Model(format!(
+                    "output shape {:?} does not fit a batch of {k}",
+                    out.shape()
+                )));
+            }
+            Ok(d.chunks_exact(d.len() / k)
+                .zip(&b.labels)
+                .filter(|(row, &l)| {
+                    argmax(row)
+                        .checked_sub(offset)
+                        .and_then(|p| i64::try_from(p).ok())
+                        == Some(l)
+                })
+                .count() as u64)
+        })
+        .collect();
+    let correct = counts.into_iter().sum::<Result<u64, _>>()?;
+    Ok(crate::meta::Accuracy {
+        correct,
+        images: n as u64,
+        top1: if n == 0 {
+            0.0
+        } else {
+            correct as f64 / n as f64
+        },
+    })
+}
+
+/// The `[C, H, W]` of a model's single image input.
+pub fn input_spec(model: &Model) -> Result<sieve_data::InputSpec, DesignError> {
+    let input = model
+        .inputs()
+        .first()
+        .ok_or_else(|| DesignError::Model("no inputs".into()))?;
+    match input.shape.as_slice() {
+        [_, sieve_nn::Dim::Fixed(c), sieve_nn::Dim::Fixed(h), sieve_nn::Dim::Fixed(w)] => {
+            Ok(sieve_data::InputSpec {
+                channels: *c,
+                h: *h,
+                w: *w,
+            })
+        }
+        s => Err(DesignError::Model(format!(
+            "input '{}' has shape {s:?}; expected N x C x H x W",
+            input.name
+        ))),
+    }
+}

@@ -149,10 +149,19 @@ impl Journal {
             writeln!(f, "sieve-design journal {key}").map_err(|e| DesignError::io(&p, e))?;
             f
         } else {
-            std::fs::OpenOptions::new()
+            let torn = std::fs::read(&p)
+                .map_err(|e| DesignError::io(&p, e))?
+                .last()
+                != Some(&b'\n');
+            let mut f = std::fs::OpenOptions::new()
                 .append(true)
                 .open(&p)
-                .map_err(|e| DesignError::io(&p, e))?
+                .map_err(|e| DesignError::io(&p, e))?;
+            if torn {
+                // A run killed mid-line: end that line so the next record stands alone.
+                writeln!(f).map_err(|e| DesignError::io(&p, e))?;
+            }
+            f
         };
         Ok(Journal {
             path,
@@ -220,13 +229,27 @@ fn non_negative_layers(model: &Model, onnx: &proto::ModelProto) -> Vec<bool> {
             .and_then(|t| t.as_f32().and_then(|d| d.first().copied()))
             .is_some_and(|v| v >= 0.0)
     };
+    // Node names as the loader assigns them (unnamed nodes: `<op>_<index>`).
+    let named: Vec<(String, &proto::NodeProto)> = g
+        .node
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let name = if n.name().is_empty() {
+                format!("{}_{i}", n.op_type())
+            } else {
+                n.name().to_string()
+            };
+            (name, n)
+        })
+        .collect();
     model
         .layers()
         .iter()
         .map(|l| {
             l.fused.iter().any(|f| {
-                g.node.iter().any(|n| {
-                    n.name() == f
+                named.iter().any(|(name, n)| {
+                    name == f
                         && (n.op_type() == "Relu" || (n.op_type() == "Clip" && clip_min_ok(n)))
                 })
             })

@@ -1,0 +1,350 @@
+//! Core tests on the LeNet-5 fixture and the 1,000-image MNIST fixture (its test
+//! split stands in for a validation set; `--limit` keeps them fast).
+
+use sieve_data::Split;
+use sieve_design::meta::SearchSettings;
+use sieve_design::search::Settings;
+use sieve_design::{design, DesignError, Package, TensorKind, Variant};
+use sieve_nn::{RunOptions, Tensor};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+const LIMIT: usize = 48;
+
+fn root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+fn model_bytes() -> Vec<u8> {
+    std::fs::read(root().join("fixtures/lenet5/model.onnx")).unwrap()
+}
+
+fn settings(journal: Option<PathBuf>, max_evals: Option<usize>) -> Settings {
+    Settings {
+        dataset: format!("mnist:{}", root().join("fixtures/mnist").display()),
+        split: Split::Test,
+        limit: Some(LIMIT),
+        background_offset: 0,
+        cache_bytes: 1 << 30,
+        search: SearchSettings::paper(16),
+        journal,
+        max_evals,
+    }
+}
+
+/// One uninterrupted run without journal, shared by the tests.
+fn package() -> &'static (Package, Vec<u8>) {
+    static P: OnceLock<(Package, Vec<u8>)> = OnceLock::new();
+    P.get_or_init(|| {
+        let out = design(&model_bytes(), &settings(None, None), &|_| {}).unwrap();
+        let p = Package::from_outcome(out);
+        let bytes = p.to_bytes().unwrap();
+        (p, bytes)
+    })
+}
+
+fn images(n: usize) -> (Tensor, Vec<i64>) {
+    let spec = sieve_data::DatasetSpec::parse(&format!(
+        "mnist:{}",
+        root().join("fixtures/mnist").display()
+    ))
+    .unwrap();
+    let ds = sieve_data::open(
+        &spec,
+        Split::Test,
+        sieve_data::InputSpec {
+            channels: 1,
+            h: 28,
+            w: 28,
+        },
+    )
+    .unwrap();
+    let b = ds.read_range(0, n).unwrap();
+    (
+        Tensor::from_f32(b.shape.to_vec(), b.data).unwrap(),
+        b.labels,
+    )
+}
+
+#[test]
+fn live_values_cut_reproduces_the_full_run() {
+    let m = sieve_onnx::load_bytes(&model_bytes()).unwrap();
+    let (x, _) = images(4);
+    let full = m.run(vec![x.clone()]).unwrap();
+    for k in 0..m.layers().len() {
+        for after in [false, true] {
+            let ids = m.live_values(k, after).unwrap();
+            assert!(!ids.is_empty());
+            let feeds = vec![(m.input_ids()[0], x.clone())];
+            let opts = RunOptions {
+                targets: Some(ids.clone()),
+                ..Default::default()
+            };
+            let cut = m.run_with(feeds, &opts).unwrap().outputs;
+            let r = m
+                .run_with(ids.into_iter().zip(cut).collect(), &RunOptions::default())
+                .unwrap();
+            assert_eq!(
+                r.outputs[0].as_f32(),
+                full[0].as_f32(),
+                "layer {k} after {after}"
+            );
+        }
+    }
+}
+
+#[test]
+fn design_produces_three_variants_with_consistent_metadata() {
+    let (p, _) = package();
+    let m = p.meta();
+    assert_eq!(m.tensors.len(), 8, "LeNet-5: 4 layers x (weights, output)");
+    assert_eq!(m.variants.len(), 3);
+    assert_eq!(m.provenance.images, LIMIT);
+    assert!(m.baseline.correct as usize >= LIMIT - 2);
+    for t in &m.tensors {
+        assert!(
+            !t.points.is_empty(),
+            "tensor {} has no explored point",
+            t.name
+        );
+        assert_eq!(
+            t.points[0].format.exp_bits(),
+            t.e_max,
+            "the sweep starts at e_max"
+        );
+        assert_eq!(t.points[0].format.man_bits(), 6);
+        if t.kind == TensorKind::Weight {
+            assert!(t.signed);
+        }
+    }
+    // ip1 is followed by relu1 (fused): its output uses unsigned formats.
+    let ip1 = m
+        .tensors
+        .iter()
+        .find(|t| t.kind == TensorKind::Activation && t.name.contains("relu1"))
+        .unwrap();
+    assert!(!ip1.signed);
+    assert!(ip1.points.iter().all(|p| !p.format.signed()));
+    for v in &m.variants {
+        assert!(
+            v.avg_weight_bits < 32.0 && v.avg_weight_bits >= 2.0,
+            "{}",
+            v.avg_weight_bits
+        );
+        assert_eq!(v.formats.len(), m.tensors.len());
+        assert!(v.weight_bytes > 0 && v.weight_bytes < 431_080 * 4);
+    }
+}
+
+#[test]
+fn package_round_trips_and_variants_match_the_reference_path() {
+    let (p, bytes) = package();
+    let q = Package::from_bytes(bytes, "test").unwrap();
+    assert_eq!(q.meta(), p.meta());
+    assert_eq!(
+        &q.to_bytes().unwrap(),
+        bytes,
+        "re-serialisation is bit-identical"
+    );
+    let (x, labels) = images(LIMIT);
+    for v in Variant::SPECULATIVE {
+        let packed = q.model(v).unwrap();
+        let reference = p.reference_model(v).unwrap();
+        let a = packed.run(vec![x.clone()]).unwrap();
+        let b = reference.run(vec![x.clone()]).unwrap();
+        let (a, b) = (a[0].as_f32().unwrap(), b[0].as_f32().unwrap());
+        assert!(
+            a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{v}: packed != reference"
+        );
+        // The same numerics the search scored the variant with.
+        let correct = a
+            .chunks_exact(10)
+            .zip(&labels)
+            .filter(|(r, &l)| sieve_design::eval::argmax(r) as i64 == l)
+            .count() as u64;
+        assert_eq!(
+            correct,
+            p.meta().variant(v).unwrap().accuracy.correct,
+            "{v}"
+        );
+        assert!(packed.weight_bytes() < 431_080 * 4, "weights stay packed");
+    }
+    assert!(matches!(
+        q.model(Variant::Original),
+        Err(DesignError::NoVariant(_))
+    ));
+}
+
+#[test]
+fn reformatted_outputs_differ_from_the_original() {
+    let (p, _) = package();
+    let (x, _) = images(8);
+    let orig = sieve_onnx::load_bytes(&model_bytes())
+        .unwrap()
+        .run(vec![x.clone()])
+        .unwrap();
+    let spec = p.model(Variant::Approximate).unwrap().run(vec![x]).unwrap();
+    assert_ne!(orig[0].as_f32(), spec[0].as_f32());
+}
+
+#[test]
+fn resume_after_interruption_gives_the_identical_package() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("m.sieve.journal");
+    let r = design(
+        &model_bytes(),
+        &settings(Some(journal.clone()), Some(9)),
+        &|_| {},
+    );
+    assert!(matches!(r, Err(DesignError::Interrupted(9))), "{r:?}");
+    let r = design(
+        &model_bytes(),
+        &settings(Some(journal.clone()), Some(9)),
+        &|_| {},
+    );
+    assert!(
+        matches!(r, Err(DesignError::Interrupted(9))),
+        "second slice"
+    );
+    // Simulate a kill mid-write: a torn last line is ignored.
+    let mut text = std::fs::read_to_string(&journal).unwrap();
+    text.push_str("w3:s1e");
+    std::fs::write(&journal, text).unwrap();
+    let out = design(
+        &model_bytes(),
+        &settings(Some(journal.clone()), None),
+        &|_| {},
+    )
+    .unwrap();
+    let total = out.meta.search.points + out.meta.search.combinations;
+    assert!(
+        out.timing.new_evaluations < total,
+        "resumed: {} new of {total}",
+        out.timing.new_evaluations
+    );
+    let resumed = Package::from_outcome(out).to_bytes().unwrap();
+    assert_eq!(
+        resumed,
+        package().1,
+        "resumed package differs from the uninterrupted one"
+    );
+    // A finished journal replays without evaluating anything.
+    let again = design(&model_bytes(), &settings(Some(journal), None), &|_| {}).unwrap();
+    assert_eq!(again.timing.new_evaluations, 0);
+}
+
+fn assert_corrupt(bytes: &[u8], what: &str) {
+    match Package::from_bytes(bytes, "x.sieve") {
+        Err(DesignError::Corrupt { .. }) | Err(DesignError::Checksum { .. }) => {}
+        other => panic!("{what}: expected a corrupt-package error, got {other:?}"),
+    }
+}
+
+#[test]
+fn truncated_packages_are_rejected() {
+    let (_, bytes) = package();
+    for n in [0, 1, 7, 8, 9, 100, bytes.len() / 2, bytes.len() - 1] {
+        assert_corrupt(&bytes[..n], &format!("truncated to {n}"));
+    }
+}
+
+#[test]
+fn corrupted_packages_are_rejected() {
+    let (_, bytes) = package();
+    let header = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    // A flipped bit in every region: header JSON, graph/weight data, last byte.
+    for pos in [
+        8 + header / 2,
+        8 + header + 10,
+        bytes.len() / 2,
+        bytes.len() - 1,
+    ] {
+        let mut b = bytes.clone();
+        b[pos] ^= 0x10;
+        assert_corrupt(&b, &format!("bit flip at {pos}"));
+    }
+    let err = {
+        let mut b = bytes.clone();
+        let last = b.len() - 1;
+        b[last] ^= 1;
+        Package::from_bytes(&b, "x.sieve").unwrap_err()
+    };
+    assert!(matches!(err, DesignError::Checksum { .. }), "{err}");
+    assert!(err.to_string().contains("x.sieve"));
+    assert_corrupt(b"not a package at all, just text", "text");
+    // A valid safetensors file without the sieve metadata.
+    let t =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::U8, vec![3], &[1, 2, 3]).unwrap();
+    let plain = safetensors::serialize(vec![("a", t)], None).unwrap();
+    assert_corrupt(&plain, "plain safetensors");
+}
+
+#[test]
+fn wrong_version_is_rejected() {
+    let (_, bytes) = package();
+    let header = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let text = String::from_utf8(bytes[8..8 + header].to_vec()).unwrap();
+    let patched = text.replacen("{\\\"version\\\":1,", "{\\\"version\\\":9,", 1);
+    assert_ne!(
+        patched,
+        text,
+        "version field not found in {}",
+        &text[..200.min(text.len())]
+    );
+    let mut b = bytes[..8].to_vec();
+    b.extend_from_slice(patched.as_bytes());
+    b.extend_from_slice(&bytes[8 + header..]);
+    let err = Package::from_bytes(&b, "v9.sieve").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DesignError::Version {
+                found: 9,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn calibration_metadata_can_be_added_and_is_checksummed() {
+    let (p, _) = package();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.sieve");
+    let mut q = p.clone();
+    q.update_metadata(
+        "detector",
+        serde_json::json!({"accurate": {"threshold": 0.75}}),
+    );
+    q.write(&path).unwrap();
+    let r = Package::open(&path).unwrap();
+    assert_eq!(
+        r.meta().calibration["detector"]["accurate"]["threshold"],
+        0.75
+    );
+    assert_eq!(r.meta().variants, p.meta().variants);
+    assert!(matches!(
+        Package::open(&dir.path().join("missing.sieve")),
+        Err(DesignError::Io { .. })
+    ));
+}
+
+#[test]
+fn report_has_markdown_json_and_plots() {
+    let (p, _) = package();
+    let dir = tempfile::tempdir().unwrap();
+    sieve_design::report::write_report(p.meta(), dir.path()).unwrap();
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert!(md.contains("| accurate |"));
+    let plots: Vec<_> = std::fs::read_dir(dir.path().join("plots"))
+        .unwrap()
+        .collect();
+    assert_eq!(plots.len(), 2 * p.meta().tensors.len());
+    let png = std::fs::read(dir.path().join("plots/000_conv1_W.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    let svg = std::fs::read_to_string(dir.path().join("plots/000_conv1_W.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("window"));
+}
