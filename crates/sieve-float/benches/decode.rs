@@ -58,7 +58,10 @@ fn bench_decode(c: &mut Criterion) {
         let bytes = pack(w, &codes).expect("width");
         let d = Decoder::new(f);
         g.bench_with_input(BenchmarkId::new("width", w), &bytes, |b, bytes| {
-            b.iter(|| d.decode_packed(black_box(bytes), N, &mut out).expect("sizes"));
+            b.iter(|| {
+                d.decode_packed(black_box(bytes), N, &mut out)
+                    .expect("sizes")
+            });
         });
     }
     g.finish();

@@ -87,7 +87,11 @@ impl Consts {
         let odd = ((a ^ self.tie_flip) & self.tie_bit != 0) as i32;
         let r = a.wrapping_add(self.round_bias).wrapping_add(odd) & self.keep_mask;
         let mag = if r > self.max_bits { self.max_bits } else { r };
-        let small = if a >= self.half_min_bits { self.min_bits } else { 0 };
+        let small = if a >= self.half_min_bits {
+            self.min_bits
+        } else {
+            0
+        };
         let mag = if a < self.min_bits { small } else { mag };
         let nan = a > 0x7f80_0000;
         let neg_unsigned = self.unsigned && bits < 0;
@@ -115,7 +119,11 @@ impl Consts {
         let mag = code & self.mag_mask;
         let normal = (mag << self.man_shift).wrapping_add(self.dec_adj);
         let normal = if mag < self.min_code { 0 } else { normal };
-        let sign = if code & self.code_sign != 0 { 0x8000_0000 } else { 0 };
+        let sign = if code & self.code_sign != 0 {
+            0x8000_0000
+        } else {
+            0
+        };
         sign | normal
     }
 
@@ -248,12 +256,12 @@ mod tests {
         // m = 0: values are powers of two; 3 * 2^k is the tie between 2^(k+1)
         // and 2^(k+2). Bias 7 (odd, same parity as 127) and bias 6 (even).
         let odd = f("u0e3m0b3"); // E = k + 3
-        // 3.0 between 2 (E=4, even) and 4 (E=5): -> 2.
+                                 // 3.0 between 2 (E=4, even) and 4 (E=5): -> 2.
         assert_eq!(quantize(odd, 3.0), 2.0);
         // 6.0 between 4 (E=5) and 8 (E=6, even): -> 8.
         assert_eq!(quantize(odd, 6.0), 8.0);
         let even = f("u0e3m0b2"); // E = k + 2
-        // 3.0 between 2 (E=3) and 4 (E=4, even) -> 4.
+                                  // 3.0 between 2 (E=3) and 4 (E=4, even) -> 4.
         assert_eq!(quantize(even, 3.0), 4.0);
         assert_eq!(quantize(even, 6.0), 4.0);
     }

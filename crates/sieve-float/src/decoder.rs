@@ -129,7 +129,9 @@ impl Decoder {
         self.decode_aligned(body_bytes, body);
         let tail_start = first + groups;
         for (i, o) in tail.iter_mut().enumerate() {
-            *o = self.consts.decode(extract(bytes, self.width, tail_start + i));
+            *o = self
+                .consts
+                .decode(extract(bytes, self.width, tail_start + i));
         }
         Ok(())
     }
@@ -217,15 +219,34 @@ fn arith_u128<const W: usize>(c: &Consts, bytes: &[u8], out: &mut [f32]) {
     }
 }
 
+/// Widths 17..=31: a group of 8 codes is `width` bytes; codes 0..4 lie in
+/// the `u128` at the group's first byte, codes 4..8 in the `u128` starting
+/// at byte `width / 2` of the group (4 bits further in when `width` is odd).
 fn arith_window(c: &Consts, width: u32, bytes: &[u8], out: &mut [f32]) {
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = c.decode(extract(bytes, width, i));
+    let w = width as usize;
+    let mask = u128::from(width_mask(width));
+    let half_skip = (4 * w) % 8;
+    for (g, o8) in out.chunks_exact_mut(8).enumerate() {
+        let lo = load_u128(bytes, g * w);
+        let hi = load_u128(bytes, g * w + w / 2) >> half_skip;
+        let (first, second) = o8.split_at_mut(4);
+        for (j, o) in first.iter_mut().enumerate() {
+            *o = c.decode(((lo >> (j * w)) & mask) as u32);
+        }
+        for (j, o) in second.iter_mut().enumerate() {
+            *o = c.decode(((hi >> (j * w)) & mask) as u32);
+        }
     }
 }
 
 /// Convenience: [`Decoder::decode_packed`] with a decoder built for this call.
 /// Prefer a [`Decoder`] when decoding many rows of one format.
-pub fn decode_packed(fmt: Format, bytes: &[u8], n: usize, out: &mut [f32]) -> Result<(), FloatError> {
+pub fn decode_packed(
+    fmt: Format,
+    bytes: &[u8],
+    n: usize,
+    out: &mut [f32],
+) -> Result<(), FloatError> {
     Decoder::new(fmt).decode_packed(bytes, n, out)
 }
 

@@ -304,7 +304,8 @@ mod tests {
 
     #[test]
     fn counts_and_merge() {
-        let mut h = ExpHistogram::from_slice(&[1.0, 1.5, -2.0, 0.0, -0.0, f32::NAN, f32::NEG_INFINITY]);
+        let mut h =
+            ExpHistogram::from_slice(&[1.0, 1.5, -2.0, 0.0, -0.0, f32::NAN, f32::NEG_INFINITY]);
         assert_eq!(h.count(0), 2);
         assert_eq!(h.count(1), 1);
         assert_eq!(h.zeros(), 2);

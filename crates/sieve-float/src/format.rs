@@ -254,7 +254,17 @@ mod tests {
         for x in [f, u, n] {
             assert_eq!(x.to_string().parse::<Format>().unwrap(), x);
         }
-        for bad in ["", "s1e4m3", "s0e4m3b7", "x1e4m3b7", "s1e4m3b", "s1e+4m3b7", "s1e4m3b7x", "s1e300m3b7", "s1e8m3b7"] {
+        for bad in [
+            "",
+            "s1e4m3",
+            "s0e4m3b7",
+            "x1e4m3b7",
+            "s1e4m3b",
+            "s1e+4m3b7",
+            "s1e4m3b7x",
+            "s1e300m3b7",
+            "s1e8m3b7",
+        ] {
             assert!(bad.parse::<Format>().is_err(), "{bad}");
         }
     }

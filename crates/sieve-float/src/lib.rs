@@ -11,6 +11,7 @@
 //!
 //! No I/O. See `docs/CODEC.md` for the rules and the benchmark figures.
 #![warn(missing_docs)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod codec;
 mod decoder;

@@ -152,20 +152,24 @@ mod tests {
         assert_eq!(pack(3, &[1, 2, 7]).unwrap(), vec![0b1101_0001, 0b1]);
         assert_eq!(pack(4, &[0xa, 0x5, 0xf]).unwrap(), vec![0x5a, 0x0f]);
         assert_eq!(pack(8, &[0x1ff]).unwrap(), vec![0xff]); // high bits ignored
-        assert_eq!(
-            pack(32, &[0x0403_0201]).unwrap(),
-            vec![1, 2, 3, 4]
-        );
+        assert_eq!(pack(32, &[0x0403_0201]).unwrap(), vec![1, 2, 3, 4]);
         assert_eq!(unpack(3, &[0b1101_0001, 0b1], 3).unwrap(), vec![1, 2, 7]);
     }
 
     #[test]
     fn errors() {
-        assert!(matches!(pack(0, &[1]), Err(FloatError::InvalidWidth { width: 0 })));
+        assert!(matches!(
+            pack(0, &[1]),
+            Err(FloatError::InvalidWidth { width: 0 })
+        ));
         assert!(pack(33, &[1]).is_err());
         assert!(matches!(
             unpack(3, &[0], 3),
-            Err(FloatError::ShortInput { needed: 2, got: 1, .. })
+            Err(FloatError::ShortInput {
+                needed: 2,
+                got: 1,
+                ..
+            })
         ));
         assert!(unpack(7, &[], 0).unwrap().is_empty());
         let mut out = [0u32; 2];

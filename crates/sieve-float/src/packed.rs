@@ -38,7 +38,11 @@ impl PackedTensor {
     /// Reassembles a tensor from stored parts (e.g. read from a model
     /// package). Errors with [`FloatError::PackedLength`] unless `bytes` has
     /// exactly `ceil(len * width / 8)` bytes.
-    pub fn from_parts(format: Format, len: usize, bytes: Vec<u8>) -> Result<PackedTensor, FloatError> {
+    pub fn from_parts(
+        format: Format,
+        len: usize,
+        bytes: Vec<u8>,
+    ) -> Result<PackedTensor, FloatError> {
         let expected = packed_len(format.width(), len).unwrap_or(usize::MAX);
         if bytes.len() != expected {
             return Err(FloatError::PackedLength {
@@ -97,8 +101,13 @@ impl PackedTensor {
     /// Decodes elements `start .. start + out.len()` with a caller-held
     /// decoder (built for this tensor's format; a decoder of another format
     /// decodes the bits as that format).
-    pub fn decode_range(&self, decoder: &Decoder, start: usize, out: &mut [f32]) -> Result<(), FloatError> {
-        let end = start.checked_add(out.len()).unwrap_or(usize::MAX);
+    pub fn decode_range(
+        &self,
+        decoder: &Decoder,
+        start: usize,
+        out: &mut [f32],
+    ) -> Result<(), FloatError> {
+        let end = start.saturating_add(out.len());
         if end > self.len {
             return Err(FloatError::LengthMismatch {
                 what: "PackedTensor::decode_range end",

@@ -4,6 +4,8 @@
 //! Run in release: `cargo test -p sieve-float --release -- --ignored`.
 //! Each format takes a few seconds per core.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{Spec, Table};
@@ -57,7 +59,8 @@ fn check_chunk(f: Format, t: &Table, start: u32, b: &mut Buffers) -> (u64, Optio
             } else {
                 (s.code(neg, mag), t.f32_of(neg, mag))
             };
-            if codes[j] != rc || dec[j].to_bits() != rv.to_bits() || q[j].to_bits() != rv.to_bits() {
+            if codes[j] != rc || dec[j].to_bits() != rv.to_bits() || q[j].to_bits() != rv.to_bits()
+            {
                 bad += 1;
                 if first.is_none() {
                     first = Some(format!(
@@ -82,11 +85,13 @@ fn exhaustive(spec: &str) {
     let (bad, first) = chunks
         .par_iter()
         .map_init(Buffers::default, |b, &c| check_chunk(f, &t, c, b))
-        .reduce(
-            || (0, None),
-            |(a, fa), (b, fb)| (a + b, fa.or(fb)),
-        );
-    assert_eq!(bad, 0, "{bad} mismatches, first: {}", first.unwrap_or_default());
+        .reduce(|| (0, None), |(a, fa), (b, fb)| (a + b, fa.or(fb)));
+    assert_eq!(
+        bad,
+        0,
+        "{bad} mismatches, first: {}",
+        first.unwrap_or_default()
+    );
     // NaNs: every pattern above +-inf encodes to 0 (sampled densely).
     let nans: Vec<f32> = (INF + 1..=u32::MAX >> 1)
         .step_by(4099)

@@ -1,5 +1,7 @@
 //! Bit packing round trips and the fast decoders against the scalar path.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::Rng;
@@ -11,7 +13,11 @@ use sieve_float::{
 const LENGTHS: [usize; 6] = [0, 1, 7, 8, 63, 1000];
 
 fn random_codes(rng: &mut Rng, width: u32, n: usize) -> Vec<u32> {
-    let mask = if width == 32 { u32::MAX } else { (1 << width) - 1 };
+    let mask = if width == 32 {
+        u32::MAX
+    } else {
+        (1 << width) - 1
+    };
     (0..n).map(|_| rng.next_u64() as u32 & mask).collect()
 }
 
@@ -22,7 +28,11 @@ fn pack_unpack_round_trip_every_width() {
         for n in LENGTHS {
             let codes = random_codes(&mut rng, width, n);
             let bytes = pack(width, &codes).unwrap();
-            assert_eq!(bytes.len(), (n * width as usize).div_ceil(8), "w={width} n={n}");
+            assert_eq!(
+                bytes.len(),
+                (n * width as usize).div_ceil(8),
+                "w={width} n={n}"
+            );
             assert_eq!(Some(bytes.len()), packed_len(width, n));
             assert_eq!(unpack(width, &bytes, n).unwrap(), codes, "w={width} n={n}");
             // Padding bits of the last byte are zero.
@@ -33,7 +43,9 @@ fn pack_unpack_round_trip_every_width() {
             // One byte short fails, and names the sizes.
             if !bytes.is_empty() {
                 let err = unpack(width, &bytes[..bytes.len() - 1], n).unwrap_err();
-                assert!(matches!(err, FloatError::ShortInput { got, .. } if got == bytes.len() - 1));
+                assert!(
+                    matches!(err, FloatError::ShortInput { got, .. } if got == bytes.len() - 1)
+                );
             }
             // Any sub-range.
             if n > 3 {
@@ -102,7 +114,9 @@ fn formats_per_width() -> Vec<Format> {
     let mut out = Vec::new();
     for w in 1u32..=31 {
         for (signed, e) in [(false, 1u8), (true, 3), (false, 5), (true, 7)] {
-            let Some(m) = w.checked_sub(u32::from(signed) + u32::from(e)) else { continue };
+            let Some(m) = w.checked_sub(u32::from(signed) + u32::from(e)) else {
+                continue;
+            };
             if m > 23 {
                 continue;
             }
@@ -120,7 +134,10 @@ fn decode_packed_matches_unpack_then_decode() {
     let mut rng = Rng(11);
     let formats = formats_per_width();
     for w in 1..=31 {
-        assert!(formats.iter().any(|f| f.width() == w), "no format of width {w}");
+        assert!(
+            formats.iter().any(|f| f.width() == w),
+            "no format of width {w}"
+        );
     }
     for f in formats {
         let w = f.width();
@@ -156,7 +173,9 @@ fn decode_packed_matches_unpack_then_decode() {
             // Errors: short input, short output.
             if n > 0 {
                 let mut out = vec![0f32; n];
-                assert!(d.decode_packed(&bytes[..bytes.len() - 1], n, &mut out).is_err());
+                assert!(d
+                    .decode_packed(&bytes[..bytes.len() - 1], n, &mut out)
+                    .is_err());
                 assert!(d.decode_packed(&bytes, n, &mut out[..n - 1]).is_err());
                 assert!(d.decode_packed_range(&bytes, 8, &mut out).is_err());
             }
@@ -175,7 +194,11 @@ fn packed_tensor_round_trip() {
         let mut out = vec![0f32; xs.len()];
         t.decode_into(&mut out).unwrap();
         for (x, y) in xs.iter().zip(&out) {
-            assert_eq!(sieve_float::quantize(f, *x).to_bits(), y.to_bits(), "{f} {x}");
+            assert_eq!(
+                sieve_float::quantize(f, *x).to_bits(),
+                y.to_bits(),
+                "{f} {x}"
+            );
         }
     }
 }

@@ -1,6 +1,8 @@
 //! proptest: quantize is monotone and idempotent, encode/decode round-trip
 //! codes, for arbitrary valid formats and non-NaN inputs.
 
+#![allow(clippy::unwrap_used)]
+
 use proptest::prelude::*;
 use sieve_float::{decode, encode, quantize, Decoder, Format};
 

@@ -1,6 +1,8 @@
 //! encode / decode / quantize (scalar and slice) against the f64 reference of
 //! `common`, on random and edge inputs, for a spread of formats.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{edge_values, random_values, sample_formats, Rng, Spec, Table};
@@ -16,7 +18,12 @@ fn check_all(f: Format, xs: &[f32]) {
     quantize_slice(f, &mut q);
     for (i, &x) in xs.iter().enumerate() {
         let (rc, rv) = s.reference(x);
-        let ctx = || format!("{f} x={x:e} ({:#010x}) ref code {rc:#x} value {rv:e}", x.to_bits());
+        let ctx = || {
+            format!(
+                "{f} x={x:e} ({:#010x}) ref code {rc:#x} value {rv:e}",
+                x.to_bits()
+            )
+        };
         assert_eq!(encode(f, x), rc, "encode {}", ctx());
         assert_eq!(codes[i], rc, "encode_slice {}", ctx());
         assert_eq!(decode(f, rc).to_bits(), rv.to_bits(), "decode {}", ctx());
@@ -59,7 +66,11 @@ fn special_inputs() {
         if f.signed() {
             assert_eq!(quantize(f, f32::NEG_INFINITY), -max, "{f}");
             assert_eq!(quantize(f, -0.0).to_bits(), (-0.0f32).to_bits(), "{f}");
-            assert_eq!(decode(f, encode(f, -0.0)).to_bits(), (-0.0f32).to_bits(), "{f}");
+            assert_eq!(
+                decode(f, encode(f, -0.0)).to_bits(),
+                (-0.0f32).to_bits(),
+                "{f}"
+            );
         } else {
             assert_eq!(quantize(f, f32::NEG_INFINITY).to_bits(), 0, "{f}");
             assert_eq!(quantize(f, -0.0).to_bits(), 0, "{f}");
@@ -72,10 +83,16 @@ fn special_inputs() {
 #[test]
 fn references_agree() {
     let mut rng = Rng(3);
-    for f in sample_formats().into_iter().filter(|f| f.exp_bits() + f.man_bits() <= 12) {
+    for f in sample_formats()
+        .into_iter()
+        .filter(|f| f.exp_bits() + f.man_bits() <= 12)
+    {
         let s = Spec::of(f);
         let t = Table::new(s);
-        for x in random_values(f, &mut rng, 300).into_iter().chain(edge_values(f, &mut rng)) {
+        for x in random_values(f, &mut rng, 300)
+            .into_iter()
+            .chain(edge_values(f, &mut rng))
+        {
             let ax = (x as f64).abs();
             assert_eq!(s.magnitude(ax), t.magnitude(ax), "{f} {x:e}");
         }
@@ -102,7 +119,14 @@ fn hand_checked() {
         assert_eq!(quantize(f, x), y, "{x}");
     }
     let u: Format = "u0e2m0b0".parse().unwrap(); // values 0, 2, 4, 8
-    let expect = [(1.0, 2.0), (0.99, 0.0), (3.0, 4.0), (6.0, 4.0), (7.0, 8.0), (100.0, 8.0)];
+    let expect = [
+        (1.0, 2.0),
+        (0.99, 0.0),
+        (3.0, 4.0),
+        (6.0, 4.0),
+        (7.0, 8.0),
+        (100.0, 8.0),
+    ];
     for (x, y) in expect {
         assert_eq!(quantize(u, x), y, "{x}");
     }

@@ -49,7 +49,11 @@ impl Spec {
 
     /// Full code from sign and magnitude code.
     pub fn code(&self, negative: bool, mag: u64) -> u32 {
-        let s = if self.signed && negative { 1u64 << (self.e + self.m) } else { 0 };
+        let s = if self.signed && negative {
+            1u64 << (self.e + self.m)
+        } else {
+            0
+        };
         (s | mag) as u32
     }
 
@@ -68,7 +72,6 @@ impl Spec {
     pub fn pick(&self, ax: f64, c: u64) -> u64 {
         pick_between(ax, c, self.value(c), self.value(c + 1))
     }
-
 
     /// The reference: `(code, value)` for `x`, straight from the rules.
     /// NaN -> code 0 / +0 (the crate's documented choice).
@@ -116,7 +119,7 @@ impl Spec {
 /// Nearest of `lo = value(c)` and `hi = value(c + 1)`, ties to the even code.
 pub fn pick_between(ax: f64, c: u64, lo: f64, hi: f64) -> u64 {
     let (d_lo, d_hi) = (ax - lo, hi - ax);
-    if d_lo < d_hi || (d_lo == d_hi && c % 2 == 0) {
+    if d_lo < d_hi || (d_lo == d_hi && c.is_multiple_of(2)) {
         c
     } else {
         c + 1
@@ -225,7 +228,16 @@ pub fn sample_formats() -> Vec<Format> {
             for m in [0u8, 1, 2, 3, 4, 7, 10, 22, 23] {
                 let r = Format::bias_range(e);
                 let ieee = (1i32 << (e - 1)) - 1;
-                for bias in [*r.start(), *r.start() + 1, ieee, ieee + 1, 15, 20, *r.end() - 1, *r.end()] {
+                for bias in [
+                    *r.start(),
+                    *r.start() + 1,
+                    ieee,
+                    ieee + 1,
+                    15,
+                    20,
+                    *r.end() - 1,
+                    *r.end(),
+                ] {
                     if let Ok(f) = Format::new(signed, e, m, bias) {
                         if !out.contains(&f) {
                             out.push(f);
@@ -271,7 +283,10 @@ pub fn edge_values(f: Format, rng: &mut Rng) -> Vec<f32> {
         }
     }
     // Midpoints between consecutive codes (exact f32 when m <= 22), incl. above Max.
-    let mut mids = vec![(s.max_mag(), s.value(s.max_mag()) * (1.0 + 2f64.powi(-(s.m as i32) - 1)))];
+    let mut mids = vec![(
+        s.max_mag(),
+        s.value(s.max_mag()) * (1.0 + 2f64.powi(-(s.m as i32) - 1)),
+    )];
     for _ in 0..40 {
         let c = s.min_mag() + rng.below(s.max_mag() - s.min_mag() + 1);
         if c < s.max_mag() {
