@@ -8,7 +8,12 @@ so that the numbers can be put next to `cargo bench -p sieve-nn --bench kernels`
 
 Usage: python3 -m venv /tmp/venv-k && /tmp/venv-k/bin/pip install onnxruntime onnx numpy
        /tmp/venv-k/bin/python crates/sieve-nn/benches/ort_ops.py [filter]
+       /tmp/venv-k/bin/python crates/sieve-nn/benches/ort_ops.py --compare BIN [filter]
+With --compare, BIN (the built `kernel_times` bench executable, see docs/KERNELS.md) is run
+for each case in turn with onnxruntime, twice, and the best times and the ratio
+sieve/onnxruntime are printed: interleaving keeps both sides under the same machine load.
 """
+import subprocess
 import sys
 import time
 
@@ -66,31 +71,57 @@ CASES = [
 ]
 
 
+def ort_time(sess_opts, name, nodes, inits, shape):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    graph = helper.make_graph(nodes, name, [x], [y], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    sess = ort.InferenceSession(model.SerializeToString(), sess_opts, providers=["CPUExecutionProvider"])
+    feed = {"x": np.random.default_rng(1).standard_normal(shape).astype(np.float32)}
+    for _ in range(3):
+        sess.run(None, feed)
+    best = float("inf")
+    deadline = time.perf_counter() + 2.0
+    runs = 0
+    while runs < 5 or (time.perf_counter() < deadline and runs < 200):
+        t = time.perf_counter()
+        sess.run(None, feed)
+        best = min(best, time.perf_counter() - t)
+        runs += 1
+    return best * 1e6
+
+
+def sieve_time(binary, name):
+    out = subprocess.run([binary, "--bench", name], capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        parts = line.split()
+        if parts and parts[0] == name:
+            return float(parts[1])
+    raise RuntimeError(f"{name} not reported by {binary}")
+
+
 def main():
-    filt = sys.argv[1] if len(sys.argv) > 1 else ""
+    args = sys.argv[1:]
+    binary = None
+    if args and args[0] == "--compare":
+        binary, args = args[1], args[2:]
+    filt = args[0] if args else ""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 2
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if binary:
+        print(f"{'case':40} {'sieve us':>10} {'ort us':>10} {'ratio':>6}")
     for name, nodes, inits, shape in CASES:
         if filt not in name:
             continue
-        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))
-        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
-        graph = helper.make_graph(nodes, name, [x], [y], initializer=inits)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        feed = {"x": np.random.default_rng(1).standard_normal(shape).astype(np.float32)}
-        for _ in range(3):
-            sess.run(None, feed)
-        best = float("inf")
-        deadline = time.perf_counter() + 2.0
-        runs = 0
-        while runs < 5 or (time.perf_counter() < deadline and runs < 200):
-            t = time.perf_counter()
-            sess.run(None, feed)
-            best = min(best, time.perf_counter() - t)
-            runs += 1
-        print(f"{name:40} {best * 1e6:10.1f} us")
+        if not binary:
+            print(f"{name:40} {ort_time(opts, name, nodes, inits, shape):10.1f} us")
+            continue
+        ours, theirs = float("inf"), float("inf")
+        for _ in range(2):
+            ours = min(ours, sieve_time(binary, name))
+            theirs = min(theirs, ort_time(opts, name, nodes, inits, shape))
+        print(f"{name:40} {ours:10.1f} {theirs:10.1f} {ours / theirs:6.2f}", flush=True)
 
 
 if __name__ == "__main__":

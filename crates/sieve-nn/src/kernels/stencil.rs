@@ -49,7 +49,7 @@ impl Stencil {
     }
 
     /// Length of the phase buffer including slack.
-    fn buf_len(&self) -> usize {
+    pub fn buf_len(&self) -> usize {
         self.sh * self.sw * self.rows() * self.pitch() + self.pitch() + 2 * BLOCK
     }
 

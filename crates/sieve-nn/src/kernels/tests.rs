@@ -141,12 +141,18 @@ fn conv2d_large_shapes_take_parallel_paths() {
     g.dil_w = 2;
     g.pad_left = 3;
     check_conv(g, 1, 150, 151, true, Activation::None);
+    // A single output row (FC layer as a convolution): the GEMM itself is parallel.
+    check_conv(geom(256, 256, 5, 1, 0, 1), 1, 5, 5, true, Activation::Relu);
     // Batch 1, few items: the GEMM itself is parallel.
     check_conv(geom(64, 128, 3, 1, 1, 1), 1, 9, 9, true, Activation::None);
     // Batch > 1, parallel over images; strided, asymmetric.
     let mut g = geom(8, 16, 5, 2, 2, 2);
     g.pad_right = 0;
     check_conv(g, 5, 33, 31, false, Activation::Clip { min: 0.0, max: 6.0 });
+    // Pointwise, direct GEMM on the input planes: whole images per worker, and row
+    // tiles shared out at batch 1.
+    check_conv(geom(32, 64, 1, 1, 0, 1), 5, 20, 21, true, Activation::Relu);
+    check_conv(geom(4, 64, 1, 1, 0, 1), 1, 130, 130, true, Activation::None);
     // Pointwise, direct GEMM on the input planes.
     check_conv(geom(32, 64, 1, 1, 0, 1), 1, 40, 40, true, Activation::Relu);
     check_conv(geom(32, 64, 1, 1, 0, 1), 3, 20, 21, false, Activation::None);
