@@ -122,19 +122,48 @@ impl NnError {
     pub fn with_node(self, node_name: &str, op_type: &str) -> Self {
         match self {
             NnError::Op { node, op, msg } => NnError::Op {
-                node: if node.is_empty() { node_name.to_string() } else { node },
-                op: if op.is_empty() { op_type.to_string() } else { op },
+                node: if node.is_empty() {
+                    node_name.to_string()
+                } else {
+                    node
+                },
+                op: if op.is_empty() {
+                    op_type.to_string()
+                } else {
+                    op
+                },
                 msg,
             },
-            NnError::Attribute { node, op, attr, msg } => NnError::Attribute {
-                node: if node.is_empty() { node_name.to_string() } else { node },
-                op: if op.is_empty() { op_type.to_string() } else { op },
+            NnError::Attribute {
+                node,
+                op,
+                attr,
+                msg,
+            } => NnError::Attribute {
+                node: if node.is_empty() {
+                    node_name.to_string()
+                } else {
+                    node
+                },
+                op: if op.is_empty() {
+                    op_type.to_string()
+                } else {
+                    op
+                },
                 attr,
                 msg,
             },
             NnError::UnsupportedOp { node, op } => NnError::UnsupportedOp {
-                node: if node.is_empty() { node_name.to_string() } else { node },
-                op: if op.is_empty() { op_type.to_string() } else { op },
+                node: if node.is_empty() {
+                    node_name.to_string()
+                } else {
+                    node
+                },
+                op: if op.is_empty() {
+                    op_type.to_string()
+                } else {
+                    op
+                },
             },
             NnError::DType { expected, got } => NnError::Op {
                 node: node_name.to_string(),

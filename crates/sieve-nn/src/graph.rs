@@ -93,7 +93,10 @@ impl Graph {
     ) -> Result<(), NnError> {
         for v in inputs.iter().flatten().chain(outputs.iter()) {
             if v.0 >= self.values.len() {
-                return Err(NnError::Graph(format!("node '{name}' refers to unknown value #{}", v.0)));
+                return Err(NnError::Graph(format!(
+                    "node '{name}' refers to unknown value #{}",
+                    v.0
+                )));
             }
         }
         self.nodes.push(Node {

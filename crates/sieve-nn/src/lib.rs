@@ -6,6 +6,7 @@
 //! [`RunOptions`] (read, transform and feed intermediate values) and
 //! [`Model::layers`] / [`Model::with_weights`] (inspect and replace weights).
 #![warn(missing_docs)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::needless_range_loop))]
 
 mod error;
 pub mod graph;
@@ -19,7 +20,7 @@ mod weights;
 
 pub use error::NnError;
 pub use graph::{Graph, ValueId};
-pub use model::{IoInfo, Layer, Model, RunOptions, RunResult};
+pub use model::{IoInfo, Layer, Model, RunOptions, RunResult, TransformFn, VisitFn};
 pub use op::{Dim, Fact, Op};
 pub use tensor::{DType, Tensor};
 pub use weights::{WeightSource, Weights};

@@ -50,6 +50,12 @@ struct ExecNode {
     outputs: Vec<ValueId>,
 }
 
+/// A transform hook: called with each node output, may modify it in place.
+pub type TransformFn<'a> = &'a (dyn Fn(ValueId, &mut Tensor) -> Result<(), NnError> + Sync);
+
+/// A visitor hook: called with each node output (read-only).
+pub type VisitFn<'a> = &'a (dyn Fn(ValueId, &Tensor) + Sync);
+
 /// What [`Model::run_with`] should do besides computing the requested values.
 #[derive(Default)]
 pub struct RunOptions<'a> {
@@ -60,10 +66,9 @@ pub struct RunOptions<'a> {
     /// Called on every node output right after it is computed, before anyone
     /// reads it; may modify it in place (e.g. reformat activations). Not called
     /// on fed values or constants.
-    #[allow(clippy::type_complexity)]
-    pub transform: Option<&'a (dyn Fn(ValueId, &mut Tensor) -> Result<(), NnError> + Sync)>,
+    pub transform: Option<TransformFn<'a>>,
     /// Called on every node output after `transform` (read-only visitor).
-    pub visit: Option<&'a (dyn Fn(ValueId, &Tensor) + Sync)>,
+    pub visit: Option<VisitFn<'a>>,
 }
 
 /// Result of [`Model::run_with`].
@@ -156,7 +161,11 @@ impl Model {
     fn from_optimised(g: Graph, aliases: Vec<(String, ValueId)>) -> Result<Model, NnError> {
         let nv = g.values.len();
         let names: Vec<String> = g.values.iter().map(|v| v.name.clone()).collect();
-        let mut by_name: HashMap<String, ValueId> = names.iter().enumerate().map(|(i, n)| (n.clone(), ValueId(i))).collect();
+        let mut by_name: HashMap<String, ValueId> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), ValueId(i)))
+            .collect();
         let alias_map: HashMap<String, ValueId> = aliases.iter().cloned().collect();
         for (name, mut id) in aliases {
             let mut hops = 0;
@@ -169,14 +178,26 @@ impl Model {
             }
             by_name.insert(name, id);
         }
-        let consts: Vec<Option<Tensor>> = g.values.iter().map(|v| v.fact.as_ref().and_then(|f| f.konst.clone())).collect();
+        let consts: Vec<Option<Tensor>> = g
+            .values
+            .iter()
+            .map(|v| v.fact.as_ref().and_then(|f| f.konst.clone()))
+            .collect();
         let facts: Vec<Option<Fact>> = g
             .values
             .iter()
             .map(|v| v.fact.as_ref().map(|f| Fact::new(f.dtype, f.shape.clone())))
             .collect();
-        let inputs = g.inputs.iter().map(|&v| io_info(&g, v)).collect::<Result<Vec<_>, _>>()?;
-        let outputs = g.outputs.iter().map(|&v| io_info(&g, v)).collect::<Result<Vec<_>, _>>()?;
+        let inputs = g
+            .inputs
+            .iter()
+            .map(|&v| io_info(&g, v))
+            .collect::<Result<Vec<_>, _>>()?;
+        let outputs = g
+            .outputs
+            .iter()
+            .map(|&v| io_info(&g, v))
+            .collect::<Result<Vec<_>, _>>()?;
         let nodes: Vec<ExecNode> = g
             .nodes
             .iter()
@@ -273,7 +294,10 @@ impl Model {
 
     /// Inferred dtype and shape of a value, if known.
     pub fn value_fact(&self, id: ValueId) -> Option<(DType, &[Dim])> {
-        self.facts.get(id.0)?.as_ref().map(|f| (f.dtype, f.shape.as_slice()))
+        self.facts
+            .get(id.0)?
+            .as_ref()
+            .map(|f| (f.dtype, f.shape.as_slice()))
     }
 
     /// The compute layers (Conv, Gemm, MatMul with constant weights) in execution order.
@@ -292,10 +316,13 @@ impl Model {
     /// The weights of layer `layer`.
     pub fn weights(&self, layer: usize) -> Result<&Weights, NnError> {
         let l = self.layer(layer)?;
-        self.nodes[l.node].op.weights().ok_or_else(|| NnError::Layer {
-            layer: l.name.clone(),
-            msg: "has no weights".into(),
-        })
+        self.nodes[l.node]
+            .op
+            .weights()
+            .ok_or_else(|| NnError::Layer {
+                layer: l.name.clone(),
+                msg: "has no weights".into(),
+            })
     }
 
     fn layer(&self, layer: usize) -> Result<&Layer, NnError> {
@@ -350,7 +377,10 @@ impl Model {
         }
         let all = (0..self.nodes.len()).collect::<Vec<_>>();
         self.execute(&mut slots, &all, &self.frees, None, None)?;
-        self.output_ids.iter().map(|&v| self.take_value(&mut slots, v)).collect()
+        self.output_ids
+            .iter()
+            .map(|&v| self.take_value(&mut slots, v))
+            .collect()
     }
 
     /// Runs with hooks: `feeds` gives values for any set of value ids (model inputs
@@ -359,26 +389,39 @@ impl Model {
     /// `opts` chooses the values to compute, the values to keep and the
     /// transform/visit callbacks. Only nodes needed for the targets and kept values
     /// run. Fails if a needed value is neither fed nor computable.
-    pub fn run_with(&self, feeds: Vec<(ValueId, Tensor)>, opts: &RunOptions<'_>) -> Result<RunResult, NnError> {
+    pub fn run_with(
+        &self,
+        feeds: Vec<(ValueId, Tensor)>,
+        opts: &RunOptions<'_>,
+    ) -> Result<RunResult, NnError> {
         let nv = self.names.len();
         let mut slots: Vec<Option<Tensor>> = vec![None; nv];
         let mut fed = vec![false; nv];
         for (id, t) in feeds {
             if id.0 >= nv {
-                return Err(NnError::Graph(format!("fed value #{} does not exist", id.0)));
+                return Err(NnError::Graph(format!(
+                    "fed value #{} does not exist",
+                    id.0
+                )));
             }
             self.check_feed(id, &t, self.input_ids.contains(&id))?;
             fed[id.0] = true;
             slots[id.0] = Some(t);
         }
-        let targets: Vec<ValueId> = opts.targets.clone().unwrap_or_else(|| self.output_ids.clone());
+        let targets: Vec<ValueId> = opts
+            .targets
+            .clone()
+            .unwrap_or_else(|| self.output_ids.clone());
         let mut wanted: Vec<ValueId> = targets.clone();
         wanted.extend(opts.keep.iter().copied());
         // Backward pass: which nodes must run.
         let mut need_val = vec![false; nv];
         for v in &wanted {
             if v.0 >= nv {
-                return Err(NnError::Graph(format!("requested value #{} does not exist", v.0)));
+                return Err(NnError::Graph(format!(
+                    "requested value #{} does not exist",
+                    v.0
+                )));
             }
             need_val[v.0] = true;
         }
@@ -408,7 +451,10 @@ impl Model {
         for &v in &opts.keep {
             kept.push(self.peek_value(&slots, v)?);
         }
-        let outputs = targets.iter().map(|&v| self.peek_value(&slots, v)).collect::<Result<_, _>>()?;
+        let outputs = targets
+            .iter()
+            .map(|&v| self.peek_value(&slots, v))
+            .collect::<Result<_, _>>()?;
         Ok(RunResult { outputs, kept })
     }
 
@@ -422,7 +468,10 @@ impl Model {
                 });
             }
             let ok = f.shape.len() == t.rank()
-                && f.shape.iter().zip(t.shape()).all(|(d, &s)| d.fixed().is_none_or(|n| n == s));
+                && f.shape
+                    .iter()
+                    .zip(t.shape())
+                    .all(|(d, &s)| d.fixed().is_none_or(|n| n == s));
             if !ok {
                 return Err(NnError::Input {
                     input: name.clone(),
@@ -472,8 +521,8 @@ impl Model {
         slots: &mut [Option<Tensor>],
         order: &[usize],
         frees: &[Vec<ValueId>],
-        transform: Option<&(dyn Fn(ValueId, &mut Tensor) -> Result<(), NnError> + Sync)>,
-        visit: Option<&(dyn Fn(ValueId, &Tensor) + Sync)>,
+        transform: Option<TransformFn<'_>>,
+        visit: Option<VisitFn<'_>>,
     ) -> Result<(), NnError> {
         let mut scratch = self
             .pool
@@ -494,8 +543,8 @@ impl Model {
         slots: &mut [Option<Tensor>],
         order: &[usize],
         frees: &[Vec<ValueId>],
-        transform: Option<&(dyn Fn(ValueId, &mut Tensor) -> Result<(), NnError> + Sync)>,
-        visit: Option<&(dyn Fn(ValueId, &Tensor) + Sync)>,
+        transform: Option<TransformFn<'_>>,
+        visit: Option<VisitFn<'_>>,
         scratch: &mut [Scratch],
     ) -> Result<(), NnError> {
         for &i in order {
@@ -506,19 +555,18 @@ impl Model {
                 for v in &n.inputs {
                     ins.push(match v {
                         None => None,
-                        Some(v) => Some(s[v.0].as_ref().or(self.consts[v.0].as_ref()).ok_or_else(|| {
-                            NnError::Op {
+                        Some(v) => Some(s[v.0].as_ref().or(self.consts[v.0].as_ref()).ok_or_else(
+                            || NnError::Op {
                                 node: n.name.clone(),
                                 op: n.op.name().to_string(),
                                 msg: format!("input '{}' is not available", self.names[v.0]),
-                            }
-                        })?),
+                            },
+                        )?),
                     });
                 }
-                let r = n
-                    .op
-                    .eval(&crate::op::Inputs::new(&ins), &mut scratch[i])
-                    .map_err(|e| e.with_node(&n.name, n.op.name()));
+                let r =
+                    n.op.eval(&crate::op::Inputs::new(&ins), &mut scratch[i])
+                        .map_err(|e| e.with_node(&n.name, n.op.name()));
                 r?
             };
             for (mut t, &o) in outs.into_iter().zip(&n.outputs) {
@@ -540,14 +588,20 @@ impl Model {
     fn take_value(&self, slots: &mut [Option<Tensor>], v: ValueId) -> Result<Tensor, NnError> {
         match slots[v.0].take().or_else(|| self.consts[v.0].clone()) {
             Some(t) => Ok(t),
-            None => Err(NnError::Graph(format!("value '{}' was not computed", self.names[v.0]))),
+            None => Err(NnError::Graph(format!(
+                "value '{}' was not computed",
+                self.names[v.0]
+            ))),
         }
     }
 
     fn peek_value(&self, slots: &[Option<Tensor>], v: ValueId) -> Result<Tensor, NnError> {
         match slots[v.0].clone().or_else(|| self.consts[v.0].clone()) {
             Some(t) => Ok(t),
-            None => Err(NnError::Graph(format!("value '{}' was not computed", self.names[v.0]))),
+            None => Err(NnError::Graph(format!(
+                "value '{}' was not computed",
+                self.names[v.0]
+            ))),
         }
     }
 
@@ -581,6 +635,9 @@ impl Model {
 
     /// `(node name, op type)` of every executed node, in order.
     pub fn node_summary(&self) -> Vec<(&str, &'static str)> {
-        self.nodes.iter().map(|n| (n.name.as_str(), n.op.name())).collect()
+        self.nodes
+            .iter()
+            .map(|n| (n.name.as_str(), n.op.name()))
+            .collect()
     }
 }

@@ -368,7 +368,9 @@ pub(crate) fn norm_axis(axis: i64, rank: usize) -> Result<usize, NnError> {
     let r = rank as i64;
     let a = if axis < 0 { axis + r } else { axis };
     if a < 0 || a >= r {
-        return Err(NnError::op(format!("axis {axis} out of range for rank {rank}")));
+        return Err(NnError::op(format!(
+            "axis {axis} out of range for rank {rank}"
+        )));
     }
     Ok(a as usize)
 }

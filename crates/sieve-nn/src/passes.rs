@@ -49,7 +49,10 @@ pub fn topo_sort(g: &mut Graph) -> Result<(), NnError> {
     }
     for &v in &g.outputs {
         if !producer.contains_key(&v) && !available(v, g) {
-            return Err(NnError::Graph(format!("graph output '{}' is not produced", g.values[v.0].name)));
+            return Err(NnError::Graph(format!(
+                "graph output '{}' is not produced",
+                g.values[v.0].name
+            )));
         }
     }
     // Kahn's algorithm, keeping the original order among ready nodes.
@@ -76,8 +79,13 @@ pub fn topo_sort(g: &mut Graph) -> Result<(), NnError> {
         }
     }
     if order.len() != n {
-        let stuck = (0..n).find(|&i| indeg[i] > 0).map(|i| g.nodes[i].name.clone()).unwrap_or_default();
-        return Err(NnError::Graph(format!("the graph has a cycle through node '{stuck}'")));
+        let stuck = (0..n)
+            .find(|&i| indeg[i] > 0)
+            .map(|i| g.nodes[i].name.clone())
+            .unwrap_or_default();
+        return Err(NnError::Graph(format!(
+            "the graph has a cycle through node '{stuck}'"
+        )));
     }
     let mut old: Vec<Option<Node>> = std::mem::take(&mut g.nodes).into_iter().map(Some).collect();
     g.nodes = order.into_iter().filter_map(|i| old[i].take()).collect();
@@ -122,7 +130,10 @@ pub fn infer_and_fold(g: &mut Graph) -> Result<(), NnError> {
     for &v in &g.inputs {
         let val = &g.values[v.0];
         if val.fact.is_none() {
-            return Err(NnError::Graph(format!("graph input '{}' has no declared type and shape", val.name)));
+            return Err(NnError::Graph(format!(
+                "graph input '{}' has no declared type and shape",
+                val.name
+            )));
         }
     }
     let mut keep = Vec::with_capacity(g.nodes.len());
@@ -145,8 +156,14 @@ pub fn infer_and_fold(g: &mut Graph) -> Result<(), NnError> {
         let all_const = facts.iter().flatten().all(|f| f.konst.is_some());
         let ctx = |e: NnError| e.with_node(&node.name, node.op.name());
         let out_facts: Vec<Fact> = if all_const {
-            let ts: Vec<Option<&Tensor>> = facts.iter().map(|f| f.and_then(|f| f.konst.as_ref())).collect();
-            let outs = node.op.eval(&Inputs::new(&ts), &mut Scratch::default()).map_err(ctx)?;
+            let ts: Vec<Option<&Tensor>> = facts
+                .iter()
+                .map(|f| f.and_then(|f| f.konst.as_ref()))
+                .collect();
+            let outs = node
+                .op
+                .eval(&Inputs::new(&ts), &mut Scratch::default())
+                .map_err(ctx)?;
             outs.iter().map(Fact::of_tensor).collect()
         } else {
             node.op.infer(&InputFacts::new(&facts)).map_err(ctx)?
@@ -155,10 +172,17 @@ pub fn infer_and_fold(g: &mut Graph) -> Result<(), NnError> {
             return Err(NnError::Op {
                 node: node.name.clone(),
                 op: node.op.name().to_string(),
-                msg: format!("produces {} outputs, {} requested", out_facts.len(), node.outputs.len()),
+                msg: format!(
+                    "produces {} outputs, {} requested",
+                    out_facts.len(),
+                    node.outputs.len()
+                ),
             });
         }
-        let folded = out_facts.iter().take(node.outputs.len()).all(|f| f.konst.is_some());
+        let folded = out_facts
+            .iter()
+            .take(node.outputs.len())
+            .all(|f| f.konst.is_some());
         for (&o, f) in node.outputs.iter().zip(out_facts) {
             g.values[o.0].fact = Some(f);
         }
@@ -175,17 +199,27 @@ pub fn infer_and_fold(g: &mut Graph) -> Result<(), NnError> {
 pub fn bind_weights(g: &mut Graph) -> Result<(), NnError> {
     for i in 0..g.nodes.len() {
         let n = &g.nodes[i];
-        let kin = |k: usize| n.inputs.get(k).copied().flatten().and_then(|v| g.konst(v).cloned());
+        let kin = |k: usize| {
+            n.inputs
+                .get(k)
+                .copied()
+                .flatten()
+                .and_then(|v| g.konst(v).cloned())
+        };
         let absent = |k: usize| n.inputs.get(k).copied().flatten().is_none();
         let any = n.op.as_any();
         let new: Option<Arc<dyn Op>> = if let Some(c) = any.downcast_ref::<Conv>() {
             match (c.weights.is_none(), kin(1), kin(2), absent(2)) {
-                (true, Some(w), b, no_b) if b.is_some() || no_b => Some(Arc::new(c.bound(Weights::dense(w)?, b))),
+                (true, Some(w), b, no_b) if b.is_some() || no_b => {
+                    Some(Arc::new(c.bound(Weights::dense(w)?, b)))
+                }
                 _ => None,
             }
         } else if let Some(c) = any.downcast_ref::<Gemm>() {
             match (c.weights.is_none(), kin(1), kin(2), absent(2)) {
-                (true, Some(w), b, no_b) if b.is_some() || no_b => Some(Arc::new(c.bound(Weights::dense(w)?, b))),
+                (true, Some(w), b, no_b) if b.is_some() || no_b => {
+                    Some(Arc::new(c.bound(Weights::dense(w)?, b)))
+                }
                 _ => None,
             }
         } else if let Some(c) = any.downcast_ref::<MatMul>() {
@@ -207,7 +241,12 @@ pub fn bind_weights(g: &mut Graph) -> Result<(), NnError> {
     Ok(())
 }
 
-fn alias_outputs(g: &Graph, producer: usize, absorbed: &Node, aliases: &mut Vec<(String, ValueId)>) {
+fn alias_outputs(
+    g: &Graph,
+    producer: usize,
+    absorbed: &Node,
+    aliases: &mut Vec<(String, ValueId)>,
+) {
     for (old, new) in g.nodes[producer].outputs.iter().zip(&absorbed.outputs) {
         aliases.push((g.values[old.0].name.clone(), *new));
     }
@@ -231,13 +270,23 @@ pub fn fold_batchnorm(g: &mut Graph, aliases: &mut Vec<(String, ValueId)>) -> Re
     Ok(())
 }
 
-fn try_fold_bn(g: &mut Graph, i: usize, aliases: &mut Vec<(String, ValueId)>) -> Result<bool, NnError> {
+fn try_fold_bn(
+    g: &mut Graph,
+    i: usize,
+    aliases: &mut Vec<(String, ValueId)>,
+) -> Result<bool, NnError> {
     let n = &g.nodes[i];
     let Some(bn) = n.op.as_any().downcast_ref::<BatchNorm>() else {
         return Ok(false);
     };
     let params: Option<Vec<Tensor>> = (1..5)
-        .map(|k| n.inputs.get(k).copied().flatten().and_then(|v| g.konst(v).cloned()))
+        .map(|k| {
+            n.inputs
+                .get(k)
+                .copied()
+                .flatten()
+                .and_then(|v| g.konst(v).cloned())
+        })
         .collect();
     let (Some(params), Some(Some(x))) = (params, n.inputs.first().copied()) else {
         return Ok(false);
@@ -262,17 +311,27 @@ fn try_fold_bn(g: &mut Graph, i: usize, aliases: &mut Vec<(String, ValueId)>) ->
                     chunk.iter_mut().for_each(|v| *v *= ka[o]);
                 }
                 let bias: Vec<f32> = match &conv.bias {
-                    Some(b) => b.f32s()?.iter().enumerate().map(|(o, &v)| v * ka[o] + kb[o]).collect(),
+                    Some(b) => b
+                        .f32s()?
+                        .iter()
+                        .enumerate()
+                        .map(|(o, &v)| v * ka[o] + kb[o])
+                        .collect(),
                     None => kb.clone(),
                 };
                 let w2 = Tensor::from_f32(w.shape().to_vec(), wd)?;
-                Some(Arc::new(conv.bound(Weights::Dense(w2), Some(Tensor::from_f32(vec![c], bias)?))))
+                Some(Arc::new(conv.bound(
+                    Weights::Dense(w2),
+                    Some(Tensor::from_f32(vec![c], bias)?),
+                )))
             }
             _ => None,
         }
     } else if let Some(gm) = pop.as_any().downcast_ref::<Gemm>() {
         match (&gm.weights, gm.act) {
-            (Some(Weights::Dense(w)), Activation::None) if w.rank() == 2 && (gm.beta == 1.0 || gm.bias.is_none()) => {
+            (Some(Weights::Dense(w)), Activation::None)
+                if w.rank() == 2 && (gm.beta == 1.0 || gm.bias.is_none()) =>
+            {
                 let s = w.shape();
                 let ncols = if gm.trans_b { s[0] } else { s[1] };
                 let bias_ok = gm.bias.as_ref().is_none_or(|b| b.len() == ncols);
@@ -291,7 +350,12 @@ fn try_fold_bn(g: &mut Graph, i: usize, aliases: &mut Vec<(String, ValueId)>) ->
                         }
                     }
                     let bias: Vec<f32> = match &gm.bias {
-                        Some(b) => b.f32s()?.iter().enumerate().map(|(o, &v)| v * ka[o] + kb[o]).collect(),
+                        Some(b) => b
+                            .f32s()?
+                            .iter()
+                            .enumerate()
+                            .map(|(o, &v)| v * ka[o] + kb[o])
+                            .collect(),
                         None => kb.clone(),
                     };
                     let mut g2 = gm.bound(
@@ -323,12 +387,18 @@ fn try_fold_bn(g: &mut Graph, i: usize, aliases: &mut Vec<(String, ValueId)>) ->
 /// Fuses a Relu or a Clip with constant bounds into the Conv or Gemm producing its
 /// input when that producer has no other consumer and no activation yet.
 /// Aliases (replaced value name -> surviving id) are appended to `aliases`.
-pub fn fuse_activations(g: &mut Graph, aliases: &mut Vec<(String, ValueId)>) -> Result<(), NnError> {
+pub fn fuse_activations(
+    g: &mut Graph,
+    aliases: &mut Vec<(String, ValueId)>,
+) -> Result<(), NnError> {
     let mut i = 0;
     while i < g.nodes.len() {
         let n = &g.nodes[i];
         let any = n.op.as_any();
-        let act = if any.downcast_ref::<Unary>().is_some_and(|u| u.kind == UnaryKind::Relu) {
+        let act = if any
+            .downcast_ref::<Unary>()
+            .is_some_and(|u| u.kind == UnaryKind::Relu)
+        {
             Some(Activation::Relu)
         } else if let Some(c) = any.downcast_ref::<Clip>() {
             let k = |j: usize| n.inputs.get(j).copied().flatten().map(|v| g.konst(v));

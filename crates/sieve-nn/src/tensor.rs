@@ -251,6 +251,9 @@ mod tests {
     fn non_finite_is_found() {
         let t = Tensor::from_f32(vec![3], vec![1.0, f32::NAN, f32::INFINITY]).unwrap();
         assert_eq!(t.first_non_finite().map(|x| x.0), Some(1));
-        assert!(Tensor::from_i64(vec![1], vec![3]).unwrap().first_non_finite().is_none());
+        assert!(Tensor::from_i64(vec![1], vec![3])
+            .unwrap()
+            .first_non_finite()
+            .is_none());
     }
 }

@@ -5,13 +5,16 @@
 //! Prints the median, min and mean wall time of `Model::run` over at least
 //! SECONDS (default 3) after two warm-up runs. The input is a deterministic
 //! pseudo-random pattern in 0..255 (the shared models take raw pixels).
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 use sieve_nn::{Dim, Tensor};
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let path = args.get(1).ok_or("usage: latency MODEL.onnx [BATCH] [SECONDS] [THREADS]")?;
+    let path = args
+        .get(1)
+        .ok_or("usage: latency MODEL.onnx [BATCH] [SECONDS] [THREADS]")?;
     let batch: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(1);
     let secs: f64 = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(3.0);
     if let Some(t) = args.get(4) {

@@ -23,7 +23,7 @@ pub fn map_dtype(code: i32) -> Option<DType> {
 }
 
 fn le_chunks<const N: usize>(raw: &[u8], what: &str) -> Result<Vec<[u8; N]>, OnnxError> {
-    if raw.len() % N != 0 {
+    if !raw.len().is_multiple_of(N) {
         return Err(OnnxError::Invalid(format!(
             "tensor '{what}': raw_data has {} bytes, not a multiple of {N}",
             raw.len()
@@ -44,13 +44,18 @@ fn le_chunks<const N: usize>(raw: &[u8], what: &str) -> Result<Vec<[u8; N]>, Onn
 /// other types are rejected with an error naming the tensor.
 pub fn tensor_from_proto(t: &proto::TensorProto) -> Result<Tensor, OnnxError> {
     let name = t.name();
-    if t.data_location == Some(proto::tensor_proto::DataLocation::External as i32) || !t.external_data.is_empty() {
+    if t.data_location == Some(proto::tensor_proto::DataLocation::External as i32)
+        || !t.external_data.is_empty()
+    {
         return Err(OnnxError::ExternalData(name.to_string()));
     }
     let shape: Vec<usize> = t
         .dims
         .iter()
-        .map(|&d| usize::try_from(d).map_err(|_| OnnxError::Invalid(format!("tensor '{name}': negative dim {d}"))))
+        .map(|&d| {
+            usize::try_from(d)
+                .map_err(|_| OnnxError::Invalid(format!("tensor '{name}': negative dim {d}")))
+        })
         .collect::<Result<_, _>>()?;
     let n = shape
         .iter()
@@ -69,7 +74,10 @@ pub fn tensor_from_proto(t: &proto::TensorProto) -> Result<Tensor, OnnxError> {
     let tensor = match DataType::try_from(code) {
         Ok(DataType::Float) => {
             let v: Vec<f32> = match raw {
-                Some(r) => le_chunks::<4>(r, name)?.into_iter().map(f32::from_le_bytes).collect(),
+                Some(r) => le_chunks::<4>(r, name)?
+                    .into_iter()
+                    .map(f32::from_le_bytes)
+                    .collect(),
                 None => t.float_data.clone(),
             };
             check(v.len())?;
@@ -77,7 +85,10 @@ pub fn tensor_from_proto(t: &proto::TensorProto) -> Result<Tensor, OnnxError> {
         }
         Ok(DataType::Int64) => {
             let v: Vec<i64> = match raw {
-                Some(r) => le_chunks::<8>(r, name)?.into_iter().map(i64::from_le_bytes).collect(),
+                Some(r) => le_chunks::<8>(r, name)?
+                    .into_iter()
+                    .map(i64::from_le_bytes)
+                    .collect(),
                 None => t.int64_data.clone(),
             };
             check(v.len())?;
@@ -105,7 +116,11 @@ pub fn tensor_from_proto(t: &proto::TensorProto) -> Result<Tensor, OnnxError> {
 }
 
 /// Converts an attribute; graphs, sparse tensors and type protos are rejected.
-pub fn attr_from_proto(a: &proto::AttributeProto, node: &str, op: &str) -> Result<AttrValue, OnnxError> {
+pub fn attr_from_proto(
+    a: &proto::AttributeProto,
+    node: &str,
+    op: &str,
+) -> Result<AttrValue, OnnxError> {
     let bad = |msg: String| OnnxError::Attribute {
         node: node.to_string(),
         op: op.to_string(),
@@ -129,7 +144,9 @@ pub fn attr_from_proto(a: &proto::AttributeProto, node: &str, op: &str) -> Resul
         AttributeType::Int => AttrValue::Int(a.i()),
         AttributeType::String => AttrValue::String(String::from_utf8_lossy(a.s()).into_owned()),
         AttributeType::Tensor => {
-            let t = a.t.as_ref().ok_or_else(|| bad("tensor attribute without a tensor".into()))?;
+            let t =
+                a.t.as_ref()
+                    .ok_or_else(|| bad("tensor attribute without a tensor".into()))?;
             AttrValue::Tensor(tensor_from_proto(t).map_err(|e| bad(e.to_string()))?)
         }
         AttributeType::Floats => AttrValue::Floats(a.floats.clone()),
@@ -140,7 +157,12 @@ pub fn attr_from_proto(a: &proto::AttributeProto, node: &str, op: &str) -> Resul
                 .map(|s| String::from_utf8_lossy(s).into_owned())
                 .collect(),
         ),
-        other => return Err(bad(format!("unsupported attribute type {}", other.as_str_name()))),
+        other => {
+            return Err(bad(format!(
+                "unsupported attribute type {}",
+                other.as_str_name()
+            )))
+        }
     })
 }
 

@@ -93,7 +93,9 @@ pub fn model_opset(m: &proto::ModelProto) -> Result<i64, OnnxError> {
         .iter()
         .find(|o| o.domain().is_empty() || o.domain() == "ai.onnx")
         .map(|o| o.version())
-        .ok_or_else(|| OnnxError::Opset("the model imports no default-domain (ai.onnx) opset".into()))?;
+        .ok_or_else(|| {
+            OnnxError::Opset("the model imports no default-domain (ai.onnx) opset".into())
+        })?;
     if v < OPSET_RANGE.0 || v > OPSET_RANGE.1 {
         return Err(OnnxError::Opset(format!(
             "opset {v} is outside the supported range {}..={}",
@@ -110,12 +112,20 @@ pub fn load_proto(m: &proto::ModelProto) -> Result<Model, OnnxError> {
 
 /// [`load_proto`] where `external` may supply an initializer's tensor (e.g. one
 /// stored as external data elsewhere); `None` converts the initializer as usual.
-pub fn load_proto_with(m: &proto::ModelProto, external: external::Resolver<'_>) -> Result<Model, OnnxError> {
+pub fn load_proto_with(
+    m: &proto::ModelProto,
+    external: external::Resolver<'_>,
+) -> Result<Model, OnnxError> {
     if m.graph.is_none() && m.opset_import.is_empty() && m.ir_version.is_none() {
-        return Err(OnnxError::Decode("no graph, opset or IR version (empty or not an ONNX file)".into()));
+        return Err(OnnxError::Decode(
+            "no graph, opset or IR version (empty or not an ONNX file)".into(),
+        ));
     }
     let opset = model_opset(m)?;
-    let gp = m.graph.as_ref().ok_or_else(|| OnnxError::Invalid("the model has no graph".into()))?;
+    let gp = m
+        .graph
+        .as_ref()
+        .ok_or_else(|| OnnxError::Invalid("the model has no graph".into()))?;
     let registry = Registry::standard();
     let mut g = Graph::new();
     for init in &gp.initializer {
@@ -131,7 +141,10 @@ pub fn load_proto_with(m: &proto::ModelProto, external: external::Resolver<'_>) 
         }
         let fact = convert::fact_from_value_info(vi)?;
         if fact.is_none() {
-            return Err(OnnxError::Invalid(format!("graph input '{}' has no tensor type and shape", vi.name())));
+            return Err(OnnxError::Invalid(format!(
+                "graph input '{}' has no tensor type and shape",
+                vi.name()
+            )));
         }
         let id = g.add_value(vi.name(), fact)?;
         g.inputs.push(id);
@@ -158,11 +171,18 @@ pub fn load_proto_with(m: &proto::ModelProto, external: external::Resolver<'_>) 
             .into());
         }
         if !registry.supports(&op_type) {
-            return Err(NnError::UnsupportedOp { node: name, op: op_type }.into());
+            return Err(NnError::UnsupportedOp {
+                node: name,
+                op: op_type,
+            }
+            .into());
         }
         let mut attrs = BTreeMap::new();
         for a in &np.attribute {
-            attrs.insert(a.name().to_string(), convert::attr_from_proto(a, &name, &op_type)?);
+            attrs.insert(
+                a.name().to_string(),
+                convert::attr_from_proto(a, &name, &op_type)?,
+            );
         }
         let spec = sieve_nn::op::NodeSpec {
             name: name.clone(),
@@ -180,7 +200,9 @@ pub fn load_proto_with(m: &proto::ModelProto, external: external::Resolver<'_>) 
                 continue;
             }
             let id = g.value_id(iname).ok_or_else(|| {
-                OnnxError::Invalid(format!("node '{name}' (op {op_type}): input '{iname}' is not defined"))
+                OnnxError::Invalid(format!(
+                    "node '{name}' (op {op_type}): input '{iname}' is not defined"
+                ))
             })?;
             inputs.push(Some(id));
         }
@@ -197,9 +219,12 @@ pub fn load_proto_with(m: &proto::ModelProto, external: external::Resolver<'_>) 
         g.add_node(&name, op, inputs, outputs)?;
     }
     for vo in &gp.output {
-        let id = g
-            .value_id(vo.name())
-            .ok_or_else(|| OnnxError::Invalid(format!("graph output '{}' is not produced by any node", vo.name())))?;
+        let id = g.value_id(vo.name()).ok_or_else(|| {
+            OnnxError::Invalid(format!(
+                "graph output '{}' is not produced by any node",
+                vo.name()
+            ))
+        })?;
         g.outputs.push(id);
     }
     let mut model = Model::new(g)?;

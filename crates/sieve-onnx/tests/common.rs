@@ -1,4 +1,5 @@
 //! Shared helpers for the integration tests.
+#![allow(clippy::unwrap_used, clippy::panic)]
 #![allow(dead_code)]
 
 use sieve_nn::Tensor;
@@ -15,7 +16,11 @@ pub fn shared() -> PathBuf {
     let p = std::env::var_os("SIEVE_SHARED")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("../shared"));
-    assert!(p.is_dir(), "shared folder {} is missing (set SIEVE_SHARED)", p.display());
+    assert!(
+        p.is_dir(),
+        "shared folder {} is missing (set SIEVE_SHARED)",
+        p.display()
+    );
     p
 }
 
@@ -23,13 +28,21 @@ pub fn shared() -> PathBuf {
 pub fn reference(dir: &std::path::Path) -> (Vec<usize>, Vec<f32>, Vec<usize>, Vec<f32>) {
     let x = sieve_data::npy::read_npy(dir.join("input_uint8.npy")).unwrap();
     let y = sieve_data::npy::read_npy(dir.join("output.npy")).unwrap();
-    (x.shape.clone(), x.to_f32_vec(), y.shape.clone(), y.to_f32_vec())
+    (
+        x.shape.clone(),
+        x.to_f32_vec(),
+        y.shape.clone(),
+        y.to_f32_vec(),
+    )
 }
 
 /// Max absolute difference.
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// Runs `model` on `x` in batches of `batch`, returning the concatenated first output.

@@ -5,6 +5,7 @@
 //! excluded case that passes is reported.
 //!
 //! `cargo test -p sieve-onnx --release --test conformance -- --ignored --nocapture`
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
 
@@ -175,13 +176,18 @@ fn load_pb(path: &Path) -> Result<Tensor, String> {
 
 fn close(got: &Tensor, want: &Tensor) -> Result<(), String> {
     if got.shape() != want.shape() {
-        return Err(format!("shape {:?}, expected {:?}", got.shape(), want.shape()));
+        return Err(format!(
+            "shape {:?}, expected {:?}",
+            got.shape(),
+            want.shape()
+        ));
     }
     match (got.dtype(), want.dtype()) {
         (DType::F32, DType::F32) => {
             let (g, w) = (got.as_f32().unwrap_or(&[]), want.as_f32().unwrap_or(&[]));
             for (i, (&a, &b)) in g.iter().zip(w).enumerate() {
-                let ok = (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= 1e-7 + 1e-3 * b.abs();
+                let ok =
+                    (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= 1e-7 + 1e-3 * b.abs();
                 if !ok {
                     return Err(format!("element {i}: got {a}, expected {b}"));
                 }
@@ -192,7 +198,11 @@ fn close(got: &Tensor, want: &Tensor) -> Result<(), String> {
             if got.as_i64() == want.as_i64() {
                 Ok(())
             } else {
-                Err(format!("got {:?}, expected {:?}", got.as_i64(), want.as_i64()))
+                Err(format!(
+                    "got {:?}, expected {:?}",
+                    got.as_i64(),
+                    want.as_i64()
+                ))
             }
         }
         (a, b) => Err(format!("dtype {a}, expected {b}")),
@@ -257,9 +267,14 @@ fn onnx_node_conformance() {
     assert!(!cases.is_empty(), "no cases in {}", root.display());
     let (mut passed, mut failed, mut excluded, mut surprise) = (0, vec![], 0, vec![]);
     for case in &cases {
-        let name = case.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let name = case
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
         let excl = EXCLUDED.iter().find(|(n, _)| *n == name);
-        let r = std::panic::catch_unwind(|| run_case(case)).unwrap_or_else(|_| Err("panicked".into()));
+        let r =
+            std::panic::catch_unwind(|| run_case(case)).unwrap_or_else(|_| Err("panicked".into()));
         match (r, excl) {
             (Ok(_), None) => passed += 1,
             (Ok(_), Some(_)) => {
@@ -288,5 +303,9 @@ fn onnx_node_conformance() {
         failed.len(),
         surprise.len()
     );
-    assert!(failed.is_empty(), "{} non-excluded cases failed", failed.len());
+    assert!(
+        failed.is_empty(),
+        "{} non-excluded cases failed",
+        failed.len()
+    );
 }

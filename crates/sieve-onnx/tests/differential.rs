@@ -2,6 +2,7 @@
 //! onnxruntime reference outputs, at batch 32 and batch 1, to 1e-4 absolute.
 //!
 //! `cargo test -p sieve-onnx --release --test differential -- --ignored --nocapture`
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
 
@@ -22,7 +23,8 @@ fn shared_models_match_onnxruntime() {
     let mut worst = vec![];
     for name in MODELS {
         let dir = root.join(name);
-        let model = sieve_onnx::load_file(dir.join("model.onnx")).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let model =
+            sieve_onnx::load_file(dir.join("model.onnx")).unwrap_or_else(|e| panic!("{name}: {e}"));
         let (xs, x, ys, y) = reference(&dir.join("reference"));
         assert_eq!(xs[0], 32);
         for batch in [32, 1] {

@@ -1,5 +1,6 @@
 //! Core tests on the LeNet-5 fixture (no shared data needed): reference outputs,
 //! model introspection and the per-layer hooks.
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
 
@@ -16,7 +17,10 @@ fn inputs(n: usize) -> (Tensor, Vec<f32>) {
     let k = ys[1];
     let mut s = xs.clone();
     s[0] = n;
-    (Tensor::from_f32(s, x[..n * per].to_vec()).unwrap(), y[..n * k].to_vec())
+    (
+        Tensor::from_f32(s, x[..n * per].to_vec()).unwrap(),
+        y[..n * k].to_vec(),
+    )
 }
 
 #[test]
@@ -35,7 +39,10 @@ fn io_info_and_layers() {
     let m = lenet();
     assert_eq!(m.inputs().len(), 1);
     assert_eq!(m.inputs()[0].shape[0], Dim::Symbolic("N".into()));
-    assert_eq!(&m.inputs()[0].shape[1..], &[Dim::Fixed(1), Dim::Fixed(28), Dim::Fixed(28)]);
+    assert_eq!(
+        &m.inputs()[0].shape[1..],
+        &[Dim::Fixed(1), Dim::Fixed(28), Dim::Fixed(28)]
+    );
     assert_eq!(m.outputs()[0].shape[1], Dim::Fixed(10));
     let layers = m.layers();
     let ops: Vec<&str> = layers.iter().map(|l| l.op).collect();
@@ -142,7 +149,9 @@ fn replacing_weights_changes_output_as_expected() {
     // The original model is untouched.
     assert_eq!(m.run(vec![x]).unwrap()[0], full[0]);
     // Wrong shape is rejected.
-    assert!(m.with_weights(last, Weights::Dense(Tensor::zeros_f32(vec![3]))).is_err());
+    assert!(m
+        .with_weights(last, Weights::Dense(Tensor::zeros_f32(vec![3])))
+        .is_err());
 }
 
 #[derive(Debug)]
@@ -156,7 +165,9 @@ impl sieve_nn::WeightSource for Scaled {
         &self.shape
     }
     fn decode_into(&self, out: &mut [f32]) -> Result<(), sieve_nn::NnError> {
-        out.iter_mut().zip(&self.base).for_each(|(o, b)| *o = 2.0 * b);
+        out.iter_mut()
+            .zip(&self.base)
+            .for_each(|(o, b)| *o = 2.0 * b);
         Ok(())
     }
     fn stored_bytes(&self) -> usize {
@@ -174,7 +185,10 @@ fn encoded_weights_decode_per_run() {
     let w = m.weights(0).unwrap().to_tensor().unwrap();
     let doubled: Vec<f32> = w.as_f32().unwrap().iter().map(|v| v * 2.0).collect();
     let dense = m
-        .with_weights(0, Weights::Dense(Tensor::from_f32(w.shape().to_vec(), doubled).unwrap()))
+        .with_weights(
+            0,
+            Weights::Dense(Tensor::from_f32(w.shape().to_vec(), doubled).unwrap()),
+        )
         .unwrap();
     let enc = m
         .with_weights(

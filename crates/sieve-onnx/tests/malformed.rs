@@ -1,5 +1,6 @@
 //! Malformed inputs (core tests, no shared data): every case must be a clear
 //! one-line error, never a panic.
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
 
@@ -7,9 +8,9 @@ use common::workspace;
 use prost::Message;
 use sieve_nn::Tensor;
 use sieve_onnx::proto::{
-    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto, AttributeProto,
-    GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto,
-    ValueInfoProto,
+    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    TensorShapeProto, TypeProto, ValueInfoProto,
 };
 
 fn value(name: &str, elem: DataType, dims: &[i64]) -> ValueInfoProto {
@@ -34,7 +35,13 @@ fn value(name: &str, elem: DataType, dims: &[i64]) -> ValueInfoProto {
     }
 }
 
-fn node(name: &str, op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
+fn node(
+    name: &str,
+    op: &str,
+    inputs: &[&str],
+    outputs: &[&str],
+    attrs: Vec<AttributeProto>,
+) -> NodeProto {
     NodeProto {
         name: Some(name.into()),
         op_type: Some(op.into()),
@@ -74,7 +81,13 @@ fn weights(name: &str, dims: &[i64]) -> TensorProto {
     }
 }
 
-fn model(nodes: Vec<NodeProto>, inits: Vec<TensorProto>, input: ValueInfoProto, output: &str, opset: i64) -> Vec<u8> {
+fn model(
+    nodes: Vec<NodeProto>,
+    inits: Vec<TensorProto>,
+    input: ValueInfoProto,
+    output: &str,
+    opset: i64,
+) -> Vec<u8> {
     ModelProto {
         ir_version: Some(8),
         opset_import: vec![OperatorSetIdProto {
@@ -105,7 +118,9 @@ fn conv_model(attrs: Vec<AttributeProto>) -> Vec<u8> {
 }
 
 fn load_err(bytes: &[u8]) -> String {
-    let e = sieve_onnx::load_bytes(bytes).expect_err("must fail").to_string();
+    let e = sieve_onnx::load_bytes(bytes)
+        .expect_err("must fail")
+        .to_string();
     assert!(!e.contains('\n'), "multi-line error: {e}");
     e
 }
@@ -113,7 +128,11 @@ fn load_err(bytes: &[u8]) -> String {
 #[test]
 fn valid_tiny_model_loads_and_runs() {
     let m = sieve_onnx::load_bytes(&conv_model(vec![])).unwrap();
-    let y = m.run(vec![Tensor::from_f32(vec![1, 1, 5, 5], vec![1.0; 25]).unwrap()]).unwrap();
+    let y = m
+        .run(vec![
+            Tensor::from_f32(vec![1, 1, 5, 5], vec![1.0; 25]).unwrap()
+        ])
+        .unwrap();
     assert_eq!(y[0].shape(), &[1, 2, 3, 3]);
     // Channel 0 of the weights is 0.00..0.08: sum = 0.36.
     assert!((y[0].as_f32().unwrap()[0] - 0.36).abs() < 1e-5);
@@ -148,15 +167,24 @@ fn unsupported_operator_is_named() {
     let e = sieve_onnx::load_file(workspace().join("fixtures/bad/unsupported_op.onnx"))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("Hardmax") && e.contains("unsupported operator"), "{e}");
+    assert!(
+        e.contains("Hardmax") && e.contains("unsupported operator"),
+        "{e}"
+    );
 }
 
 #[test]
 fn bad_attributes_are_named() {
     let e = load_err(&conv_model(vec![attr_s("auto_pad", "BOGUS")]));
-    assert!(e.contains("conv7") && e.contains("auto_pad") && e.contains("BOGUS"), "{e}");
+    assert!(
+        e.contains("conv7") && e.contains("auto_pad") && e.contains("BOGUS"),
+        "{e}"
+    );
     let e = load_err(&conv_model(vec![attr_i("frobnicate", 1)]));
-    assert!(e.contains("conv7") && e.contains("frobnicate") && e.contains("unsupported attribute"), "{e}");
+    assert!(
+        e.contains("conv7") && e.contains("frobnicate") && e.contains("unsupported attribute"),
+        "{e}"
+    );
     let e = load_err(&conv_model(vec![attr_i("group", 0)]));
     assert!(e.contains("group"), "{e}");
     let e = sieve_onnx::load_file(workspace().join("fixtures/bad/bad_attribute.onnx"))
@@ -232,19 +260,27 @@ fn wrong_inputs_at_run_time() {
     let m = sieve_onnx::load_file(workspace().join("fixtures/lenet5/model.onnx")).unwrap();
     let name = m.inputs()[0].name.clone();
     let e = m
-        .run(vec![Tensor::from_f32(vec![1, 1, 28, 27], vec![0.0; 28 * 27]).unwrap()])
+        .run(vec![Tensor::from_f32(
+            vec![1, 1, 28, 27],
+            vec![0.0; 28 * 27],
+        )
+        .unwrap()])
         .unwrap_err()
         .to_string();
     assert!(e.contains(&name) && e.contains("27"), "{e}");
     let e = m
-        .run(vec![Tensor::from_f32(vec![1, 28, 28], vec![0.0; 28 * 28]).unwrap()])
+        .run(vec![
+            Tensor::from_f32(vec![1, 28, 28], vec![0.0; 28 * 28]).unwrap()
+        ])
         .unwrap_err()
         .to_string();
     assert!(e.contains("shape"), "{e}");
     let e = m.run(vec![]).unwrap_err().to_string();
     assert!(e.contains("expected 1 inputs, got 0"), "{e}");
     let e = m
-        .run(vec![Tensor::from_i64(vec![1, 1, 28, 28], vec![0; 784]).unwrap()])
+        .run(vec![
+            Tensor::from_i64(vec![1, 1, 28, 28], vec![0; 784]).unwrap()
+        ])
         .unwrap_err()
         .to_string();
     assert!(e.contains("dtype"), "{e}");

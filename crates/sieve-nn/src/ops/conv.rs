@@ -40,7 +40,14 @@ impl AutoPad {
 
     /// (begin, end) pads of one spatial axis for input size `input`, kernel `k`,
     /// `stride` and `dil`, given explicit `(begin, end)` for `NotSet`.
-    pub fn pads(self, input: usize, k: usize, stride: usize, dil: usize, explicit: (usize, usize)) -> (usize, usize) {
+    pub fn pads(
+        self,
+        input: usize,
+        k: usize,
+        stride: usize,
+        dil: usize,
+        explicit: (usize, usize),
+    ) -> (usize, usize) {
         match self {
             AutoPad::NotSet => explicit,
             AutoPad::Valid => (0, 0),
@@ -60,7 +67,11 @@ impl AutoPad {
 }
 
 /// Reads a per-spatial-axis list attribute (`strides`, `dilations`) with default 1.
-pub(crate) fn spatial_list(a: &mut Attrs<'_>, name: &str, rank: usize) -> Result<Option<Vec<usize>>, NnError> {
+pub(crate) fn spatial_list(
+    a: &mut Attrs<'_>,
+    name: &str,
+    rank: usize,
+) -> Result<Option<Vec<usize>>, NnError> {
     match a.ints(name)? {
         None => Ok(None),
         Some(v) => {
@@ -68,7 +79,9 @@ pub(crate) fn spatial_list(a: &mut Attrs<'_>, name: &str, rank: usize) -> Result
                 return Err(a.bad(name, format!("expected {rank} values, got {v:?}")));
             }
             v.iter()
-                .map(|&x| usize::try_from(x).map_err(|_| a.bad(name, format!("negative value in {v:?}"))))
+                .map(|&x| {
+                    usize::try_from(x).map_err(|_| a.bad(name, format!("negative value in {v:?}")))
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Some)
         }
@@ -120,7 +133,10 @@ impl Conv {
         }
         if let Some(k) = &kernel {
             if k.len() > 2 || k.is_empty() {
-                return Err(a.bad("kernel_shape", format!("only 1-D and 2-D convolution is supported, got {k:?}")));
+                return Err(a.bad(
+                    "kernel_shape",
+                    format!("only 1-D and 2-D convolution is supported, got {k:?}"),
+                ));
             }
         }
         a.finish()?;
@@ -142,15 +158,25 @@ impl Conv {
     /// Geometry for input `[n, c, (h,) w]` and weights of shape `wshape`; returns the
     /// kernel geometry, `(h, w)` and the output spatial shape (as in the input rank).
     fn geom(&self, x: &[usize], wshape: &[usize]) -> Result<(Conv2dGeom, usize, usize), NnError> {
-        let sp = x.len().checked_sub(2).filter(|&s| s == 1 || s == 2).ok_or_else(|| {
-            NnError::op(format!("input {x:?} must be 3-D or 4-D (1-D or 2-D convolution)"))
-        })?;
+        let sp = x
+            .len()
+            .checked_sub(2)
+            .filter(|&s| s == 1 || s == 2)
+            .ok_or_else(|| {
+                NnError::op(format!(
+                    "input {x:?} must be 3-D or 4-D (1-D or 2-D convolution)"
+                ))
+            })?;
         if wshape.len() != x.len() {
-            return Err(NnError::op(format!("weights {wshape:?} do not match input {x:?}")));
+            return Err(NnError::op(format!(
+                "weights {wshape:?} do not match input {x:?}"
+            )));
         }
         if let Some(k) = &self.attrs.kernel {
             if k[..] != wshape[2..] {
-                return Err(NnError::op(format!("kernel_shape {k:?} does not match weights {wshape:?}")));
+                return Err(NnError::op(format!(
+                    "kernel_shape {k:?} does not match weights {wshape:?}"
+                )));
             }
         }
         let at = &self.attrs;
@@ -160,7 +186,9 @@ impl Conv {
             } else if v.len() == sp || (v.len() == 2 * sp && d == 0) {
                 Ok(v[i])
             } else {
-                Err(NnError::op(format!("attribute {v:?} does not match {sp} spatial dims")))
+                Err(NnError::op(format!(
+                    "attribute {v:?} does not match {sp} spatial dims"
+                )))
             }
         };
         // Map 1-D to 2-D with h = 1.
@@ -267,7 +295,11 @@ impl Op for Conv {
             )));
         }
         let mut out = vec![x.shape[0].clone(), Dim::Fixed(wshape[0])];
-        match x.shape[1..].iter().map(|d| d.fixed()).collect::<Option<Vec<usize>>>() {
+        match x.shape[1..]
+            .iter()
+            .map(|d| d.fixed())
+            .collect::<Option<Vec<usize>>>()
+        {
             Some(rest) => {
                 let mut full = vec![1usize];
                 full.extend(rest);
@@ -281,10 +313,16 @@ impl Op for Conv {
             None => out.extend(std::iter::repeat_n(Dim::unknown(), x.shape.len() - 2)),
         }
         if let Some(b) = self.bias.as_ref().map(|b| b.len()).or_else(|| {
-            inputs.opt(2).and_then(|f| f.fixed_shape()).map(|s| s.iter().product())
+            inputs
+                .opt(2)
+                .and_then(|f| f.fixed_shape())
+                .map(|s| s.iter().product())
         }) {
             if b != wshape[0] {
-                return Err(NnError::op(format!("bias has {b} elements, expected {}", wshape[0])));
+                return Err(NnError::op(format!(
+                    "bias has {b} elements, expected {}",
+                    wshape[0]
+                )));
             }
         }
         Ok(vec![Fact::new(DType::F32, out)])
@@ -293,10 +331,16 @@ impl Op for Conv {
     fn eval(&self, inputs: &Inputs<'_>, scratch: &mut Scratch) -> Result<Vec<Tensor>, NnError> {
         let x = inputs.get(0)?;
         let xs = x.shape();
-        let wt = if self.weights.is_none() { Some(inputs.get(1)?) } else { None };
+        let wt = if self.weights.is_none() {
+            Some(inputs.get(1)?)
+        } else {
+            None
+        };
         let wshape = self.wshape(wt.map(|t| t.shape()))?.to_vec();
         let (g, h, w) = self.geom(xs, &wshape)?;
-        let (oh, ow) = g.out_hw(h, w).map_err(|e| NnError::op(format!("input {xs:?}: {e}")))?;
+        let (oh, ow) = g
+            .out_hw(h, w)
+            .map_err(|e| NnError::op(format!("input {xs:?}: {e}")))?;
         let n = xs[0];
         let mut out = vec![0.0f32; n * g.c_out * oh * ow];
         let bias_t = match &self.bias {

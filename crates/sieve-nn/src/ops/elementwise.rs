@@ -163,7 +163,11 @@ impl Clip {
     }
 
     /// The bounds given the (possibly constant) min and max inputs.
-    pub fn bounds(&self, min: Option<&Tensor>, max: Option<&Tensor>) -> Result<(f32, f32), NnError> {
+    pub fn bounds(
+        &self,
+        min: Option<&Tensor>,
+        max: Option<&Tensor>,
+    ) -> Result<(f32, f32), NnError> {
         if let Some(b) = self.attr_bounds {
             return Ok(b);
         }
@@ -173,7 +177,10 @@ impl Clip {
                 Some(t) => {
                     let v = t.f32s()?;
                     if v.len() != 1 {
-                        return Err(NnError::op(format!("min/max must be scalars, got shape {:?}", t.shape())));
+                        return Err(NnError::op(format!(
+                            "min/max must be scalars, got shape {:?}",
+                            t.shape()
+                        )));
                     }
                     Ok(v[0])
                 }
@@ -297,11 +304,15 @@ impl Elementwise {
         let a = Attrs::new(spec);
         a.finish()?;
         if binary && spec.num_inputs != 2 {
-            return Err(NnError::op(format!("expects 2 inputs, got {}", spec.num_inputs))
-                .with_node(&spec.name, &spec.op_type));
+            return Err(
+                NnError::op(format!("expects 2 inputs, got {}", spec.num_inputs))
+                    .with_node(&spec.name, &spec.op_type),
+            );
         }
         if spec.num_inputs == 0 {
-            return Err(NnError::op("expects at least one input").with_node(&spec.name, &spec.op_type));
+            return Err(
+                NnError::op("expects at least one input").with_node(&spec.name, &spec.op_type)
+            );
         }
         Ok(Box::new(Elementwise { kind, name }))
     }
@@ -327,8 +338,16 @@ pub fn broadcast_dims(a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>, NnError> {
     let r = a.len().max(b.len());
     let mut out = Vec::with_capacity(r);
     for i in 0..r {
-        let da = if i + a.len() >= r { Some(&a[i + a.len() - r]) } else { None };
-        let db = if i + b.len() >= r { Some(&b[i + b.len() - r]) } else { None };
+        let da = if i + a.len() >= r {
+            Some(&a[i + a.len() - r])
+        } else {
+            None
+        };
+        let db = if i + b.len() >= r {
+            Some(&b[i + b.len() - r])
+        } else {
+            None
+        };
         let d = match (da, db) {
             (Some(x), None) | (None, Some(x)) => x.clone(),
             (Some(x), Some(y)) => match (x, y) {
@@ -355,14 +374,24 @@ pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, NnError> 
     let r = a.len().max(b.len());
     let mut out = Vec::with_capacity(r);
     for i in 0..r {
-        let da = if i + a.len() >= r { a[i + a.len() - r] } else { 1 };
-        let db = if i + b.len() >= r { b[i + b.len() - r] } else { 1 };
+        let da = if i + a.len() >= r {
+            a[i + a.len() - r]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= r {
+            b[i + b.len() - r]
+        } else {
+            1
+        };
         let d = if da == db || db == 1 {
             da
         } else if da == 1 {
             db
         } else {
-            return Err(NnError::op(format!("shapes {a:?} and {b:?} cannot be broadcast")));
+            return Err(NnError::op(format!(
+                "shapes {a:?} and {b:?} cannot be broadcast"
+            )));
         };
         out.push(d);
     }
@@ -453,13 +482,25 @@ fn apply_pair(kind: BinaryKind, a: &Tensor, b: &Tensor) -> Result<Tensor, NnErro
     let shape = broadcast_shape(a.shape(), b.shape())?;
     match (a.dtype(), b.dtype()) {
         (DType::F32, DType::F32) => {
-            let v = broadcast_map(a.f32s()?, a.shape(), b.f32s()?, b.shape(), &shape, |x, y| {
-                Ok::<f32, NnError>(kind.f(x, y))
-            })?;
+            let v = broadcast_map(
+                a.f32s()?,
+                a.shape(),
+                b.f32s()?,
+                b.shape(),
+                &shape,
+                |x, y| Ok::<f32, NnError>(kind.f(x, y)),
+            )?;
             Tensor::from_f32(shape, v)
         }
         (DType::I64, DType::I64) => {
-            let v = broadcast_map(a.i64s()?, a.shape(), b.i64s()?, b.shape(), &shape, |x, y| kind.i(x, y))?;
+            let v = broadcast_map(
+                a.i64s()?,
+                a.shape(),
+                b.i64s()?,
+                b.shape(),
+                &shape,
+                |x, y| kind.i(x, y),
+            )?;
             Tensor::from_i64(shape, v)
         }
         (x, y) => Err(NnError::op(format!("mixed input dtypes {x} and {y}"))),
@@ -476,7 +517,10 @@ impl Op for Elementwise {
         for i in 1..inputs.len() {
             let f = inputs.get(i)?;
             if f.dtype != first.dtype {
-                return Err(NnError::op(format!("mixed input dtypes {} and {}", first.dtype, f.dtype)));
+                return Err(NnError::op(format!(
+                    "mixed input dtypes {} and {}",
+                    first.dtype, f.dtype
+                )));
             }
             shape = broadcast_dims(&shape, &f.shape)?;
         }
@@ -511,7 +555,10 @@ mod tests {
     fn broadcast_matches_naive() {
         let a: Vec<f32> = (0..24).map(|x| x as f32).collect();
         let b: Vec<f32> = (0..3).map(|x| 100.0 * x as f32).collect();
-        let out = broadcast_map(&a, &[2, 3, 4], &b, &[3, 1], &[2, 3, 4], |x, y| Ok::<f32, ()>(x + y)).unwrap();
+        let out = broadcast_map(&a, &[2, 3, 4], &b, &[3, 1], &[2, 3, 4], |x, y| {
+            Ok::<f32, ()>(x + y)
+        })
+        .unwrap();
         for i in 0..2 {
             for j in 0..3 {
                 for k in 0..4 {
@@ -520,7 +567,10 @@ mod tests {
                 }
             }
         }
-        let out = broadcast_map(&b, &[3, 1], &[1.0f32, 2.0], &[1, 2], &[3, 2], |x, y| Ok::<f32, ()>(x * y)).unwrap();
+        let out = broadcast_map(&b, &[3, 1], &[1.0f32, 2.0], &[1, 2], &[3, 2], |x, y| {
+            Ok::<f32, ()>(x * y)
+        })
+        .unwrap();
         assert_eq!(out, vec![0.0, 0.0, 100.0, 200.0, 200.0, 400.0]);
         assert!(broadcast_shape(&[2, 3], &[4]).is_err());
     }
@@ -528,7 +578,8 @@ mod tests {
     #[test]
     fn symbolic_broadcast() {
         let n = Dim::Symbolic("N".into());
-        let d = broadcast_dims(&[n.clone(), Dim::Fixed(3)], &[Dim::Fixed(1), Dim::Fixed(3)]).unwrap();
+        let d =
+            broadcast_dims(&[n.clone(), Dim::Fixed(3)], &[Dim::Fixed(1), Dim::Fixed(3)]).unwrap();
         assert_eq!(d, vec![n, Dim::Fixed(3)]);
     }
 }
@@ -549,7 +600,9 @@ impl Cast {
         let mut a = Attrs::new(spec);
         a.int("saturate", 1)?;
         let to = if spec.op_type == "Cast" {
-            let code = a.int_opt("to")?.ok_or_else(|| a.bad("to", "required attribute missing"))?;
+            let code = a
+                .int_opt("to")?
+                .ok_or_else(|| a.bad("to", "required attribute missing"))?;
             Some(match code {
                 1 => DType::F32,
                 6 | 7 => DType::I64,
@@ -566,8 +619,14 @@ impl Cast {
 fn cast_to(x: &Tensor, to: DType) -> Result<Tensor, NnError> {
     match (x.dtype(), to) {
         (a, b) if a == b => Ok(x.clone()),
-        (DType::F32, DType::I64) => Tensor::from_i64(x.shape().to_vec(), x.f32s()?.iter().map(|&v| v as i64).collect()),
-        (_, _) => Tensor::from_f32(x.shape().to_vec(), x.i64s()?.iter().map(|&v| v as f32).collect()),
+        (DType::F32, DType::I64) => Tensor::from_i64(
+            x.shape().to_vec(),
+            x.f32s()?.iter().map(|&v| v as i64).collect(),
+        ),
+        (_, _) => Tensor::from_f32(
+            x.shape().to_vec(),
+            x.i64s()?.iter().map(|&v| v as f32).collect(),
+        ),
     }
 }
 

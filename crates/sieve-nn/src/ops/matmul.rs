@@ -68,8 +68,16 @@ impl Gemm {
         if a.len() != 2 || b.len() != 2 {
             return Err(NnError::op(format!("A {a:?} and B {b:?} must be 2-D")));
         }
-        let (m, k) = if self.trans_a { (a[1], a[0]) } else { (a[0], a[1]) };
-        let (k2, n) = if self.trans_b { (b[1], b[0]) } else { (b[0], b[1]) };
+        let (m, k) = if self.trans_a {
+            (a[1], a[0])
+        } else {
+            (a[0], a[1])
+        };
+        let (k2, n) = if self.trans_b {
+            (b[1], b[0])
+        } else {
+            (b[0], b[1])
+        };
         if k != k2 {
             return Err(NnError::op(format!(
                 "A {a:?} (transA={}) and B {b:?} (transB={}) have different inner dims",
@@ -115,9 +123,17 @@ impl Op for Gemm {
                 crate::op::fmt_dims(&bshape)
             )));
         }
-        let m = if self.trans_a { &a.shape[1] } else { &a.shape[0] };
+        let m = if self.trans_a {
+            &a.shape[1]
+        } else {
+            &a.shape[0]
+        };
         let n = if self.trans_b { &bshape[0] } else { &bshape[1] };
-        let ka = if self.trans_a { &a.shape[0] } else { &a.shape[1] };
+        let ka = if self.trans_a {
+            &a.shape[0]
+        } else {
+            &a.shape[1]
+        };
         let kb = if self.trans_b { &bshape[1] } else { &bshape[0] };
         if let (Dim::Fixed(x), Dim::Fixed(y)) = (ka, kb) {
             if x != y {
@@ -149,7 +165,10 @@ impl Op for Gemm {
                 let cd = c.f32s()?;
                 let s = broadcast_shape(c.shape(), &[m, n])?;
                 if s != [m, n] {
-                    return Err(NnError::op(format!("C {:?} does not broadcast to [{m}, {n}]", c.shape())));
+                    return Err(NnError::op(format!(
+                        "C {:?} does not broadcast to [{m}, {n}]",
+                        c.shape()
+                    )));
                 }
                 if c.len() == n && (c.rank() == 1 || c.shape()[0] == 1) {
                     for row in out.chunks_mut(n.max(1)) {
@@ -157,7 +176,9 @@ impl Op for Gemm {
                     }
                 } else {
                     let zero = [0.0f32];
-                    out = broadcast_map(cd, c.shape(), &zero, &[], &[m, n], |x, _| Ok::<f32, NnError>(x))?;
+                    out = broadcast_map(cd, c.shape(), &zero, &[], &[m, n], |x, _| {
+                        Ok::<f32, NnError>(x)
+                    })?;
                 }
                 beta = self.beta;
             }
@@ -168,8 +189,19 @@ impl Op for Gemm {
             (None, Some(t)) => t.f32s()?,
             (None, None) => return Err(NnError::op("missing B")),
         };
-        kernels::gemm(m, n, k, a.f32s()?, self.trans_a, bdata, self.trans_b, self.alpha, beta, &mut out)
-            .map_err(|e| NnError::op(format!("A {:?}, B {bshape:?}: {e}", a.shape())))?;
+        kernels::gemm(
+            m,
+            n,
+            k,
+            a.f32s()?,
+            self.trans_a,
+            bdata,
+            self.trans_b,
+            self.alpha,
+            beta,
+            &mut out,
+        )
+        .map_err(|e| NnError::op(format!("A {:?}, B {bshape:?}: {e}", a.shape())))?;
         kernels::apply_activation(self.act, &mut out);
         Ok(vec![Tensor::from_f32(vec![m, n], out)?])
     }
@@ -190,16 +222,30 @@ impl MatMul {
     }
 }
 
-fn matmul_shapes(a: &[usize], b: &[usize]) -> Result<(Vec<usize>, usize, usize, usize, Vec<usize>), NnError> {
+#[allow(clippy::type_complexity)]
+fn matmul_shapes(
+    a: &[usize],
+    b: &[usize],
+) -> Result<(Vec<usize>, usize, usize, usize, Vec<usize>), NnError> {
     if a.is_empty() || b.is_empty() {
         return Err(NnError::op(format!("MatMul of scalars {a:?} x {b:?}")));
     }
-    let a2: Vec<usize> = if a.len() == 1 { vec![1, a[0]] } else { a.to_vec() };
-    let b2: Vec<usize> = if b.len() == 1 { vec![b[0], 1] } else { b.to_vec() };
+    let a2: Vec<usize> = if a.len() == 1 {
+        vec![1, a[0]]
+    } else {
+        a.to_vec()
+    };
+    let b2: Vec<usize> = if b.len() == 1 {
+        vec![b[0], 1]
+    } else {
+        b.to_vec()
+    };
     let (m, k) = (a2[a2.len() - 2], a2[a2.len() - 1]);
     let (k2, n) = (b2[b2.len() - 2], b2[b2.len() - 1]);
     if k != k2 {
-        return Err(NnError::op(format!("MatMul inner dims differ: {a:?} x {b:?}")));
+        return Err(NnError::op(format!(
+            "MatMul inner dims differ: {a:?} x {b:?}"
+        )));
     }
     let batch = broadcast_shape(&a2[..a2.len() - 2], &b2[..b2.len() - 2])?;
     let mut out = batch.clone();
@@ -231,7 +277,9 @@ impl Op for MatMul {
                 old.shape()
             ))));
         }
-        Some(Ok(Arc::new(MatMul { weights: Some(weights) })))
+        Some(Ok(Arc::new(MatMul {
+            weights: Some(weights),
+        })))
     }
     fn infer(&self, inputs: &InputFacts<'_>) -> Result<Vec<Fact>, NnError> {
         let a = inputs.get(0)?;
@@ -247,7 +295,10 @@ impl Op for MatMul {
         let fb: Option<Vec<usize>> = b.iter().map(|d| d.fixed()).collect();
         if let (Some(fa), Some(fb)) = (&fa, &fb) {
             let (_, _, _, _, out) = matmul_shapes(fa, fb)?;
-            return Ok(vec![Fact::new(DType::F32, out.into_iter().map(Dim::Fixed).collect())]);
+            return Ok(vec![Fact::new(
+                DType::F32,
+                out.into_iter().map(Dim::Fixed).collect(),
+            )]);
         }
         // Common symbolic case: A [..., K] x B [K, N].
         if b.len() == 2 && a.shape.len() >= 2 {
@@ -269,7 +320,11 @@ impl Op for MatMul {
     }
     fn eval(&self, inputs: &Inputs<'_>, scratch: &mut Scratch) -> Result<Vec<Tensor>, NnError> {
         let a = inputs.get(0)?;
-        let bt = if self.weights.is_none() { Some(inputs.get(1)?) } else { None };
+        let bt = if self.weights.is_none() {
+            Some(inputs.get(1)?)
+        } else {
+            None
+        };
         let bshape = match (&self.weights, bt) {
             (Some(w), _) => w.shape().to_vec(),
             (None, Some(t)) => t.shape().to_vec(),
@@ -283,23 +338,36 @@ impl Op for MatMul {
             (None, None) => return Err(NnError::op("missing B")),
         };
         let ad = a.f32s()?;
-        let err = |e: kernels::KernelError| NnError::op(format!("{:?} x {bshape:?}: {e}", a.shape()));
+        let err =
+            |e: kernels::KernelError| NnError::op(format!("{:?} x {bshape:?}: {e}", a.shape()));
         // Fast path: B is 2-D (or 1-D): fold A's batch dims into M.
         if bshape.len() <= 2 {
             let rows = ad.len() / k.max(1);
-            let rows = if k == 0 { batch.iter().product::<usize>() * m } else { rows };
+            let rows = if k == 0 {
+                batch.iter().product::<usize>() * m
+            } else {
+                rows
+            };
             let mut out = vec![0.0f32; rows * n];
             kernels::gemm(rows, n, k, ad, false, bdata, false, 1.0, 0.0, &mut out).map_err(err)?;
             return Ok(vec![Tensor::from_f32(out_shape, out)?]);
         }
         let nb: usize = batch.iter().product();
-        let a_b: Vec<usize> = if a.rank() >= 2 { a.shape()[..a.rank() - 2].to_vec() } else { vec![] };
+        let a_b: Vec<usize> = if a.rank() >= 2 {
+            a.shape()[..a.rank() - 2].to_vec()
+        } else {
+            vec![]
+        };
         let b_b: Vec<usize> = bshape[..bshape.len() - 2].to_vec();
         let ia: Vec<usize> = (0..a_b.iter().product::<usize>()).collect();
         let ib: Vec<usize> = (0..b_b.iter().product::<usize>()).collect();
         // Flat batch index of A and B for every output batch element.
-        let pa = broadcast_map(&ia, &a_b, &[0usize], &[], &batch, |x, _| Ok::<usize, NnError>(x))?;
-        let pb = broadcast_map(&ib, &b_b, &[0usize], &[], &batch, |x, _| Ok::<usize, NnError>(x))?;
+        let pa = broadcast_map(&ia, &a_b, &[0usize], &[], &batch, |x, _| {
+            Ok::<usize, NnError>(x)
+        })?;
+        let pb = broadcast_map(&ib, &b_b, &[0usize], &[], &batch, |x, _| {
+            Ok::<usize, NnError>(x)
+        })?;
         let pairs: Vec<(usize, usize)> = pa.into_iter().zip(pb).collect();
         let mut out = vec![0.0f32; nb * m * n];
         for (i, (xa, xb)) in pairs.into_iter().enumerate() {

@@ -35,7 +35,9 @@ impl std::fmt::Debug for Registry {
 impl Registry {
     /// An empty registry.
     pub fn empty() -> Registry {
-        Registry { map: HashMap::new() }
+        Registry {
+            map: HashMap::new(),
+        }
     }
 
     /// Every operator this crate implements.
@@ -119,10 +121,13 @@ impl Registry {
 
     /// Builds the op for `spec`; errors name the node and op.
     pub fn build(&self, spec: &NodeSpec) -> Result<Arc<dyn Op>, NnError> {
-        let ctor = self.map.get(spec.op_type.as_str()).ok_or_else(|| NnError::UnsupportedOp {
-            node: spec.name.clone(),
-            op: spec.op_type.clone(),
-        })?;
+        let ctor = self
+            .map
+            .get(spec.op_type.as_str())
+            .ok_or_else(|| NnError::UnsupportedOp {
+                node: spec.name.clone(),
+                op: spec.op_type.clone(),
+            })?;
         ctor(spec)
             .map(Arc::from)
             .map_err(|e| e.with_node(&spec.name, &spec.op_type))

@@ -26,7 +26,10 @@ impl BatchNorm {
         let epsilon = a.float("epsilon", 1e-5)?;
         a.float("momentum", 0.9)?;
         if a.int("training_mode", 0)? != 0 {
-            return Err(a.bad("training_mode", "training mode is unsupported (inference only)"));
+            return Err(a.bad(
+                "training_mode",
+                "training mode is unsupported (inference only)",
+            ));
         }
         if spec.opset < 9 && a.int("spatial", 1)? != 1 {
             return Err(a.bad("spatial", "only spatial=1 is supported"));
@@ -37,8 +40,10 @@ impl BatchNorm {
         }
         a.finish()?;
         if spec.num_outputs > 1 {
-            return Err(NnError::op("training outputs (running mean/var) are unsupported")
-                .with_node(&spec.name, &spec.op_type));
+            return Err(
+                NnError::op("training outputs (running mean/var) are unsupported")
+                    .with_node(&spec.name, &spec.op_type),
+            );
         }
         Ok(Box::new(BatchNorm { epsilon }))
     }
@@ -85,7 +90,10 @@ impl Op for BatchNorm {
         let x = inputs.get(0)?;
         want_f32(x, "X")?;
         if x.shape.len() < 2 {
-            return Err(NnError::op(format!("X {} must have a channel axis", crate::op::fmt_dims(&x.shape))));
+            return Err(NnError::op(format!(
+                "X {} must have a channel axis",
+                crate::op::fmt_dims(&x.shape)
+            )));
         }
         for i in 1..5 {
             inputs.get(i)?;
@@ -94,10 +102,18 @@ impl Op for BatchNorm {
     }
     fn eval(&self, inputs: &Inputs<'_>, _s: &mut Scratch) -> Result<Vec<Tensor>, NnError> {
         let x = inputs.get(0)?;
-        let (ka, kb) = self.coefficients(inputs.get(1)?, inputs.get(2)?, inputs.get(3)?, inputs.get(4)?)?;
+        let (ka, kb) = self.coefficients(
+            inputs.get(1)?,
+            inputs.get(2)?,
+            inputs.get(3)?,
+            inputs.get(4)?,
+        )?;
         let xs = x.shape();
         if xs.len() < 2 || xs[1] != ka.len() {
-            return Err(NnError::op(format!("X {xs:?} does not have {} channels", ka.len())));
+            return Err(NnError::op(format!(
+                "X {xs:?} does not have {} channels",
+                ka.len()
+            )));
         }
         let c = xs[1];
         let inner: usize = xs[2..].iter().product();
@@ -124,7 +140,9 @@ impl Lrn {
     /// Builds from a node.
     pub fn from_spec(spec: &NodeSpec) -> Result<Box<dyn Op>, NnError> {
         let mut a = Attrs::new(spec);
-        let size = a.int_opt("size")?.ok_or_else(|| a.bad("size", "required attribute missing"))?;
+        let size = a
+            .int_opt("size")?
+            .ok_or_else(|| a.bad("size", "required attribute missing"))?;
         if size < 1 {
             return Err(a.bad("size", format!("must be >= 1, got {size}")));
         }
@@ -152,7 +170,10 @@ impl Op for Lrn {
         let x = inputs.get(0)?;
         want_f32(x, "X")?;
         if x.shape.len() < 3 {
-            return Err(NnError::op(format!("X {} must be NCHW", crate::op::fmt_dims(&x.shape))));
+            return Err(NnError::op(format!(
+                "X {} must be NCHW",
+                crate::op::fmt_dims(&x.shape)
+            )));
         }
         Ok(vec![Fact::new(DType::F32, x.shape.clone())])
     }
@@ -169,8 +190,19 @@ impl Op for Lrn {
             (xs[2], xs[3..].iter().product())
         };
         let mut out = vec![0.0f32; x.len()];
-        kernels::lrn(x.f32s()?, n, c, h, w, self.size, self.alpha, self.beta, self.bias, &mut out)
-            .map_err(|e| NnError::op(format!("X {xs:?}: {e}")))?;
+        kernels::lrn(
+            x.f32s()?,
+            n,
+            c,
+            h,
+            w,
+            self.size,
+            self.alpha,
+            self.beta,
+            self.bias,
+            &mut out,
+        )
+        .map_err(|e| NnError::op(format!("X {xs:?}: {e}")))?;
         Ok(vec![Tensor::from_f32(xs.to_vec(), out)?])
     }
 }

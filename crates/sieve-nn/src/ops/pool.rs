@@ -37,7 +37,10 @@ impl Pool {
         let kernel = spatial_list(&mut a, "kernel_shape", 0)?
             .ok_or_else(|| a.bad("kernel_shape", "required attribute missing"))?;
         if kernel.is_empty() || kernel.len() > 2 {
-            return Err(a.bad("kernel_shape", format!("only 1-D and 2-D pooling is supported, got {kernel:?}")));
+            return Err(a.bad(
+                "kernel_shape",
+                format!("only 1-D and 2-D pooling is supported, got {kernel:?}"),
+            ));
         }
         let sp = kernel.len();
         let strides = spatial_list(&mut a, "strides", sp)?.unwrap_or_else(|| vec![1; sp]);
@@ -45,14 +48,19 @@ impl Pool {
         let pads = spatial_list(&mut a, "pads", 2 * sp)?.unwrap_or_else(|| vec![0; 2 * sp]);
         let auto_pad = AutoPad::read(&mut a)?;
         let ceil_mode = a.int("ceil_mode", 0)? != 0;
-        let count_include_pad = if max { false } else { a.int("count_include_pad", 0)? != 0 };
+        let count_include_pad = if max {
+            false
+        } else {
+            a.int("count_include_pad", 0)? != 0
+        };
         if max {
             let so = a.int("storage_order", 0)?;
             if so != 0 {
                 return Err(a.bad("storage_order", format!("unsupported value {so}")));
             }
             if spec.num_outputs > 1 {
-                return Err(NnError::op("the Indices output is unsupported").with_node(&spec.name, &spec.op_type));
+                return Err(NnError::op("the Indices output is unsupported")
+                    .with_node(&spec.name, &spec.op_type));
             }
         }
         a.finish()?;
@@ -71,7 +79,9 @@ impl Pool {
     fn geom(&self, x: &[usize]) -> Result<(Pool2dGeom, usize, usize), NnError> {
         let sp = self.kernel.len();
         if x.len() != sp + 2 {
-            return Err(NnError::op(format!("input {x:?} does not have {sp} spatial dims")));
+            return Err(NnError::op(format!(
+                "input {x:?} does not have {sp} spatial dims"
+            )));
         }
         let (h, w) = if sp == 2 { (x[2], x[3]) } else { (1, x[2]) };
         let idx = |i: usize| if sp == 2 { i } else { 1 };
@@ -86,9 +96,13 @@ impl Pool {
             k[j] = self.kernel[i];
             st[j] = self.strides[i];
             dl[j] = self.dilations[i];
-            let (b, e) = self
-                .auto_pad
-                .pads(ins[j], k[j], st[j], dl[j], (self.pads[i], self.pads[i + sp]));
+            let (b, e) = self.auto_pad.pads(
+                ins[j],
+                k[j],
+                st[j],
+                dl[j],
+                (self.pads[i], self.pads[i + sp]),
+            );
             pb[j] = b;
             pe[j] = e;
         }
@@ -132,7 +146,11 @@ impl Op for Pool {
             )));
         }
         let mut out = x.shape[..2].to_vec();
-        match x.shape[2..].iter().map(|d| d.fixed()).collect::<Option<Vec<usize>>>() {
+        match x.shape[2..]
+            .iter()
+            .map(|d| d.fixed())
+            .collect::<Option<Vec<usize>>>()
+        {
             Some(rest) => {
                 let mut full = vec![1, 1];
                 full.extend(rest);
@@ -151,7 +169,9 @@ impl Op for Pool {
         let x = inputs.get(0)?;
         let xs = x.shape();
         let (g, h, w) = self.geom(xs)?;
-        let (oh, ow) = g.out_hw(h, w).map_err(|e| NnError::op(format!("input {xs:?}: {e}")))?;
+        let (oh, ow) = g
+            .out_hw(h, w)
+            .map_err(|e| NnError::op(format!("input {xs:?}: {e}")))?;
         let (n, c) = (xs[0], xs[1]);
         let mut out = vec![0.0f32; n * c * oh * ow];
         let r = if self.max {
@@ -201,7 +221,10 @@ impl Op for GlobalPool {
         let x = inputs.get(0)?;
         want_f32(x, "input")?;
         if x.shape.len() < 3 {
-            return Err(NnError::op(format!("input {} must have spatial dims", crate::op::fmt_dims(&x.shape))));
+            return Err(NnError::op(format!(
+                "input {} must have spatial dims",
+                crate::op::fmt_dims(&x.shape)
+            )));
         }
         let mut out = x.shape[..2].to_vec();
         out.extend(std::iter::repeat_n(Dim::Fixed(1), x.shape.len() - 2));

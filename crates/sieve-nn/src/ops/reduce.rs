@@ -53,7 +53,11 @@ impl Reduce {
             }
         };
         let mut a = Attrs::new(spec);
-        let attr_axes = if spec.opset < input_from { a.ints("axes")? } else { None };
+        let attr_axes = if spec.opset < input_from {
+            a.ints("axes")?
+        } else {
+            None
+        };
         let keepdims = a.int("keepdims", 1)? != 0;
         let noop_empty = if spec.opset >= input_from {
             a.int("noop_with_empty_axes", 0)? != 0
@@ -78,7 +82,10 @@ impl Reduce {
             (None, None) => None,
         };
         let mut ax: Vec<usize> = match given {
-            Some(g) if !g.is_empty() => g.iter().map(|&a| norm_axis(a, rank)).collect::<Result<_, _>>()?,
+            Some(g) if !g.is_empty() => g
+                .iter()
+                .map(|&a| norm_axis(a, rank))
+                .collect::<Result<_, _>>()?,
             _ if self.noop_empty => return Ok(None),
             _ => (0..rank).collect(),
         };
@@ -146,7 +153,9 @@ impl Op for Reduce {
         };
         let r = xs.len();
         // Output (keepdims) shape and strides of the output for every input dim.
-        let kshape: Vec<usize> = (0..r).map(|i| if axes.contains(&i) { 1 } else { xs[i] }).collect();
+        let kshape: Vec<usize> = (0..r)
+            .map(|i| if axes.contains(&i) { 1 } else { xs[i] })
+            .collect();
         let n_out: usize = kshape.iter().product();
         let count: usize = axes.iter().map(|&a| xs[a]).product();
         let init = match self.kind {

@@ -48,7 +48,11 @@ pub fn prod_dims(dims: &[Dim]) -> Dim {
 }
 
 /// Builds a tensor of the same dtype as `like` from gathered flat indices.
-fn gather_flat(like: &Tensor, shape: Vec<usize>, idx: impl Iterator<Item = usize>) -> Result<Tensor, NnError> {
+fn gather_flat(
+    like: &Tensor,
+    shape: Vec<usize>,
+    idx: impl Iterator<Item = usize>,
+) -> Result<Tensor, NnError> {
     match like.dtype() {
         DType::F32 => {
             let d = like.f32s()?;
@@ -80,8 +84,10 @@ impl Reshape {
         let allowzero = a.int("allowzero", 0)? != 0;
         a.finish()?;
         if spec.opset < 5 {
-            return Err(NnError::op("Reshape before opset 5 (shape attribute) is unsupported")
-                .with_node(&spec.name, &spec.op_type));
+            return Err(
+                NnError::op("Reshape before opset 5 (shape attribute) is unsupported")
+                    .with_node(&spec.name, &spec.op_type),
+            );
         }
         Ok(Box::new(Reshape { allowzero }))
     }
@@ -93,9 +99,12 @@ impl Reshape {
         let mut neg = None;
         for (i, &r) in req.iter().enumerate() {
             if r == 0 && !self.allowzero {
-                let d = *input
-                    .get(i)
-                    .ok_or_else(|| NnError::op(format!("shape {req:?}: 0 at {i} beyond input rank {}", input.len())))?;
+                let d = *input.get(i).ok_or_else(|| {
+                    NnError::op(format!(
+                        "shape {req:?}: 0 at {i} beyond input rank {}",
+                        input.len()
+                    ))
+                })?;
                 out.push(d);
             } else if r == -1 {
                 if neg.replace(i).is_some() {
@@ -110,12 +119,14 @@ impl Reshape {
         }
         let known: usize = out.iter().product();
         if let Some(i) = neg {
-            if known == 0 || total % known != 0 {
+            if known == 0 || !total.is_multiple_of(known) {
                 return Err(NnError::op(format!("cannot reshape {input:?} to {req:?}")));
             }
             out[i] = total / known;
         } else if known != total {
-            return Err(NnError::op(format!("cannot reshape {input:?} ({total} elements) to {req:?}")));
+            return Err(NnError::op(format!(
+                "cannot reshape {input:?} ({total} elements) to {req:?}"
+            )));
         }
         Ok(out)
     }
@@ -133,7 +144,10 @@ impl Op for Reshape {
         let req = i64_list(req, "shape")?;
         if let Some(fx) = x.fixed_shape() {
             let out = self.resolve(&fx, &req)?;
-            return Ok(vec![Fact::new(x.dtype, out.into_iter().map(Dim::Fixed).collect())]);
+            return Ok(vec![Fact::new(
+                x.dtype,
+                out.into_iter().map(Dim::Fixed).collect(),
+            )]);
         }
         // Symbolic: copy dims for 0, cancel equal symbolic dims to resolve -1.
         let mut out: Vec<Dim> = vec![];
@@ -166,7 +180,7 @@ impl Op for Reshape {
             }
             let rest_fixed: usize = rest.iter().filter_map(|d| d.fixed()).product();
             let syms: Vec<&Dim> = rest.iter().filter(|d| d.fixed().is_none()).collect();
-            out[i] = if syms.is_empty() && fixed_out > 0 && rest_fixed % fixed_out == 0 {
+            out[i] = if syms.is_empty() && fixed_out > 0 && rest_fixed.is_multiple_of(fixed_out) {
                 Dim::Fixed(rest_fixed / fixed_out)
             } else if syms.len() == 1 && fixed_out == rest_fixed {
                 syms[0].clone()
@@ -199,9 +213,16 @@ impl Flatten {
         Ok(Box::new(Flatten { axis }))
     }
     fn split(&self, rank: usize) -> Result<usize, NnError> {
-        let a = if self.axis < 0 { self.axis + rank as i64 } else { self.axis };
+        let a = if self.axis < 0 {
+            self.axis + rank as i64
+        } else {
+            self.axis
+        };
         if a < 0 || a > rank as i64 {
-            return Err(NnError::op(format!("axis {} out of range for rank {rank}", self.axis)));
+            return Err(NnError::op(format!(
+                "axis {} out of range for rank {rank}",
+                self.axis
+            )));
         }
         Ok(a as usize)
     }
@@ -212,7 +233,10 @@ impl Op for Flatten {
     fn infer(&self, inputs: &InputFacts<'_>) -> Result<Vec<Fact>, NnError> {
         let x = inputs.get(0)?;
         let a = self.split(x.shape.len())?;
-        Ok(vec![Fact::new(x.dtype, vec![prod_dims(&x.shape[..a]), prod_dims(&x.shape[a..])])])
+        Ok(vec![Fact::new(
+            x.dtype,
+            vec![prod_dims(&x.shape[..a]), prod_dims(&x.shape[a..])],
+        )])
     }
     fn eval(&self, inputs: &Inputs<'_>, _s: &mut Scratch) -> Result<Vec<Tensor>, NnError> {
         let x = inputs.get(0)?;
@@ -240,15 +264,24 @@ impl Transpose {
     fn perm(&self, rank: usize) -> Result<Vec<usize>, NnError> {
         let p: Vec<usize> = match &self.perm {
             None => (0..rank).rev().collect(),
-            Some(p) => p.iter().map(|&a| norm_axis(a, rank)).collect::<Result<_, _>>()?,
+            Some(p) => p
+                .iter()
+                .map(|&a| norm_axis(a, rank))
+                .collect::<Result<_, _>>()?,
         };
         let mut seen = vec![false; rank];
         if p.len() != rank {
-            return Err(NnError::op(format!("perm {:?} does not match rank {rank}", self.perm)));
+            return Err(NnError::op(format!(
+                "perm {:?} does not match rank {rank}",
+                self.perm
+            )));
         }
         for &i in &p {
             if std::mem::replace(&mut seen[i], true) {
-                return Err(NnError::op(format!("perm {:?} is not a permutation", self.perm)));
+                return Err(NnError::op(format!(
+                    "perm {:?} is not a permutation",
+                    self.perm
+                )));
             }
         }
         Ok(p)
@@ -293,7 +326,10 @@ impl Op for Transpose {
     fn infer(&self, inputs: &InputFacts<'_>) -> Result<Vec<Fact>, NnError> {
         let x = inputs.get(0)?;
         let p = self.perm(x.shape.len())?;
-        Ok(vec![Fact::new(x.dtype, p.iter().map(|&i| x.shape[i].clone()).collect())])
+        Ok(vec![Fact::new(
+            x.dtype,
+            p.iter().map(|&i| x.shape[i].clone()).collect(),
+        )])
     }
     fn eval(&self, inputs: &Inputs<'_>, _s: &mut Scratch) -> Result<Vec<Tensor>, NnError> {
         let x = inputs.get(0)?;
@@ -320,7 +356,11 @@ impl Squeeze {
     /// Builds from a node (`op_type` is `Squeeze` or `Unsqueeze`).
     pub fn from_spec(spec: &NodeSpec) -> Result<Box<dyn Op>, NnError> {
         let mut a = Attrs::new(spec);
-        let attr_axes = if spec.opset < 13 { a.ints("axes")? } else { None };
+        let attr_axes = if spec.opset < 13 {
+            a.ints("axes")?
+        } else {
+            None
+        };
         a.finish()?;
         Ok(Box::new(Squeeze {
             unsqueeze: spec.op_type == "Unsqueeze",
@@ -337,7 +377,10 @@ impl Squeeze {
         if self.unsqueeze {
             let axes = axes.ok_or_else(|| NnError::op("Unsqueeze needs axes"))?;
             let r = dims.len() + axes.len();
-            let mut ax: Vec<usize> = axes.iter().map(|&a| norm_axis(a, r)).collect::<Result<_, _>>()?;
+            let mut ax: Vec<usize> = axes
+                .iter()
+                .map(|&a| norm_axis(a, r))
+                .collect::<Result<_, _>>()?;
             ax.sort_unstable();
             if ax.windows(2).any(|w| w[0] == w[1]) {
                 return Err(NnError::op(format!("repeated axes {axes:?}")));
@@ -355,7 +398,10 @@ impl Squeeze {
         } else {
             let r = dims.len();
             let ax: Vec<usize> = match axes {
-                Some(a) => a.iter().map(|&a| norm_axis(a, r)).collect::<Result<_, _>>()?,
+                Some(a) => a
+                    .iter()
+                    .map(|&a| norm_axis(a, r))
+                    .collect::<Result<_, _>>()?,
                 None => (0..r).filter(|&i| dims[i] == Dim::Fixed(1)).collect(),
             };
             for &a in &ax {
@@ -365,7 +411,10 @@ impl Squeeze {
                     }
                 }
             }
-            Ok((0..r).filter(|i| !ax.contains(i)).map(|i| dims[i].clone()).collect())
+            Ok((0..r)
+                .filter(|i| !ax.contains(i))
+                .map(|i| dims[i].clone())
+                .collect())
         }
     }
 }
@@ -385,9 +434,18 @@ impl Op for Squeeze {
         let x = inputs.get(0)?;
         if self.attr_axes.is_none() && inputs.opt(1).is_some() && inputs.konst(1).is_none() {
             // Axes known only at run time: the rank follows from their count.
-            let k = inputs.get(1)?.shape.first().and_then(|d| d.fixed()).unwrap_or(0);
+            let k = inputs
+                .get(1)?
+                .shape
+                .first()
+                .and_then(|d| d.fixed())
+                .unwrap_or(0);
             let r = x.shape.len();
-            let rank = if self.unsqueeze { r + k } else { r.saturating_sub(k) };
+            let rank = if self.unsqueeze {
+                r + k
+            } else {
+                r.saturating_sub(k)
+            };
             return Ok(vec![Fact::new(x.dtype, vec![Dim::unknown(); rank])]);
         }
         let axes = self.axes(inputs.konst(1))?;
@@ -584,7 +642,9 @@ impl Op for Gather {
         for &k in ind {
             let k2 = if k < 0 { k + n } else { k };
             if k2 < 0 || k2 >= n {
-                return Err(NnError::op(format!("index {k} out of range for axis of size {n}")));
+                return Err(NnError::op(format!(
+                    "index {k} out of range for axis of size {n}"
+                )));
             }
             fixed.push(k2 as usize);
         }
@@ -611,7 +671,9 @@ impl ConstantOfShape {
     /// Builds from a node.
     pub fn from_spec(spec: &NodeSpec) -> Result<Box<dyn Op>, NnError> {
         let mut a = Attrs::new(spec);
-        let value = a.tensor("value")?.unwrap_or_else(|| Tensor::scalar_f32(0.0));
+        let value = a
+            .tensor("value")?
+            .unwrap_or_else(|| Tensor::scalar_f32(0.0));
         if value.len() != 1 {
             return Err(a.bad("value", "must hold exactly one element"));
         }
@@ -660,21 +722,38 @@ impl Op for Expand {
         let s = inputs.get(1)?;
         match inputs.konst(1) {
             Some(t) => {
-                let dims: Vec<Dim> = i64_list(t, "shape")?.iter().map(|&d| Dim::Fixed(d.max(0) as usize)).collect();
-                Ok(vec![Fact::new(x.dtype, super::elementwise::broadcast_dims(&x.shape, &dims)?)])
+                let dims: Vec<Dim> = i64_list(t, "shape")?
+                    .iter()
+                    .map(|&d| Dim::Fixed(d.max(0) as usize))
+                    .collect();
+                Ok(vec![Fact::new(
+                    x.dtype,
+                    super::elementwise::broadcast_dims(&x.shape, &dims)?,
+                )])
             }
             None => {
-                let r = s.shape.first().and_then(|d| d.fixed()).unwrap_or(0).max(x.shape.len());
+                let r = s
+                    .shape
+                    .first()
+                    .and_then(|d| d.fixed())
+                    .unwrap_or(0)
+                    .max(x.shape.len());
                 Ok(vec![Fact::new(x.dtype, vec![Dim::unknown(); r])])
             }
         }
     }
     fn eval(&self, inputs: &Inputs<'_>, _s: &mut Scratch) -> Result<Vec<Tensor>, NnError> {
         let x = inputs.get(0)?;
-        let req: Vec<usize> = i64_list(inputs.get(1)?, "shape")?.iter().map(|&d| d.max(0) as usize).collect();
+        let req: Vec<usize> = i64_list(inputs.get(1)?, "shape")?
+            .iter()
+            .map(|&d| d.max(0) as usize)
+            .collect();
         let out = super::elementwise::broadcast_shape(x.shape(), &req)?;
         let idx: Vec<usize> = (0..x.len()).collect();
-        let map = super::elementwise::broadcast_map(&idx, x.shape(), &[0usize], &[], &out, |i, _| Ok::<usize, NnError>(i))?;
+        let map =
+            super::elementwise::broadcast_map(&idx, x.shape(), &[0usize], &[], &out, |i, _| {
+                Ok::<usize, NnError>(i)
+            })?;
         Ok(vec![gather_flat(x, out, map.into_iter())?])
     }
 }
@@ -691,10 +770,15 @@ impl Pad {
         let mut a = Attrs::new(spec);
         let mode = a.string("mode")?.unwrap_or_else(|| "constant".into());
         if mode != "constant" {
-            return Err(a.bad("mode", format!("unsupported value '{mode}' (only 'constant')")));
+            return Err(a.bad(
+                "mode",
+                format!("unsupported value '{mode}' (only 'constant')"),
+            ));
         }
         let attr = if spec.opset < 11 {
-            let pads = a.ints("pads")?.ok_or_else(|| a.bad("pads", "required attribute missing"))?;
+            let pads = a
+                .ints("pads")?
+                .ok_or_else(|| a.bad("pads", "required attribute missing"))?;
             Some((pads, a.float("value", 0.0)?))
         } else {
             None
@@ -720,11 +804,17 @@ impl Pad {
             }
         };
         let axes: Vec<usize> = match axes {
-            Some(a) => a.iter().map(|&x| norm_axis(x, rank)).collect::<Result<_, _>>()?,
+            Some(a) => a
+                .iter()
+                .map(|&x| norm_axis(x, rank))
+                .collect::<Result<_, _>>()?,
             None => (0..rank).collect(),
         };
         if pads.len() != 2 * axes.len() {
-            return Err(NnError::op(format!("pads {pads:?} do not match {} axes", axes.len())));
+            return Err(NnError::op(format!(
+                "pads {pads:?} do not match {} axes",
+                axes.len()
+            )));
         }
         let mut full = vec![0i64; 2 * rank];
         for (k, &ax) in axes.iter().enumerate() {
@@ -742,7 +832,9 @@ impl Op for Pad {
         let r = x.shape.len();
         let known = match &self.attr {
             Some((p, _)) if p.len() == 2 * r => Some(p.clone()),
-            _ if inputs.len() <= 3 || inputs.opt(3).is_none() => inputs.konst(1).and_then(|t| t.as_i64().map(|v| v.to_vec())),
+            _ if inputs.len() <= 3 || inputs.opt(3).is_none() => {
+                inputs.konst(1).and_then(|t| t.as_i64().map(|v| v.to_vec()))
+            }
             _ => None,
         };
         let out = match known {
@@ -768,7 +860,9 @@ impl Op for Pad {
         for i in 0..r {
             let d = ish[i] as i64 + p[i] + p[i + r];
             if d < 0 {
-                return Err(NnError::op(format!("pads {p:?} give a negative dim for input {ish:?}")));
+                return Err(NnError::op(format!(
+                    "pads {p:?} give a negative dim for input {ish:?}"
+                )));
             }
             osh.push(d as usize);
         }
@@ -805,11 +899,19 @@ impl Op for Pad {
         let t = match x.dtype() {
             DType::F32 => {
                 let xd = x.f32s()?;
-                Tensor::from_f32(osh, src.iter().map(|s| s.map_or(value, |i| xd[i])).collect())?
+                Tensor::from_f32(
+                    osh,
+                    src.iter().map(|s| s.map_or(value, |i| xd[i])).collect(),
+                )?
             }
             DType::I64 => {
                 let xd = x.i64s()?;
-                Tensor::from_i64(osh, src.iter().map(|s| s.map_or(value as i64, |i| xd[i])).collect())?
+                Tensor::from_i64(
+                    osh,
+                    src.iter()
+                        .map(|s| s.map_or(value as i64, |i| xd[i]))
+                        .collect(),
+                )?
             }
         };
         Ok(vec![t])
@@ -831,8 +933,10 @@ impl Identity {
             a.int("seed", 0)?;
             a.int("is_test", 1)?;
             if spec.num_outputs > 1 {
-                return Err(NnError::op("the mask output is unsupported (inference only)")
-                    .with_node(&spec.name, &spec.op_type));
+                return Err(
+                    NnError::op("the mask output is unsupported (inference only)")
+                        .with_node(&spec.name, &spec.op_type),
+                );
             }
             "Dropout"
         } else {
@@ -852,7 +956,9 @@ impl Op for Identity {
     }
     fn infer(&self, inputs: &InputFacts<'_>) -> Result<Vec<Fact>, NnError> {
         if let Some(t) = inputs.konst(2) {
-            if t.as_i64().is_some_and(|v| v.first().is_some_and(|&b| b != 0)) {
+            if t.as_i64()
+                .is_some_and(|v| v.first().is_some_and(|&b| b != 0))
+            {
                 return Err(NnError::op("training_mode=true is unsupported"));
             }
         }
@@ -892,8 +998,10 @@ impl Constant {
         }
         a.finish()?;
         if found.len() != 1 {
-            return Err(NnError::op("exactly one supported value attribute is required")
-                .with_node(&spec.name, &spec.op_type));
+            return Err(
+                NnError::op("exactly one supported value attribute is required")
+                    .with_node(&spec.name, &spec.op_type),
+            );
         }
         let value = found.remove(0);
         Ok(Box::new(Constant { value }))

@@ -100,7 +100,11 @@ impl Op for Softmax {
         let (outer, len, inner) = if self.legacy {
             (xs[..ax].iter().product(), xs[ax..].iter().product(), 1)
         } else {
-            (xs[..ax].iter().product(), xs[ax], xs[ax + 1..].iter().product())
+            (
+                xs[..ax].iter().product(),
+                xs[ax],
+                xs[ax + 1..].iter().product(),
+            )
         };
         let mut v = x.f32s()?.to_vec();
         softmax_strided(&mut v, outer, len, inner, self.log);
