@@ -465,3 +465,241 @@ pub fn eliminate_dead(g: &mut Graph) {
     let mut k = keep.into_iter();
     g.nodes.retain(|_| k.next().unwrap_or(false));
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::op::{AttrValue, NodeSpec};
+    use crate::ops::Registry;
+    use crate::{DType, Dim, Fact, Graph, Model, Tensor};
+    use std::collections::BTreeMap;
+
+    fn spec(name: &str, op: &str, attrs: Vec<(&str, AttrValue)>, n_in: usize) -> NodeSpec {
+        NodeSpec {
+            name: name.into(),
+            op_type: op.into(),
+            opset: 13,
+            attrs: attrs
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect::<BTreeMap<_, _>>(),
+            num_inputs: n_in,
+            num_outputs: 1,
+        }
+    }
+
+    fn vals(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(1664525).wrapping_add(1013904223);
+                ((s >> 8) as f32 / (1u32 << 24) as f32) - 0.5
+            })
+            .collect()
+    }
+
+    /// x -> Conv(w, b) -> BN -> Relu -> y; if `expose`, the conv output is also a graph
+    /// output, which blocks folding and fusion.
+    fn conv_bn_relu(expose: bool) -> Model {
+        let r = Registry::standard();
+        let mut g = Graph::new();
+        let x = g
+            .add_value(
+                "x",
+                Some(Fact::new(
+                    DType::F32,
+                    vec![
+                        Dim::Symbolic("N".into()),
+                        Dim::Fixed(3),
+                        Dim::Fixed(6),
+                        Dim::Fixed(6),
+                    ],
+                )),
+            )
+            .unwrap();
+        g.inputs.push(x);
+        let w = g
+            .add_const(
+                "w",
+                Tensor::from_f32(vec![4, 3, 3, 3], vals(108, 1)).unwrap(),
+            )
+            .unwrap();
+        let b = g
+            .add_const("b", Tensor::from_f32(vec![4], vals(4, 2)).unwrap())
+            .unwrap();
+        let sc = g
+            .add_const(
+                "scale",
+                Tensor::from_f32(vec![4], vec![0.5, 1.5, -1.0, 2.0]).unwrap(),
+            )
+            .unwrap();
+        let bb = g
+            .add_const("bias", Tensor::from_f32(vec![4], vals(4, 3)).unwrap())
+            .unwrap();
+        let mean = g
+            .add_const("mean", Tensor::from_f32(vec![4], vals(4, 4)).unwrap())
+            .unwrap();
+        let var = g
+            .add_const(
+                "var",
+                Tensor::from_f32(vec![4], vec![0.9, 1.1, 0.5, 2.0]).unwrap(),
+            )
+            .unwrap();
+        let c = g.add_value("c", None).unwrap();
+        let bn = g.add_value("bn_out", None).unwrap();
+        let y = g.add_value("y", None).unwrap();
+        let pads = AttrValue::Ints(vec![1, 1, 1, 1]);
+        g.add_node(
+            "conv1",
+            r.build(&spec("conv1", "Conv", vec![("pads", pads)], 3))
+                .unwrap(),
+            vec![Some(x), Some(w), Some(b)],
+            vec![c],
+        )
+        .unwrap();
+        g.add_node(
+            "bn1",
+            r.build(&spec("bn1", "BatchNormalization", vec![], 5))
+                .unwrap(),
+            vec![Some(c), Some(sc), Some(bb), Some(mean), Some(var)],
+            vec![bn],
+        )
+        .unwrap();
+        g.add_node(
+            "relu1",
+            r.build(&spec("relu1", "Relu", vec![], 1)).unwrap(),
+            vec![Some(bn)],
+            vec![y],
+        )
+        .unwrap();
+        g.outputs.push(y);
+        if expose {
+            g.outputs.push(c);
+            g.outputs.push(bn);
+        }
+        Model::new(g).unwrap()
+    }
+
+    #[test]
+    fn batchnorm_folds_and_relu_fuses_into_conv() {
+        let fused = conv_bn_relu(false);
+        let plain = conv_bn_relu(true);
+        assert_eq!(fused.node_count(), 1, "{:?}", fused.node_summary());
+        assert_eq!(plain.node_count(), 3, "{:?}", plain.node_summary());
+        let l = &fused.layers()[0];
+        assert_eq!(l.name, "conv1");
+        assert_eq!(l.fused, vec!["bn1".to_string(), "relu1".to_string()]);
+        assert_eq!(fused.value_id("c"), Some(l.output));
+        assert_eq!(fused.value_id("y"), Some(l.output));
+        let x = Tensor::from_f32(vec![2, 3, 6, 6], vals(216, 9)).unwrap();
+        let a = fused.run(vec![x.clone()]).unwrap();
+        let b = plain.run(vec![x]).unwrap();
+        assert_eq!(a[0].shape(), &[2, 4, 6, 6]);
+        let (a, b) = (a[0].as_f32().unwrap(), b[0].as_f32().unwrap());
+        let d = a
+            .iter()
+            .zip(b)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0f32, f32::max);
+        assert!(d < 1e-5, "max diff {d}");
+        assert!(a.iter().all(|&v| v >= 0.0));
+        assert!(a.iter().any(|&v| v > 0.0));
+    }
+
+    /// Shape -> Gather -> Unsqueeze -> Concat -> Reshape, as PyTorch exports flatten.
+    fn flatten_chain(batch: Dim) -> Model {
+        let r = Registry::standard();
+        let mut g = Graph::new();
+        let x = g
+            .add_value(
+                "x",
+                Some(Fact::new(
+                    DType::F32,
+                    vec![batch, Dim::Fixed(3), Dim::Fixed(4), Dim::Fixed(4)],
+                )),
+            )
+            .unwrap();
+        g.inputs.push(x);
+        let idx = g
+            .add_const("idx", Tensor::from_i64(vec![], vec![0]).unwrap())
+            .unwrap();
+        let axes = g
+            .add_const("axes", Tensor::from_i64(vec![1], vec![0]).unwrap())
+            .unwrap();
+        let rest = g
+            .add_const("rest", Tensor::from_i64(vec![1], vec![48]).unwrap())
+            .unwrap();
+        let names = ["s", "n", "nu", "shape", "y"];
+        let ids: Vec<_> = names
+            .iter()
+            .map(|n| g.add_value(n, None).unwrap())
+            .collect();
+        let mut add =
+            |name: &str, op: &str, attrs: Vec<(&str, AttrValue)>, ins: Vec<crate::ValueId>, out| {
+                let op = r.build(&spec(name, op, attrs, ins.len())).unwrap();
+                g.add_node(name, op, ins.into_iter().map(Some).collect(), vec![out])
+                    .unwrap();
+            };
+        add("shape", "Shape", vec![], vec![x], ids[0]);
+        add("gather", "Gather", vec![], vec![ids[0], idx], ids[1]);
+        add("unsq", "Unsqueeze", vec![], vec![ids[1], axes], ids[2]);
+        add(
+            "concat",
+            "Concat",
+            vec![("axis", AttrValue::Int(0))],
+            vec![ids[2], rest],
+            ids[3],
+        );
+        add("reshape", "Reshape", vec![], vec![x, ids[3]], ids[4]);
+        g.outputs.push(ids[4]);
+        Model::new(g).unwrap()
+    }
+
+    #[test]
+    fn shape_chains_fold_to_constants() {
+        let m = flatten_chain(Dim::Fixed(2));
+        assert_eq!(m.node_summary(), vec![("reshape", "Reshape")]);
+        assert_eq!(m.outputs()[0].shape, vec![Dim::Fixed(2), Dim::Fixed(48)]);
+        let x = Tensor::from_f32(vec![2, 3, 4, 4], vals(96, 5)).unwrap();
+        let y = m.run(vec![x.clone()]).unwrap();
+        assert_eq!(y[0].shape(), &[2, 48]);
+        assert_eq!(y[0].as_f32(), x.as_f32());
+        // With a symbolic batch the chain runs at run time and still works.
+        let m = flatten_chain(Dim::Symbolic("N".into()));
+        assert!(m.node_count() > 1);
+        let x = Tensor::from_f32(vec![5, 3, 4, 4], vals(240, 6)).unwrap();
+        assert_eq!(m.run(vec![x]).unwrap()[0].shape(), &[5, 48]);
+    }
+
+    #[test]
+    fn shape_errors_name_the_node() {
+        let r = Registry::standard();
+        let mut g = Graph::new();
+        let x = g
+            .add_value(
+                "x",
+                Some(Fact::new(DType::F32, vec![Dim::Fixed(2), Dim::Fixed(3)])),
+            )
+            .unwrap();
+        let b = g
+            .add_const("b", Tensor::from_f32(vec![4], vec![0.0; 4]).unwrap())
+            .unwrap();
+        let y = g.add_value("y", None).unwrap();
+        g.inputs.push(x);
+        g.add_node(
+            "add9",
+            r.build(&spec("add9", "Add", vec![], 2)).unwrap(),
+            vec![Some(x), Some(b)],
+            vec![y],
+        )
+        .unwrap();
+        g.outputs.push(y);
+        let e = Model::new(g).unwrap_err().to_string();
+        assert!(e.contains("add9") && e.contains("broadcast"), "{e}");
+    }
+
+    #[test]
+    fn set_threads_works_at_most_once() {
+        let _ = crate::set_threads(2);
+        assert!(crate::set_threads(2).is_err());
+    }
+}
