@@ -1,4 +1,6 @@
-//! `sieve client`: talk to an Open Inference Protocol server (ours, Triton, KServe, ...).
+//! `sieve client infer` / `sieve client status`: talk to an Open Inference Protocol server
+//! (ours, Triton, KServe, ...). `Args` + `run` are `infer`; `StatusArgs` + `run_status` are
+//! `status`.
 
 use anyhow::{bail, Context, Result};
 use sieve_data::npy::{self, NpyData};
@@ -7,24 +9,9 @@ use sieve_serve::InferTensor;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Arguments of `sieve client`.
-#[derive(clap::Args, Debug)]
-pub struct Args {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(clap::Subcommand, Debug)]
-enum Command {
-    /// Run a model on an input batch (.npy, uint8 or float32) and print/write the outputs.
-    Infer(InferArgs),
-    /// Print liveness, readiness and a model's metadata.
-    Status(StatusArgs),
-}
-
 /// Connection options shared by the client subcommands.
 #[derive(clap::Args, Debug)]
-struct Conn {
+pub struct Conn {
     /// Server URL: http://HOST:PORT (the gRPC port with --protocol grpc).
     #[arg(long)]
     url: String,
@@ -56,8 +43,9 @@ impl Conn {
     }
 }
 
+/// Arguments of `sieve client infer`.
 #[derive(clap::Args, Debug)]
-struct InferArgs {
+pub struct Args {
     #[command(flatten)]
     conn: Conn,
     /// Model name on the server.
@@ -66,13 +54,18 @@ struct InferArgs {
     /// Input batch (.npy, uint8 or float32), fed as FP32 to the model's first input.
     #[arg(long)]
     input: PathBuf,
+    /// Input tensor name; default: the first input in the model's metadata, or "input" if the
+    /// server reports none.
+    #[arg(long)]
+    input_name: Option<String>,
     /// Write the first output here (.npy, float32).
     #[arg(long)]
     output: Option<PathBuf>,
 }
 
+/// Arguments of `sieve client status`.
 #[derive(clap::Args, Debug)]
-struct StatusArgs {
+pub struct StatusArgs {
     #[command(flatten)]
     conn: Conn,
     /// Model whose metadata to print.
@@ -80,21 +73,17 @@ struct StatusArgs {
     model: Option<String>,
 }
 
-/// Run `sieve client`.
-pub fn run(args: Args) -> Result<()> {
-    match args.command {
-        Command::Infer(a) => infer(a),
-        Command::Status(a) => status(a),
-    }
-}
-
-fn status(a: StatusArgs) -> Result<()> {
+/// Run `sieve client status`: liveness, readiness, and a model's metadata.
+pub fn run_status(a: StatusArgs) -> Result<()> {
     let c = a.conn.client()?;
     println!("live: {}", c.live()?);
     println!("ready: {}", c.ready()?);
     if let Some(m) = a.model {
         let meta = c.model_metadata(&m)?;
-        println!("model {m} (platform '{}', versions {:?})", meta.platform, meta.versions);
+        println!(
+            "model {m} (platform '{}', versions {:?})",
+            meta.platform, meta.versions
+        );
         for t in &meta.inputs {
             println!("  input  {} {} {:?}", t.name, t.datatype, t.shape);
         }
@@ -105,18 +94,28 @@ fn status(a: StatusArgs) -> Result<()> {
     Ok(())
 }
 
-fn infer(a: InferArgs) -> Result<()> {
+/// Run `sieve client infer`.
+pub fn run(a: Args) -> Result<()> {
     let c = a.conn.client()?;
     let arr = npy::read_npy(&a.input).with_context(|| format!("reading {}", a.input.display()))?;
     let values: Vec<f32> = match &arr.data {
         NpyData::U8(_) | NpyData::F32(_) => arr.to_f32_vec(),
-        other => bail!("input {}: dtype {} not supported; use uint8 or float32", a.input.display(), other.descr()),
+        other => bail!(
+            "input {}: dtype {} not supported; use uint8 or float32",
+            a.input.display(),
+            other.descr()
+        ),
     };
-    let meta = c.model_metadata(&a.model)?;
-    let Some(first) = meta.inputs.first() else {
-        bail!("model '{}' reports no inputs", a.model);
+    let name = match a.input_name {
+        Some(n) => n,
+        None => {
+            let meta = c.model_metadata(&a.model)?;
+            meta.inputs
+                .first()
+                .map_or_else(|| "input".to_string(), |i| i.name.clone())
+        }
     };
-    let tensor = InferTensor::from_f32(first.name.clone(), arr.shape.clone(), &values)?;
+    let tensor = InferTensor::from_f32(name, arr.shape.clone(), &values)?;
     let r = c.infer(&a.model, &[tensor])?;
     println!(
         "rtt_ms {:.3} total_ms {:.3} attempts {} protocol {:?}",
@@ -138,14 +137,18 @@ fn infer(a: InferArgs) -> Result<()> {
                 .map(|row| {
                     row.iter()
                         .enumerate()
-                        .fold((0, f32::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b })
+                        .fold(
+                            (0, f32::NEG_INFINITY),
+                            |b, (i, &x)| if x > b.1 { (i, x) } else { b },
+                        )
                         .0
                 })
                 .collect();
             println!("argmax {argmax:?}");
         }
         if let Some(path) = &a.output {
-            npy::write_npy_f32(path, &first.shape, &v).with_context(|| format!("writing {}", path.display()))?;
+            npy::write_npy_f32(path, &first.shape, &v)
+                .with_context(|| format!("writing {}", path.display()))?;
             println!("wrote {}", path.display());
         }
     }

@@ -64,12 +64,19 @@ fn parse_model(spec: &str) -> Result<ModelSource> {
     if name.is_empty() || name.contains('/') {
         bail!("--model '{spec}': the name must be non-empty and contain no '/'");
     }
-    Ok(ModelSource { name: name.to_string(), path: PathBuf::from(path) })
+    Ok(ModelSource {
+        name: name.to_string(),
+        path: PathBuf::from(path),
+    })
 }
 
 /// The server configuration these arguments describe.
 pub fn config(args: &Args) -> Result<ServeConfig> {
-    let models = args.models.iter().map(|m| parse_model(m)).collect::<Result<Vec<_>>>()?;
+    let models = args
+        .models
+        .iter()
+        .map(|m| parse_model(m))
+        .collect::<Result<Vec<_>>>()?;
     Ok(ServeConfig {
         models,
         rest_bind: Some(args.bind),
@@ -87,7 +94,10 @@ pub fn config(args: &Args) -> Result<ServeConfig> {
         },
         auth_token: args.token.clone(),
         tls: match (&args.tls_cert, &args.tls_key) {
-            (Some(cert), Some(key)) => Some(TlsPaths { cert: cert.clone(), key: key.clone() }),
+            (Some(cert), Some(key)) => Some(TlsPaths {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
             _ => None,
         },
         allow_insecure_public: args.allow_insecure_public,

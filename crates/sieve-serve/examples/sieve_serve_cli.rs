@@ -23,13 +23,25 @@ enum Command {
     /// Serve models over the Open Inference Protocol.
     Serve(serve_cmd::Args),
     /// Talk to an Open Inference Protocol server.
-    Client(client_cmd::Args),
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Send an input batch (.npy) for inference and write the outputs.
+    Infer(client_cmd::Args),
+    /// Print liveness, readiness and a model's metadata.
+    Status(client_cmd::StatusArgs),
 }
 
 fn main() {
     let result = match Cli::parse().command {
         Command::Serve(a) => serve_cmd::run(a),
-        Command::Client(a) => client_cmd::run(a),
+        Command::Client { command: ClientCommand::Infer(a) } => client_cmd::run(a),
+        Command::Client { command: ClientCommand::Status(a) } => client_cmd::run_status(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

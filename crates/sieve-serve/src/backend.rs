@@ -35,7 +35,10 @@ impl ModelMetadata {
     /// True if every input and output has a variable first dimension, so requests can be
     /// concatenated along it (dynamic batching) and results split back.
     pub fn batchable(&self) -> bool {
-        self.inputs.iter().chain(&self.outputs).all(|t| t.shape.first() == Some(&-1))
+        self.inputs
+            .iter()
+            .chain(&self.outputs)
+            .all(|t| t.shape.first() == Some(&-1))
     }
 }
 
@@ -89,7 +92,10 @@ pub fn validate_inputs(
             )));
         }
         let shape_ok = t.shape.len() == spec.shape.len()
-            && t.shape.iter().zip(&spec.shape).all(|(&d, &s)| s < 0 || d as i64 == s);
+            && t.shape
+                .iter()
+                .zip(&spec.shape)
+                .all(|(&d, &s)| s < 0 || d as i64 == s);
         if !shape_ok {
             return Err(ServeError::invalid(format!(
                 "model '{model}': input '{}' has shape {:?}, the model expects {:?} (-1 = any)",
@@ -120,6 +126,7 @@ pub fn validate_inputs(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 pub(crate) mod tests {
     use super::*;
 
@@ -143,8 +150,16 @@ pub(crate) mod tests {
                         shape: vec![-1, 4],
                     }],
                     outputs: vec![
-                        TensorSpec { name: "y".into(), datatype: DataType::F32, shape: vec![-1, 4] },
-                        TensorSpec { name: "s".into(), datatype: DataType::F32, shape: vec![-1, 1] },
+                        TensorSpec {
+                            name: "y".into(),
+                            datatype: DataType::F32,
+                            shape: vec![-1, 4],
+                        },
+                        TensorSpec {
+                            name: "s".into(),
+                            datatype: DataType::F32,
+                            shape: vec![-1, 1],
+                        },
                     ],
                     finite_inputs_only: true,
                 },
@@ -176,7 +191,12 @@ pub(crate) mod tests {
     fn validation() {
         let d = Doubler::new(0);
         let ok = InferTensor::from_f32("x", vec![2, 4], &[0.0; 8]).unwrap();
-        assert_eq!(validate_inputs("m", &d.meta, vec![ok.clone()], 100).unwrap().len(), 1);
+        assert_eq!(
+            validate_inputs("m", &d.meta, vec![ok.clone()], 100)
+                .unwrap()
+                .len(),
+            1
+        );
         let e = validate_inputs("m", &d.meta, vec![], 100).unwrap_err();
         assert!(e.to_string().contains("missing"), "{e}");
         let e = validate_inputs("m", &d.meta, vec![ok.clone(), ok.clone()], 100).unwrap_err();
@@ -188,7 +208,8 @@ pub(crate) mod tests {
         assert_eq!(e.http_status(), 400);
         let nan = InferTensor::from_f32("x", vec![1, 4], &[0.0, f32::NAN, 0.0, 0.0]).unwrap();
         assert!(validate_inputs("m", &d.meta, vec![nan], 100).is_err());
-        let wrong = InferTensor::from_raw("x", DataType::F64, vec![1, 4], vec![0u8; 32].into()).unwrap();
+        let wrong =
+            InferTensor::from_raw("x", DataType::F64, vec![1, 4], vec![0u8; 32].into()).unwrap();
         let e = validate_inputs("m", &d.meta, vec![wrong], 100).unwrap_err();
         assert!(e.to_string().contains("FP64"), "{e}");
         assert!(d.meta.batchable());

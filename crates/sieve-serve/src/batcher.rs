@@ -49,7 +49,10 @@ struct Job {
 
 impl Job {
     fn rows(&self) -> usize {
-        self.inputs.first().and_then(|t| t.shape.first().copied()).unwrap_or(1)
+        self.inputs
+            .first()
+            .and_then(|t| t.shape.first().copied())
+            .unwrap_or(1)
     }
 
     /// Same trailing dimensions on every input: the two can share a batch.
@@ -116,7 +119,11 @@ impl Batcher {
                 })?;
             workers.push(handle);
         }
-        Ok(Batcher { shared, tx: Mutex::new(Some(tx)), workers: Mutex::new(workers) })
+        Ok(Batcher {
+            shared,
+            tx: Mutex::new(Some(tx)),
+            workers: Mutex::new(workers),
+        })
     }
 
     /// Queue a validated request; the receiver yields its outputs. Fails at once with
@@ -130,7 +137,13 @@ impl Batcher {
     ) -> Result<oneshot::Receiver<Result<Vec<InferTensor>>>> {
         let (reply, rx) = oneshot::channel();
         let now = Instant::now();
-        let job = Job { inputs, deadline: now + timeout, timeout, enqueued: now, reply };
+        let job = Job {
+            inputs,
+            deadline: now + timeout,
+            timeout,
+            enqueued: now,
+            reply,
+        };
         let guard = self.tx.lock().map_err(|_| ServeError::ShuttingDown)?;
         let Some(tx) = guard.as_ref() else {
             return Err(ServeError::ShuttingDown);
@@ -200,7 +213,11 @@ fn next_batch(s: &Shared) -> Option<Vec<Job>> {
         let until = Instant::now() + s.config.max_delay;
         while rows < s.config.max_batch {
             let wait = until.saturating_duration_since(Instant::now());
-            let next = if wait.is_zero() { rx.try_recv().ok() } else { rx.recv_timeout(wait).ok() };
+            let next = if wait.is_zero() {
+                rx.try_recv().ok()
+            } else {
+                rx.recv_timeout(wait).ok()
+            };
             let Some(job) = next else {
                 break;
             };
@@ -213,7 +230,9 @@ fn next_batch(s: &Shared) -> Option<Vec<Job>> {
             }
         }
     }
-    s.metrics.queue_depth.fetch_sub(jobs.len() as i64, Ordering::Relaxed);
+    s.metrics
+        .queue_depth
+        .fetch_sub(jobs.len() as i64, Ordering::Relaxed);
     Some(jobs)
 }
 
@@ -225,11 +244,16 @@ fn run_batch(s: &Shared, jobs: Vec<Job>) {
             continue; // the client went away: do not spend compute on it
         }
         if now > job.deadline {
-            let err = ServeError::DeadlineExceeded { model: s.model.clone(), after: job.timeout };
+            let err = ServeError::DeadlineExceeded {
+                model: s.model.clone(),
+                after: job.timeout,
+            };
             let _ = job.reply.send(Err(err));
             continue;
         }
-        s.metrics.queue_seconds.observe((now - job.enqueued).as_secs_f64());
+        s.metrics
+            .queue_seconds
+            .observe((now - job.enqueued).as_secs_f64());
         live.push(job);
     }
     if live.is_empty() {
@@ -240,7 +264,9 @@ fn run_batch(s: &Shared, jobs: Vec<Job>) {
     if live.len() == 1 {
         let job = live.remove(0);
         let result = execute(s, job.inputs);
-        s.metrics.compute_seconds.observe(start.elapsed().as_secs_f64());
+        s.metrics
+            .compute_seconds
+            .observe(start.elapsed().as_secs_f64());
         let _ = job.reply.send(result);
         return;
     }
@@ -253,7 +279,9 @@ fn run_batch(s: &Shared, jobs: Vec<Job>) {
     }
     let merged = concat(&inputs_per_job);
     let result = execute(s, merged).and_then(|outs| split(&s.model, outs, &rows));
-    s.metrics.compute_seconds.observe(start.elapsed().as_secs_f64());
+    s.metrics
+        .compute_seconds
+        .observe(start.elapsed().as_secs_f64());
     match result {
         Ok(per_job) => {
             for (reply, outs) in replies.into_iter().zip(per_job) {
@@ -278,7 +306,10 @@ fn execute(s: &Shared, inputs: Vec<InferTensor>) -> Result<Vec<InferTensor>> {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| backend.infer(inputs)));
     match outcome {
         Ok(Ok(outs)) => Ok(outs),
-        Ok(Err(message)) => Err(ServeError::Backend { model: s.model.clone(), message }),
+        Ok(Err(message)) => Err(ServeError::Backend {
+            model: s.model.clone(),
+            message,
+        }),
         Err(_) => Err(ServeError::Backend {
             model: s.model.clone(),
             message: "the engine panicked while running the model".into(),
@@ -335,13 +366,19 @@ fn split(model: &str, outs: Vec<InferTensor>, rows: &[usize]) -> Result<Vec<Vec<
             offset += len;
             let mut shape = out.shape.clone();
             shape[0] = *r;
-            dest.push(InferTensor { name: out.name.clone(), datatype: out.datatype, shape, data });
+            dest.push(InferTensor {
+                name: out.name.clone(),
+                datatype: out.datatype,
+                shape,
+                data,
+            });
         }
     }
     Ok(per_job)
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
     use crate::backend::tests::Doubler;
@@ -360,26 +397,43 @@ mod tests {
 
     #[test]
     fn merges_concurrent_requests_and_splits_results() {
-        let cfg = BatchConfig { max_batch: 16, max_delay: Duration::from_millis(200), ..Default::default() };
+        let cfg = BatchConfig {
+            max_batch: 16,
+            max_delay: Duration::from_millis(200),
+            ..Default::default()
+        };
         let (d, b, m) = start(0, cfg);
         let rxs: Vec<_> = (0..3)
-            .map(|i| b.submit(x(i + 1, 100.0 * i as f32), Duration::from_secs(5)).unwrap())
+            .map(|i| {
+                b.submit(x(i + 1, 100.0 * i as f32), Duration::from_secs(5))
+                    .unwrap()
+            })
             .collect();
         for (i, rx) in rxs.into_iter().enumerate() {
             let outs = rx.blocking_recv().unwrap().unwrap();
             assert_eq!(outs[0].shape, vec![i + 1, 4]);
-            let want: Vec<f32> = (0..(i + 1) * 4).map(|k| 2.0 * (100.0 * i as f32 + k as f32)).collect();
+            let want: Vec<f32> = (0..(i + 1) * 4)
+                .map(|k| 2.0 * (100.0 * i as f32 + k as f32))
+                .collect();
             assert_eq!(outs[0].to_f32().unwrap(), want);
             assert_eq!(outs[1].shape, vec![i + 1, 1]);
         }
-        assert_eq!(d.calls.load(Ordering::SeqCst), 1, "three requests should run as one batch");
+        assert_eq!(
+            d.calls.load(Ordering::SeqCst),
+            1,
+            "three requests should run as one batch"
+        );
         assert_eq!(m.batch_size.count(), 1);
         b.close();
     }
 
     #[test]
     fn full_queue_is_refused_not_buffered() {
-        let cfg = BatchConfig { max_batch: 1, queue_capacity: 2, ..Default::default() };
+        let cfg = BatchConfig {
+            max_batch: 1,
+            queue_capacity: 2,
+            ..Default::default()
+        };
         let (_d, b, m) = start(300, cfg);
         let mut ok = Vec::new();
         let mut full = 0;
@@ -400,7 +454,10 @@ mod tests {
 
     #[test]
     fn expired_requests_do_not_run_and_close_drains() {
-        let cfg = BatchConfig { max_batch: 1, ..Default::default() };
+        let cfg = BatchConfig {
+            max_batch: 1,
+            ..Default::default()
+        };
         let (d, b, _m) = start(200, cfg);
         let first = b.submit(x(1, 0.0), Duration::from_secs(5)).unwrap();
         let late = b.submit(x(1, 0.0), Duration::from_millis(10)).unwrap();
@@ -409,6 +466,9 @@ mod tests {
         let err = late.blocking_recv().unwrap().unwrap_err();
         assert!(matches!(err, ServeError::DeadlineExceeded { .. }), "{err}");
         assert_eq!(d.calls.load(Ordering::SeqCst), 1);
-        assert!(matches!(b.submit(x(1, 0.0), Duration::from_secs(1)), Err(ServeError::ShuttingDown)));
+        assert!(matches!(
+            b.submit(x(1, 0.0), Duration::from_secs(1)),
+            Err(ServeError::ShuttingDown)
+        ));
     }
 }

@@ -112,9 +112,9 @@ fn bool_param(params: &Map<String, Value>, key: &str, what: &str) -> Result<Opti
     match params.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(other) => {
-            Err(ServeError::invalid(format!("{what}: parameter '{key}' must be a boolean, got {other}")))
-        }
+        Some(other) => Err(ServeError::invalid(format!(
+            "{what}: parameter '{key}' must be a boolean, got {other}"
+        ))),
     }
 }
 
@@ -125,7 +125,10 @@ fn decode_tensors(list: Vec<JsonTensorIn>, binary: &Bytes, what: &str) -> Result
     let mut out = Vec::with_capacity(list.len());
     for t in list {
         let dt = DataType::from_name(&t.datatype).ok_or_else(|| {
-            ServeError::invalid(format!("{what} '{}': unknown datatype '{}'", t.name, t.datatype))
+            ServeError::invalid(format!(
+                "{what} '{}': unknown datatype '{}'",
+                t.name, t.datatype
+            ))
         })?;
         let shape = shape_from_i64(&t.name, &t.shape)?;
         let size = match t.parameters.get("binary_data_size") {
@@ -191,7 +194,9 @@ pub fn parse_infer_request(body: &Bytes, header_len: Option<&str>) -> Result<Inf
     let timeout = match req.parameters.get("timeout") {
         None | Some(Value::Null) => None,
         Some(v) => Some(Duration::from_micros(v.as_u64().ok_or_else(|| {
-            ServeError::invalid(format!("request: parameter 'timeout' must be microseconds, got {v}"))
+            ServeError::invalid(format!(
+                "request: parameter 'timeout' must be microseconds, got {v}"
+            ))
         })?)),
     };
     let inputs = decode_tensors(req.inputs, &binary, "input")?;
@@ -199,11 +204,24 @@ pub fn parse_infer_request(body: &Bytes, header_len: Option<&str>) -> Result<Inf
         .outputs
         .into_iter()
         .map(|o| {
-            let binary = bool_param(&o.parameters, "binary_data", &format!("output '{}'", o.name))?;
-            Ok(RequestedOutput { name: o.name, binary })
+            let binary = bool_param(
+                &o.parameters,
+                "binary_data",
+                &format!("output '{}'", o.name),
+            )?;
+            Ok(RequestedOutput {
+                name: o.name,
+                binary,
+            })
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(InferRequest { id: req.id, inputs, outputs, binary_output_default, timeout })
+    Ok(InferRequest {
+        id: req.id,
+        inputs,
+        outputs,
+        binary_output_default,
+        timeout,
+    })
 }
 
 /// Parse an inference response body (client side).
@@ -317,10 +335,13 @@ pub fn encode_infer_request(
 
 /// The `{"error": "..."}` body of every failed REST call.
 pub fn error_body(message: &str) -> Vec<u8> {
-    serde_json::json!({ "error": message }).to_string().into_bytes()
+    serde_json::json!({ "error": message })
+        .to_string()
+        .into_bytes()
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -331,20 +352,29 @@ mod tests {
     #[test]
     fn json_request() {
         let r = parse_infer_request(
-            &body(r#"{"id":"7","inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,2]}],
-                      "outputs":[{"name":"y","parameters":{"binary_data":true}}]}"#),
+            &body(
+                r#"{"id":"7","inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,2]}],
+                      "outputs":[{"name":"y","parameters":{"binary_data":true}}]}"#,
+            ),
             None,
         )
         .unwrap();
         assert_eq!(r.id.as_deref(), Some("7"));
         assert_eq!(r.inputs[0].to_f32().unwrap(), vec![1.0, 2.0]);
-        assert_eq!(r.outputs, vec![RequestedOutput { name: "y".into(), binary: Some(true) }]);
+        assert_eq!(
+            r.outputs,
+            vec![RequestedOutput {
+                name: "y".into(),
+                binary: Some(true)
+            }]
+        );
     }
 
     #[test]
     fn binary_request_round_trip() {
         let a = InferTensor::from_f32("a", vec![2], &[1.5, -2.0]).unwrap();
-        let b = InferTensor::from_json("b", DataType::I64, vec![1], &serde_json::json!([9])).unwrap();
+        let b =
+            InferTensor::from_json("b", DataType::I64, vec![1], &serde_json::json!([9])).unwrap();
         let (raw, hl) = encode_infer_request(Some("q"), &[a.clone(), b.clone()], &["y"], true);
         let hl = hl.unwrap().to_string();
         let r = parse_infer_request(&Bytes::from(raw), Some(&hl)).unwrap();
@@ -357,7 +387,8 @@ mod tests {
         let json = r#"{"inputs":[{"name":"a","shape":[2],"datatype":"FP32","parameters":{"binary_data_size":8}}]}"#;
         let mut raw = json.as_bytes().to_vec();
         raw.extend_from_slice(&[0u8; 4]);
-        let e = parse_infer_request(&Bytes::from(raw.clone()), Some(&json.len().to_string())).unwrap_err();
+        let e = parse_infer_request(&Bytes::from(raw.clone()), Some(&json.len().to_string()))
+            .unwrap_err();
         assert!(e.to_string().contains("runs past"), "{e}");
         raw.extend_from_slice(&[0u8; 8]);
         let e = parse_infer_request(&Bytes::from(raw), Some(&json.len().to_string())).unwrap_err();
@@ -372,11 +403,26 @@ mod tests {
     fn malformed_requests() {
         for (b, needle) in [
             ("{", "request JSON"),
-            (r#"{"inputs":[{"name":"a","shape":[1],"datatype":"FLOAT","data":[1]}]}"#, "unknown datatype"),
-            (r#"{"inputs":[{"name":"a","shape":[-1],"datatype":"FP32","data":[1]}]}"#, "negative"),
-            (r#"{"inputs":[{"name":"a","shape":[2],"datatype":"FP32","data":[1]}]}"#, "needs 2"),
-            (r#"{"inputs":[{"name":"a","shape":[1],"datatype":"FP32"}]}"#, "neither"),
-            (r#"{"inputs":[{"name":"a","shape":[1],"datatype":"FP32","data":["x"]}]}"#, "not a valid"),
+            (
+                r#"{"inputs":[{"name":"a","shape":[1],"datatype":"FLOAT","data":[1]}]}"#,
+                "unknown datatype",
+            ),
+            (
+                r#"{"inputs":[{"name":"a","shape":[-1],"datatype":"FP32","data":[1]}]}"#,
+                "negative",
+            ),
+            (
+                r#"{"inputs":[{"name":"a","shape":[2],"datatype":"FP32","data":[1]}]}"#,
+                "needs 2",
+            ),
+            (
+                r#"{"inputs":[{"name":"a","shape":[1],"datatype":"FP32"}]}"#,
+                "neither",
+            ),
+            (
+                r#"{"inputs":[{"name":"a","shape":[1],"datatype":"FP32","data":["x"]}]}"#,
+                "not a valid",
+            ),
         ] {
             let e = parse_infer_request(&body(b), None).unwrap_err();
             assert!(e.to_string().contains(needle), "{b}: {e}");

@@ -64,7 +64,9 @@ impl InferenceBackend for EngineBackend {
         let mut feeds = Vec::with_capacity(inputs.len());
         for t in inputs {
             let tensor = match t.datatype {
-                DataType::F32 => Tensor::from_f32(t.shape.clone(), t.to_f32().map_err(|e| e.to_string())?),
+                DataType::F32 => {
+                    Tensor::from_f32(t.shape.clone(), t.to_f32().map_err(|e| e.to_string())?)
+                }
                 DataType::I64 => {
                     let v = t
                         .data
@@ -77,7 +79,12 @@ impl InferenceBackend for EngineBackend {
                         .collect();
                     Tensor::from_i64(t.shape.clone(), v)
                 }
-                other => return Err(format!("input '{}': datatype {other} is not supported by the engine", t.name)),
+                other => {
+                    return Err(format!(
+                        "input '{}': datatype {other} is not supported by the engine",
+                        t.name
+                    ))
+                }
             }
             .map_err(|e| format!("input '{}': {e}", t.name))?;
             feeds.push(tensor);
@@ -90,9 +97,17 @@ impl InferenceBackend for EngineBackend {
                     InferTensor::from_f32(s.name.clone(), t.shape().to_vec(), v)
                 } else if let Some(v) = t.as_i64() {
                     let raw: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-                    InferTensor::from_raw(s.name.clone(), DataType::I64, t.shape().to_vec(), raw.into())
+                    InferTensor::from_raw(
+                        s.name.clone(),
+                        DataType::I64,
+                        t.shape().to_vec(),
+                        raw.into(),
+                    )
                 } else {
-                    return Err(format!("output '{}' has an unsupported element type", s.name));
+                    return Err(format!(
+                        "output '{}' has an unsupported element type",
+                        s.name
+                    ));
                 };
                 r.map_err(|e| e.to_string())
             })

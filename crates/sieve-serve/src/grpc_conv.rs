@@ -11,7 +11,9 @@ use std::time::Duration;
 /// contents field, value out of range, FP16/BF16 not given raw).
 pub fn contents_to_raw(name: &str, dt: DataType, c: &InferTensorContents) -> Result<Bytes> {
     let range = |i: usize| {
-        ServeError::invalid(format!("tensor '{name}': element {i} is out of range for {dt}"))
+        ServeError::invalid(format!(
+            "tensor '{name}': element {i} is out of range for {dt}"
+        ))
     };
     let mut raw = Vec::new();
     macro_rules! narrow {
@@ -32,8 +34,14 @@ pub fn contents_to_raw(name: &str, dt: DataType, c: &InferTensorContents) -> Res
         DataType::U16 => narrow!(c.uint_contents, u16),
         DataType::U32 => narrow!(c.uint_contents, u32),
         DataType::U64 => narrow!(c.uint64_contents, u64),
-        DataType::F32 => c.fp32_contents.iter().for_each(|v| raw.extend_from_slice(&v.to_le_bytes())),
-        DataType::F64 => c.fp64_contents.iter().for_each(|v| raw.extend_from_slice(&v.to_le_bytes())),
+        DataType::F32 => c
+            .fp32_contents
+            .iter()
+            .for_each(|v| raw.extend_from_slice(&v.to_le_bytes())),
+        DataType::F64 => c
+            .fp64_contents
+            .iter()
+            .for_each(|v| raw.extend_from_slice(&v.to_le_bytes())),
         DataType::Bytes => {
             for (i, b) in c.bytes_contents.iter().enumerate() {
                 let len = u32::try_from(b.len()).map_err(|_| range(i))?;
@@ -71,7 +79,9 @@ pub fn tensor_from_grpc(
             if element_count(name, &shape)? == 0 {
                 Bytes::new()
             } else {
-                return Err(ServeError::invalid(format!("tensor '{name}' has no contents")));
+                return Err(ServeError::invalid(format!(
+                    "tensor '{name}' has no contents"
+                )));
             }
         }
     };
@@ -97,15 +107,22 @@ pub fn parse_grpc_timeout(v: &str) -> Option<Duration> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 
     #[test]
     fn typed_contents_to_tensor() {
-        let c = InferTensorContents { fp32_contents: vec![1.0, 2.0], ..Default::default() };
+        let c = InferTensorContents {
+            fp32_contents: vec![1.0, 2.0],
+            ..Default::default()
+        };
         let t = tensor_from_grpc("x", "FP32", &[2], Some(&c), None).unwrap();
         assert_eq!(t.to_f32().unwrap(), vec![1.0, 2.0]);
-        let c = InferTensorContents { uint_contents: vec![300], ..Default::default() };
+        let c = InferTensorContents {
+            uint_contents: vec![300],
+            ..Default::default()
+        };
         assert!(tensor_from_grpc("x", "UINT8", &[1], Some(&c), None).is_err());
         assert!(tensor_from_grpc("x", "FP32", &[3], None, Some(&[0u8; 8])).is_err());
         assert!(tensor_from_grpc("x", "FP32", &[1], None, None).is_err());

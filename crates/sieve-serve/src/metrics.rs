@@ -35,7 +35,8 @@ impl Histogram {
         if let Some(i) = self.bounds.iter().position(|&b| v <= b) {
             self.counts[i].fetch_add(1, Ordering::Relaxed);
         }
-        self.sum_micro.fetch_add((v.max(0.0) * 1e6) as u64, Ordering::Relaxed);
+        self.sum_micro
+            .fetch_add((v.max(0.0) * 1e6) as u64, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -48,10 +49,16 @@ impl Histogram {
         let mut cumulative = 0;
         for (b, c) in self.bounds.iter().zip(&self.counts) {
             cumulative += c.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{model=\"{model}\",le=\"{b}\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{model=\"{model}\",le=\"{b}\"}} {cumulative}"
+            );
         }
         let count = self.count();
-        let _ = writeln!(out, "{name}_bucket{{model=\"{model}\",le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{model=\"{model}\",le=\"+Inf\"}} {count}"
+        );
         let sum = self.sum_micro.load(Ordering::Relaxed) as f64 / 1e6;
         let _ = writeln!(out, "{name}_sum{{model=\"{model}\"}} {sum}");
         let _ = writeln!(out, "{name}_count{{model=\"{model}\"}} {count}");
@@ -113,37 +120,59 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 pub fn render<'a>(models: impl IntoIterator<Item = (&'a str, &'a ModelMetrics)> + Clone) -> String {
     let mut out = String::new();
     let counters: [(&str, &str, fn(&ModelMetrics) -> i64); 4] = [
-        ("sieve_requests_total", "Inference requests received.", |m| {
-            m.requests.load(Ordering::Relaxed) as i64
-        }),
-        ("sieve_request_failures_total", "Inference requests answered with an error.", |m| {
-            m.failures.load(Ordering::Relaxed) as i64
-        }),
-        ("sieve_requests_rejected_total", "Requests refused because the queue was full.", |m| {
-            m.rejected.load(Ordering::Relaxed) as i64
-        }),
-        ("sieve_queue_depth", "Requests waiting in the model's queue.", |m| {
-            m.queue_depth.load(Ordering::Relaxed)
-        }),
+        (
+            "sieve_requests_total",
+            "Inference requests received.",
+            |m| m.requests.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "sieve_request_failures_total",
+            "Inference requests answered with an error.",
+            |m| m.failures.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "sieve_requests_rejected_total",
+            "Requests refused because the queue was full.",
+            |m| m.rejected.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "sieve_queue_depth",
+            "Requests waiting in the model's queue.",
+            |m| m.queue_depth.load(Ordering::Relaxed),
+        ),
     ];
     for (name, help, get) in counters {
-        let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
+        let kind = if name.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
         family(&mut out, name, kind, help);
         for (model, m) in models.clone() {
             let _ = writeln!(out, "{name}{{model=\"{model}\"}} {}", get(m));
         }
     }
     let hists: [(&str, &str, fn(&ModelMetrics) -> &Histogram); 4] = [
-        ("sieve_batch_size", "Requests merged into one model execution.", |m| &m.batch_size),
-        ("sieve_request_duration_seconds", "End-to-end inference request latency.", |m| {
-            &m.request_seconds
-        }),
-        ("sieve_queue_duration_seconds", "Time a request waited before its batch ran.", |m| {
-            &m.queue_seconds
-        }),
-        ("sieve_compute_duration_seconds", "Model execution time per batch.", |m| {
-            &m.compute_seconds
-        }),
+        (
+            "sieve_batch_size",
+            "Requests merged into one model execution.",
+            |m| &m.batch_size,
+        ),
+        (
+            "sieve_request_duration_seconds",
+            "End-to-end inference request latency.",
+            |m| &m.request_seconds,
+        ),
+        (
+            "sieve_queue_duration_seconds",
+            "Time a request waited before its batch ran.",
+            |m| &m.queue_seconds,
+        ),
+        (
+            "sieve_compute_duration_seconds",
+            "Model execution time per batch.",
+            |m| &m.compute_seconds,
+        ),
     ];
     for (name, help, get) in hists {
         family(&mut out, name, "histogram", help);
@@ -155,6 +184,7 @@ pub fn render<'a>(models: impl IntoIterator<Item = (&'a str, &'a ModelMetrics)> 
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -166,10 +196,22 @@ mod tests {
         m.batch_size.observe(3.0);
         m.batch_size.observe(1000.0);
         let text = render([("lenet", &m)]);
-        assert!(text.contains("sieve_requests_total{model=\"lenet\"} 3"), "{text}");
-        assert!(text.contains("sieve_batch_size_bucket{model=\"lenet\",le=\"1\"} 1"), "{text}");
-        assert!(text.contains("sieve_batch_size_bucket{model=\"lenet\",le=\"4\"} 2"), "{text}");
-        assert!(text.contains("sieve_batch_size_bucket{model=\"lenet\",le=\"+Inf\"} 3"), "{text}");
+        assert!(
+            text.contains("sieve_requests_total{model=\"lenet\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sieve_batch_size_bucket{model=\"lenet\",le=\"1\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sieve_batch_size_bucket{model=\"lenet\",le=\"4\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sieve_batch_size_bucket{model=\"lenet\",le=\"+Inf\"} 3"),
+            "{text}"
+        );
         assert!(text.contains("# TYPE sieve_queue_depth gauge"), "{text}");
     }
 }

@@ -121,9 +121,14 @@ pub struct InferTensor {
 
 /// Product of `shape`, or an error naming the tensor if it overflows.
 pub fn element_count(name: &str, shape: &[usize]) -> Result<usize> {
-    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| {
-        ServeError::invalid(format!("tensor '{name}': shape {shape:?} has too many elements"))
-    })
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| {
+            ServeError::invalid(format!(
+                "tensor '{name}': shape {shape:?} has too many elements"
+            ))
+        })
 }
 
 /// Convert protocol dimensions (`i64`) to sizes, rejecting negative ones.
@@ -170,7 +175,12 @@ impl InferTensor {
                 }
             }
         }
-        Ok(InferTensor { name, datatype, shape, data })
+        Ok(InferTensor {
+            name,
+            datatype,
+            shape,
+            data,
+        })
     }
 
     /// An `FP32` tensor from values; errors if `values.len()` does not match `shape`.
@@ -303,7 +313,9 @@ impl InferTensor {
 
 fn flatten<'a>(name: &str, v: &'a Value, out: &mut Vec<&'a Value>, depth: usize) -> Result<()> {
     if depth > 32 {
-        return Err(ServeError::invalid(format!("tensor '{name}': 'data' is nested too deeply")));
+        return Err(ServeError::invalid(format!(
+            "tensor '{name}': 'data' is nested too deeply"
+        )));
     }
     match v {
         Value::Array(items) => {
@@ -418,7 +430,9 @@ fn split_bytes_elements(data: &[u8]) -> Vec<&[u8]> {
     let mut pos = 0usize;
     while let Some(prefix) = data.get(pos..pos + 4) {
         let len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
-        let Some(elem) = data.get(pos + 4..pos + 4 + len) else { break };
+        let Some(elem) = data.get(pos + 4..pos + 4 + len) else {
+            break;
+        };
         out.push(elem);
         pos += 4 + len;
     }
@@ -426,6 +440,7 @@ fn split_bytes_elements(data: &[u8]) -> Vec<&[u8]> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
     use serde_json::json;
@@ -460,8 +475,12 @@ mod tests {
 
     #[test]
     fn raw_length_checked() {
-        assert!(InferTensor::from_raw("x", DataType::F32, vec![2], Bytes::from(vec![0u8; 7])).is_err());
-        assert!(InferTensor::from_raw("x", DataType::F32, vec![2], Bytes::from(vec![0u8; 8])).is_ok());
+        assert!(
+            InferTensor::from_raw("x", DataType::F32, vec![2], Bytes::from(vec![0u8; 7])).is_err()
+        );
+        assert!(
+            InferTensor::from_raw("x", DataType::F32, vec![2], Bytes::from(vec![0u8; 8])).is_ok()
+        );
         assert!(
             InferTensor::from_raw("x", DataType::F32, vec![usize::MAX, 4], Bytes::new()).is_err()
         );
@@ -483,6 +502,9 @@ mod tests {
         assert!(err.to_string().contains("element 1"), "{err}");
         let t = InferTensor::from_json("x", DataType::F32, vec![1], &json!(["NaN"])).unwrap();
         assert!(t.check_finite().is_err());
-        assert!(InferTensor::from_f32("x", vec![1], &[1.0]).unwrap().check_finite().is_ok());
+        assert!(InferTensor::from_f32("x", vec![1], &[1.0])
+            .unwrap()
+            .check_finite()
+            .is_ok());
     }
 }

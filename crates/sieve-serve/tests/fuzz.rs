@@ -5,6 +5,8 @@
 //! by CI with `--ignored`. The property in both: every input is answered with `Ok` or an
 //! `InvalidArgument`-class error (HTTP 400) — never a panic, hang or huge allocation.
 
+#![allow(clippy::unwrap_used, clippy::panic)]
+
 use bytes::Bytes;
 use proptest::prelude::*;
 use sieve_serve::codec::{encode_infer_request, parse_infer_request, parse_infer_response};
@@ -25,10 +27,22 @@ fn check_request(body: &[u8], header_len: Option<&str>) {
 fn seeds() -> Vec<(Vec<u8>, Option<String>)> {
     let mut out = Vec::new();
     let a = InferTensor::from_f32("x", vec![2, 3], &[1.0, -2.5, 3.0, 0.0, 1e-9, 7.0]).unwrap();
-    let b = InferTensor::from_json("n", DataType::I64, vec![2], &serde_json::json!([1, -2])).unwrap();
-    let s = InferTensor::from_json("s", DataType::Bytes, vec![2], &serde_json::json!(["ab", "c"])).unwrap();
+    let b =
+        InferTensor::from_json("n", DataType::I64, vec![2], &serde_json::json!([1, -2])).unwrap();
+    let s = InferTensor::from_json(
+        "s",
+        DataType::Bytes,
+        vec![2],
+        &serde_json::json!(["ab", "c"]),
+    )
+    .unwrap();
     for binary in [false, true] {
-        let (raw, hl) = encode_infer_request(Some("id"), &[a.clone(), b.clone(), s.clone()], &["y"], binary);
+        let (raw, hl) = encode_infer_request(
+            Some("id"),
+            &[a.clone(), b.clone(), s.clone()],
+            &["y"],
+            binary,
+        );
         out.push((raw, hl.map(|n| n.to_string())));
     }
     out.push((
@@ -99,9 +113,27 @@ impl Rng {
 }
 
 const TOKENS: &[&[u8]] = &[
-    b"{", b"}", b"[", b"]", b",", b":", b"\"", b"-1", b"1e308", b"18446744073709551616", b"null",
-    b"true", b"\"NaN\"", b"\"binary_data_size\"", b"\"shape\"", b"\"data\"", b"\"BYTES\"", b"\"FP16\"",
-    b"[[[[[[[[", b"\xff\xff\xff\x7f", b"\"inputs\"",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b",",
+    b":",
+    b"\"",
+    b"-1",
+    b"1e308",
+    b"18446744073709551616",
+    b"null",
+    b"true",
+    b"\"NaN\"",
+    b"\"binary_data_size\"",
+    b"\"shape\"",
+    b"\"data\"",
+    b"\"BYTES\"",
+    b"\"FP16\"",
+    b"[[[[[[[[",
+    b"\xff\xff\xff\x7f",
+    b"\"inputs\"",
 ];
 
 fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
@@ -141,7 +173,10 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
 #[test]
 #[ignore = "fuzz: bounded mutation run (SIEVE_FUZZ_SECS, default 30)"]
 fn bounded_mutation_fuzz() {
-    let secs: u64 = std::env::var("SIEVE_FUZZ_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
+    let secs: u64 = std::env::var("SIEVE_FUZZ_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
     let until = Instant::now() + Duration::from_secs(secs);
     let seeds = seeds();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
@@ -165,5 +200,8 @@ fn bounded_mutation_fuzz() {
     }
     println!("fuzz: {runs} inputs in {secs} s, {accepted} parsed as valid requests, no crash");
     assert!(runs > 1000, "only {runs} inputs tried");
-    assert!(accepted > 0, "the mutator never produced a valid request; seeds broken?");
+    assert!(
+        accepted > 0,
+        "the mutator never produced a valid request; seeds broken?"
+    );
 }

@@ -18,7 +18,10 @@ impl BlockingClient {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| ServeError::Io { context: "starting the client runtime".into(), source: e })?;
+            .map_err(|e| ServeError::Io {
+                context: "starting the client runtime".into(),
+                source: e,
+            })?;
         let inner = {
             let _guard = rt.enter();
             Client::new(url, config)?

@@ -58,12 +58,21 @@ impl GrpcClient {
     fn map_status(&self, s: tonic::Status) -> ServeError {
         use tonic::Code;
         match s.code() {
-            Code::DeadlineExceeded => ServeError::Timeout { url: self.url.clone(), after: self.timeout },
-            Code::Cancelled if s.message().contains("Timeout") => {
-                ServeError::Timeout { url: self.url.clone(), after: self.timeout }
-            }
-            Code::Unavailable if s.message().contains("transport") || s.message().contains("connect") => {
-                ServeError::Connect { url: self.url.clone(), message: s.message().to_string() }
+            Code::DeadlineExceeded => ServeError::Timeout {
+                url: self.url.clone(),
+                after: self.timeout,
+            },
+            Code::Cancelled if s.message().contains("Timeout") => ServeError::Timeout {
+                url: self.url.clone(),
+                after: self.timeout,
+            },
+            Code::Unavailable
+                if s.message().contains("transport") || s.message().contains("connect") =>
+            {
+                ServeError::Connect {
+                    url: self.url.clone(),
+                    message: s.message().to_string(),
+                }
             }
             code => ServeError::Status {
                 url: self.url.clone(),
@@ -81,25 +90,35 @@ impl GrpcClient {
     ) -> Result<T> {
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(r) => r.map_err(|s| self.map_status(s)),
-            Err(_) => Err(ServeError::Timeout { url: self.url.clone(), after: self.timeout }),
+            Err(_) => Err(ServeError::Timeout {
+                url: self.url.clone(),
+                after: self.timeout,
+            }),
         }
     }
 
     pub async fn live(&self) -> Result<bool> {
         let mut c = self.client();
-        let r = self.bounded(c.server_live(self.request(ServerLiveRequest {}))).await?;
+        let r = self
+            .bounded(c.server_live(self.request(ServerLiveRequest {})))
+            .await?;
         Ok(r.into_inner().live)
     }
 
     pub async fn ready(&self) -> Result<bool> {
         let mut c = self.client();
-        let r = self.bounded(c.server_ready(self.request(ServerReadyRequest {}))).await?;
+        let r = self
+            .bounded(c.server_ready(self.request(ServerReadyRequest {})))
+            .await?;
         Ok(r.into_inner().ready)
     }
 
     pub async fn model_metadata(&self, model: &str) -> Result<ModelMetadata> {
         let mut c = self.client();
-        let req = self.request(ModelMetadataRequest { name: model.to_string(), version: String::new() });
+        let req = self.request(ModelMetadataRequest {
+            name: model.to_string(),
+            version: String::new(),
+        });
         let m = self.bounded(c.model_metadata(req)).await?.into_inner();
         let conv = |list: Vec<model_metadata_response::TensorMetadata>| -> Result<Vec<TensorSpec>> {
             list.into_iter()
@@ -107,10 +126,17 @@ impl GrpcClient {
                     let datatype = DataType::from_name(&t.datatype).ok_or_else(|| {
                         ServeError::BadResponse {
                             url: self.url.clone(),
-                            message: format!("tensor '{}': unknown datatype '{}'", t.name, t.datatype),
+                            message: format!(
+                                "tensor '{}': unknown datatype '{}'",
+                                t.name, t.datatype
+                            ),
                         }
                     })?;
-                    Ok(TensorSpec { name: t.name, datatype, shape: t.shape })
+                    Ok(TensorSpec {
+                        name: t.name,
+                        datatype,
+                        shape: t.shape,
+                    })
                 })
                 .collect()
         };
@@ -123,7 +149,11 @@ impl GrpcClient {
         })
     }
 
-    pub async fn infer(&self, model: &str, inputs: &[InferTensor]) -> Result<(Vec<InferTensor>, Duration)> {
+    pub async fn infer(
+        &self,
+        model: &str,
+        inputs: &[InferTensor],
+    ) -> Result<(Vec<InferTensor>, Duration)> {
         let msg = ModelInferRequest {
             model_name: model.to_string(),
             inputs: inputs
@@ -140,9 +170,15 @@ impl GrpcClient {
         };
         let mut c = self.client();
         let start = Instant::now();
-        let r = self.bounded(c.model_infer(self.request(msg))).await?.into_inner();
+        let r = self
+            .bounded(c.model_infer(self.request(msg)))
+            .await?
+            .into_inner();
         let rtt = start.elapsed();
-        let bad = |m: String| ServeError::BadResponse { url: self.url.clone(), message: m };
+        let bad = |m: String| ServeError::BadResponse {
+            url: self.url.clone(),
+            message: m,
+        };
         if !r.raw_output_contents.is_empty() && r.raw_output_contents.len() != r.outputs.len() {
             return Err(bad(format!(
                 "{} raw_output_contents for {} outputs",

@@ -20,7 +20,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 /// Wire protocol a [`Client`] uses.
@@ -107,6 +107,7 @@ pub struct Client {
     http: HttpClient,
     grpc: Option<grpc_client::GrpcClient>,
     binary: AtomicU8,
+    next_id: AtomicU64,
 }
 
 impl Client {
@@ -124,7 +125,11 @@ impl Client {
                     "URL '{url}': scheme '{other}' not supported by the client (use http://)"
                 )))
             }
-            None => return Err(ServeError::Config(format!("URL '{url}' has no http:// scheme"))),
+            None => {
+                return Err(ServeError::Config(format!(
+                    "URL '{url}' has no http:// scheme"
+                )))
+            }
         }
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -136,7 +141,14 @@ impl Client {
             Protocol::Grpc => Some(grpc_client::GrpcClient::new(&base, &config)?),
             _ => None,
         };
-        Ok(Client { base, config, http, grpc, binary: AtomicU8::new(BINARY_UNKNOWN) })
+        Ok(Client {
+            base,
+            config,
+            http,
+            grpc,
+            binary: AtomicU8::new(BINARY_UNKNOWN),
+            next_id: AtomicU64::new(1),
+        })
     }
 
     /// The settings this client was made with.
@@ -184,7 +196,10 @@ impl Client {
     /// `GET /v2/models/{model}` (gRPC `ModelMetadata`).
     pub async fn model_metadata(&self, model: &str) -> Result<ModelMetadata> {
         if let Some(g) = &self.grpc {
-            return self.with_retries(|| g.model_metadata(model)).await.map(|r| r.0);
+            return self
+                .with_retries(|| g.model_metadata(model))
+                .await
+                .map(|r| r.0);
         }
         let path = format!("/v2/models/{model}");
         let ((status, body), _) = self.with_retries(|| self.get(&path)).await?;
@@ -192,8 +207,10 @@ impl Client {
         if status != StatusCode::OK {
             return Err(status_error(&url, status, &body));
         }
-        let v: Value = serde_json::from_slice(&body)
-            .map_err(|e| ServeError::BadResponse { url: url.clone(), message: e.to_string() })?;
+        let v: Value = serde_json::from_slice(&body).map_err(|e| ServeError::BadResponse {
+            url: url.clone(),
+            message: e.to_string(),
+        })?;
         metadata_from_json(&url, &v)
     }
 
@@ -212,7 +229,13 @@ impl Client {
         }
         let ((outputs, rtt, protocol), attempts) =
             self.with_retries(|| self.rest_infer(model, inputs)).await?;
-        Ok(InferResult { outputs, rtt, total: start.elapsed(), attempts, protocol })
+        Ok(InferResult {
+            outputs,
+            rtt,
+            total: start.elapsed(),
+            attempts,
+            protocol,
+        })
     }
 
     async fn rest_infer(
@@ -220,8 +243,8 @@ impl Client {
         model: &str,
         inputs: &[InferTensor],
     ) -> Result<(Vec<InferTensor>, Duration, Protocol)> {
-        let try_binary =
-            self.config.protocol == Protocol::Rest && self.binary.load(Ordering::Relaxed) != BINARY_NO;
+        let try_binary = self.config.protocol == Protocol::Rest
+            && self.binary.load(Ordering::Relaxed) != BINARY_NO;
         if try_binary {
             match self.rest_infer_once(model, inputs, true).await {
                 Ok((o, rtt)) => {
@@ -229,9 +252,10 @@ impl Client {
                     return Ok((o, rtt, Protocol::Rest));
                 }
                 // Servers without the extension (MLServer: 422) refuse binary bodies.
-                Err(ServeError::Status { status, message, .. })
-                    if self.binary.load(Ordering::Relaxed) == BINARY_UNKNOWN
-                        && refuses_binary(&status, &message) =>
+                Err(ServeError::Status {
+                    status, message, ..
+                }) if self.binary.load(Ordering::Relaxed) == BINARY_UNKNOWN
+                    && refuses_binary(&status, &message) =>
                 {
                     self.binary.store(BINARY_NO, Ordering::Relaxed);
                 }
@@ -248,13 +272,19 @@ impl Client {
         inputs: &[InferTensor],
         binary: bool,
     ) -> Result<(Vec<InferTensor>, Duration)> {
-        let (body, header_len) = codec::encode_infer_request(None, inputs, &[], binary);
+        // Some servers (KServe) fail on responses without an id: always send one.
+        let id = format!("sieve-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        let (body, header_len) = codec::encode_infer_request(Some(&id), inputs, &[], binary);
         let path = format!("/v2/models/{model}/infer");
         let url = format!("{}{path}", self.base);
-        let mut req = Request::builder()
-            .method(Method::POST)
-            .uri(&url)
-            .header(header::CONTENT_TYPE, if binary { "application/octet-stream" } else { "application/json" });
+        let mut req = Request::builder().method(Method::POST).uri(&url).header(
+            header::CONTENT_TYPE,
+            if binary {
+                "application/octet-stream"
+            } else {
+                "application/json"
+            },
+        );
         if let Some(n) = header_len {
             req = req.header(codec::HEADER_LEN, n);
         }
@@ -270,9 +300,16 @@ impl Client {
         if parts.status != StatusCode::OK {
             return Err(status_error(&url, parts.status, &body));
         }
-        let header_len = parts.headers.get(codec::HEADER_LEN).and_then(|v| v.to_str().ok());
-        let resp = codec::parse_infer_response(&body, header_len)
-            .map_err(|e| ServeError::BadResponse { url: url.clone(), message: e.to_string() })?;
+        let header_len = parts
+            .headers
+            .get(codec::HEADER_LEN)
+            .and_then(|v| v.to_str().ok());
+        let resp = codec::parse_infer_response(&body, header_len).map_err(|e| {
+            ServeError::BadResponse {
+                url: url.clone(),
+                message: e.to_string(),
+            }
+        })?;
         Ok((resp.outputs, rtt))
     }
 
@@ -299,10 +336,14 @@ impl Client {
         req: Request<Full<Bytes>>,
     ) -> Result<(http::response::Parts, Bytes)> {
         let fut = async {
-            let resp = self.http.request(req).await.map_err(|e| ServeError::Connect {
-                url: url.to_string(),
-                message: error_chain(&e),
-            })?;
+            let resp = self
+                .http
+                .request(req)
+                .await
+                .map_err(|e| ServeError::Connect {
+                    url: url.to_string(),
+                    message: error_chain(&e),
+                })?;
             let (parts, body) = resp.into_parts();
             let body = body.collect().await.map_err(|e| ServeError::Connect {
                 url: url.to_string(),
@@ -312,7 +353,10 @@ impl Client {
         };
         tokio::time::timeout(self.config.timeout, fut)
             .await
-            .map_err(|_| ServeError::Timeout { url: url.to_string(), after: self.config.timeout })?
+            .map_err(|_| ServeError::Timeout {
+                url: url.to_string(),
+                after: self.config.timeout,
+            })?
     }
 }
 
@@ -331,7 +375,8 @@ fn refuses_binary(status: &str, message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     status == "422"
         || status == "415"
-        || (status == "400" && (m.contains("binary") || m.contains("inference-header") || m.contains("json")))
+        || (status == "400"
+            && (m.contains("binary") || m.contains("inference-header") || m.contains("json")))
 }
 
 fn status_error(url: &str, status: StatusCode, body: &[u8]) -> ServeError {
@@ -353,13 +398,27 @@ fn status_error(url: &str, status: StatusCode, body: &[u8]) -> ServeError {
 }
 
 fn metadata_from_json(url: &str, v: &Value) -> Result<ModelMetadata> {
-    let bad = |m: String| ServeError::BadResponse { url: url.to_string(), message: m };
+    let bad = |m: String| ServeError::BadResponse {
+        url: url.to_string(),
+        message: m,
+    };
     let specs = |key: &str| -> Result<Vec<TensorSpec>> {
-        let list = v.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
+        let list = v
+            .get(key)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         list.iter()
             .map(|t| {
-                let name = t.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-                let dt = t.get("datatype").and_then(Value::as_str).unwrap_or_default();
+                let name = t
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let dt = t
+                    .get("datatype")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 let datatype = DataType::from_name(dt)
                     .ok_or_else(|| bad(format!("{key} '{name}': unknown datatype '{dt}'")))?;
                 let shape = t
@@ -367,16 +426,28 @@ fn metadata_from_json(url: &str, v: &Value) -> Result<ModelMetadata> {
                     .and_then(Value::as_array)
                     .map(|s| s.iter().map(|d| d.as_i64().unwrap_or(-1)).collect())
                     .unwrap_or_default();
-                Ok(TensorSpec { name, datatype, shape })
+                Ok(TensorSpec {
+                    name,
+                    datatype,
+                    shape,
+                })
             })
             .collect()
     };
     Ok(ModelMetadata {
-        platform: v.get("platform").and_then(Value::as_str).unwrap_or_default().to_string(),
+        platform: v
+            .get("platform")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
         versions: v
             .get("versions")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default(),
         inputs: specs("inputs")?,
         outputs: specs("outputs")?,

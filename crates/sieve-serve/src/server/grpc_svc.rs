@@ -2,12 +2,14 @@
 //! `raw_output_contents` (tritonclient reads outputs only from there).
 
 use super::State;
-use crate::grpc::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
+use crate::error::ServeError;
+use crate::grpc::grpc_inference_service_server::{
+    GrpcInferenceService, GrpcInferenceServiceServer,
+};
 use crate::grpc::model_infer_response::InferOutputTensor;
 use crate::grpc::model_metadata_response::TensorMetadata;
 use crate::grpc::*;
 use crate::grpc_conv::{parse_grpc_timeout, tensor_from_grpc};
-use crate::error::ServeError;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -26,7 +28,10 @@ pub(crate) fn service(state: Arc<State>) -> GrpcInferenceServiceServer<Svc> {
 
 impl Svc {
     fn auth<T>(&self, req: &Request<T>) -> Result<(), Status> {
-        let h = req.metadata().get("authorization").and_then(|v| v.to_str().ok());
+        let h = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
         if self.state.authorized(h) {
             Ok(())
         } else {
@@ -52,7 +57,9 @@ impl GrpcInferenceService for Svc {
         &self,
         _req: Request<ServerReadyRequest>,
     ) -> Result<Response<ServerReadyResponse>, Status> {
-        Ok(Response::new(ServerReadyResponse { ready: self.state.ready.load(Ordering::SeqCst) }))
+        Ok(Response::new(ServerReadyResponse {
+            ready: self.state.ready.load(Ordering::SeqCst),
+        }))
     }
 
     async fn model_ready(
@@ -62,7 +69,9 @@ impl GrpcInferenceService for Svc {
         self.auth(&req)?;
         let r = req.get_ref();
         self.state.model(&r.name, opt(&r.version))?;
-        Ok(Response::new(ModelReadyResponse { ready: self.state.ready.load(Ordering::SeqCst) }))
+        Ok(Response::new(ModelReadyResponse {
+            ready: self.state.ready.load(Ordering::SeqCst),
+        }))
     }
 
     async fn server_metadata(
@@ -131,7 +140,13 @@ impl GrpcInferenceService for Svc {
                 ))
                 .into());
             }
-            inputs.push(tensor_from_grpc(&t.name, &t.datatype, &t.shape, t.contents.as_ref(), raw)?);
+            inputs.push(tensor_from_grpc(
+                &t.name,
+                &t.datatype,
+                &t.shape,
+                t.contents.as_ref(),
+                raw,
+            )?);
         }
         let meta = served.backend.metadata();
         let mut wanted = Vec::new();
@@ -139,22 +154,34 @@ impl GrpcInferenceService for Svc {
             wanted.extend(0..meta.outputs.len());
         } else {
             for o in &r.outputs {
-                let i = meta.outputs.iter().position(|s| s.name == o.name).ok_or_else(|| {
-                    ServeError::invalid(format!("model '{model}' has no output '{}'", o.name))
-                })?;
+                let i = meta
+                    .outputs
+                    .iter()
+                    .position(|s| s.name == o.name)
+                    .ok_or_else(|| {
+                        ServeError::invalid(format!("model '{model}' has no output '{}'", o.name))
+                    })?;
                 wanted.push(i);
             }
         }
-        let outputs = self.state.infer(&model, version.as_deref(), inputs, timeout).await?;
+        let outputs = self
+            .state
+            .infer(&model, version.as_deref(), inputs, timeout)
+            .await?;
         let mut resp = ModelInferResponse {
             model_name: model.clone(),
-            model_version: version.or_else(|| meta.versions.first().cloned()).unwrap_or_default(),
+            model_version: version
+                .or_else(|| meta.versions.first().cloned())
+                .unwrap_or_default(),
             id: r.id,
             ..Default::default()
         };
         for i in wanted {
             let t = outputs.get(i).ok_or_else(|| {
-                Status::internal(format!("model '{model}' returned {} outputs", outputs.len()))
+                Status::internal(format!(
+                    "model '{model}' returned {} outputs",
+                    outputs.len()
+                ))
             })?;
             resp.outputs.push(InferOutputTensor {
                 name: t.name.clone(),

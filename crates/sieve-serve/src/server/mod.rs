@@ -136,7 +136,9 @@ impl State {
         let served = self.models.get(name).ok_or_else(unknown)?;
         let versions = &served.backend.metadata().versions;
         match version {
-            Some(v) if !v.is_empty() && !versions.is_empty() && !versions.iter().any(|x| x == v) => {
+            Some(v)
+                if !v.is_empty() && !versions.is_empty() && !versions.iter().any(|x| x == v) =>
+            {
                 Err(unknown())
             }
             _ => Ok(served),
@@ -182,9 +184,14 @@ impl State {
         }
         let meta = served.backend.metadata();
         let inputs = validate_inputs(model, meta, inputs, self.limits.max_tensor_elements)?;
-        let timeout = timeout.map_or(self.limits.request_timeout, |t| t.min(self.limits.request_timeout));
+        let timeout = timeout.map_or(self.limits.request_timeout, |t| {
+            t.min(self.limits.request_timeout)
+        });
         let rx = served.batcher.submit(inputs, timeout)?;
-        let deadline = || ServeError::DeadlineExceeded { model: model.to_string(), after: timeout };
+        let deadline = || ServeError::DeadlineExceeded {
+            model: model.to_string(),
+            after: timeout,
+        };
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(ServeError::ShuttingDown),
@@ -213,12 +220,14 @@ fn is_loopback(addr: &Option<SocketAddr>) -> bool {
 
 async fn bind(addr: Option<SocketAddr>) -> Result<Option<(TcpListener, SocketAddr)>> {
     let Some(addr) = addr else { return Ok(None) };
-    let l = TcpListener::bind(addr)
-        .await
-        .map_err(|e| ServeError::Io { context: format!("binding {addr}"), source: e })?;
-    let local = l
-        .local_addr()
-        .map_err(|e| ServeError::Io { context: format!("address of {addr}"), source: e })?;
+    let l = TcpListener::bind(addr).await.map_err(|e| ServeError::Io {
+        context: format!("binding {addr}"),
+        source: e,
+    })?;
+    let local = l.local_addr().map_err(|e| ServeError::Io {
+        context: format!("address of {addr}"),
+        source: e,
+    })?;
     Ok(Some((l, local)))
 }
 
@@ -228,9 +237,10 @@ impl Server {
         let mut backends = Vec::new();
         for m in &config.models {
             let (name, path) = (m.name.clone(), m.path.clone());
-            let backend = tokio::task::spawn_blocking(move || crate::engine::load_model(&name, &path))
-                .await
-                .map_err(|e| ServeError::Config(format!("model loader failed: {e}")))??;
+            let backend =
+                tokio::task::spawn_blocking(move || crate::engine::load_model(&name, &path))
+                    .await
+                    .map_err(|e| ServeError::Config(format!("model loader failed: {e}")))??;
             backends.push((m.name.clone(), backend));
         }
         Server::bind_backends(config, backends).await
@@ -263,12 +273,25 @@ impl Server {
         let mut models = BTreeMap::new();
         for (name, backend) in backends {
             if models.contains_key(&name) {
-                return Err(ServeError::Config(format!("model name '{name}' given twice")));
+                return Err(ServeError::Config(format!(
+                    "model name '{name}' given twice"
+                )));
             }
             let metrics = Arc::new(ModelMetrics::default());
-            let batcher =
-                Batcher::start(name.clone(), backend.clone(), metrics.clone(), config.batch.clone())?;
-            models.insert(name, Served { backend, batcher, metrics });
+            let batcher = Batcher::start(
+                name.clone(),
+                backend.clone(),
+                metrics.clone(),
+                config.batch.clone(),
+            )?;
+            models.insert(
+                name,
+                Served {
+                    backend,
+                    batcher,
+                    metrics,
+                },
+            );
         }
         let state = Arc::new(State {
             models,
@@ -278,7 +301,12 @@ impl Server {
         });
         let rest = bind(config.rest_bind).await?;
         let grpc = bind(config.grpc_bind).await?;
-        Ok(Server { state, rest, grpc, tls })
+        Ok(Server {
+            state,
+            rest,
+            grpc,
+            tls,
+        })
     }
 
     /// The bound REST address, if REST is enabled.
@@ -339,8 +367,9 @@ impl Server {
 fn load_tls(paths: &TlsPaths) -> Result<TlsAcceptor> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let tls_err =
-        |path: &PathBuf, e: &dyn std::fmt::Display| ServeError::Config(format!("TLS {}: {e}", path.display()));
+    let tls_err = |path: &PathBuf, e: &dyn std::fmt::Display| {
+        ServeError::Config(format!("TLS {}: {e}", path.display()))
+    };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&paths.cert)
         .map_err(|e| tls_err(&paths.cert, &e))?
         .collect::<std::result::Result<_, _>>()
@@ -419,7 +448,9 @@ async fn accept_loop<S, B>(
             let _permit = permit;
             match tls {
                 None => {
-                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                    let conn = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .into_owned();
                     let _ = watcher.watch(conn).await;
                 }
                 Some(acceptor) => {
@@ -428,8 +459,9 @@ async fn accept_loop<S, B>(
                     else {
                         return;
                     };
-                    let conn =
-                        builder.serve_connection(TokioIo::new(tls_stream), service).into_owned();
+                    let conn = builder
+                        .serve_connection(TokioIo::new(tls_stream), service)
+                        .into_owned();
                     let _ = watcher.watch(conn).await;
                 }
             }
@@ -467,7 +499,11 @@ pub async fn shutdown_signal() {
 /// completes (graceful: see [`Server::run`]). What `sieve serve` calls.
 pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> Result<()> {
     let names: Vec<String> = config.models.iter().map(|m| m.name.clone()).collect();
-    let scheme = if config.tls.is_some() { "https" } else { "http" };
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let server = Server::bind(config).await?;
     if let Some(a) = server.rest_addr() {
         println!("sieve-serve: REST on {scheme}://{a}");

@@ -47,11 +47,16 @@ pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<
     let method = req.method().clone();
     let is_health = matches!(segs.as_slice(), ["v2", "health", _]);
     if !is_health {
-        let auth = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let auth = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
         if !state.authorized(auth) {
             let mut r = serve_error(&ServeError::Unauthenticated);
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
             return Ok(r);
         }
     }
@@ -62,7 +67,11 @@ pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<
             if state.ready.load(Ordering::SeqCst) {
                 json_ok(json!({ "ready": true }))
             } else {
-                respond(503, "application/json", json!({ "ready": false }).to_string().into_bytes())
+                respond(
+                    503,
+                    "application/json",
+                    json!({ "ready": false }).to_string().into_bytes(),
+                )
             }
         }
         (["v2"], true) => json_ok(json!({
@@ -113,12 +122,21 @@ fn model_ready(state: &State, model: &str, version: Option<&str>) -> Resp {
         Ok(_) if state.ready.load(Ordering::SeqCst) => {
             json_ok(json!({ "name": model, "ready": true }))
         }
-        Ok(_) => respond(503, "application/json", json!({ "name": model, "ready": false }).to_string().into_bytes()),
+        Ok(_) => respond(
+            503,
+            "application/json",
+            json!({ "name": model, "ready": false })
+                .to_string()
+                .into_bytes(),
+        ),
         Err(e) => serve_error(&e),
     }
 }
 
-async fn read_body(state: &State, req: Request<Incoming>) -> Result<(http::request::Parts, Bytes), Resp> {
+async fn read_body(
+    state: &State,
+    req: Request<Incoming>,
+) -> Result<(http::request::Parts, Bytes), Resp> {
     let limit = state.limits.max_body_bytes;
     let (parts, body) = req.into_parts();
     if let Some(len) = parts
@@ -128,22 +146,35 @@ async fn read_body(state: &State, req: Request<Incoming>) -> Result<(http::reque
         .and_then(|v| v.parse::<u64>().ok())
     {
         if len > limit as u64 {
-            let e = ServeError::TooLarge { what: "request body".into(), size: len, limit: limit as u64 };
+            let e = ServeError::TooLarge {
+                what: "request body".into(),
+                size: len,
+                limit: limit as u64,
+            };
             return Err(serve_error(&e));
         }
     }
     if let Some(enc) = parts.headers.get(header::CONTENT_ENCODING) {
         if enc.as_bytes() != b"identity" {
             let enc = String::from_utf8_lossy(enc.as_bytes()).into_owned();
-            return Err(error(400, &format!("Content-Encoding '{enc}' is not supported; send uncompressed")));
+            return Err(error(
+                400,
+                &format!("Content-Encoding '{enc}' is not supported; send uncompressed"),
+            ));
         }
     }
-    let collected =
-        tokio::time::timeout(state.limits.body_timeout, Limited::new(body, limit).collect()).await;
+    let collected = tokio::time::timeout(
+        state.limits.body_timeout,
+        Limited::new(body, limit).collect(),
+    )
+    .await;
     match collected {
         Err(_) => Err(error(
             408,
-            &format!("request body not received within {:?}", state.limits.body_timeout),
+            &format!(
+                "request body not received within {:?}",
+                state.limits.body_timeout
+            ),
         )),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
             let e = ServeError::TooLarge {
@@ -190,12 +221,21 @@ async fn infer(state: &State, model: &str, version: Option<&str>, req: Request<I
         for o in &request.outputs {
             let Some(i) = meta.outputs.iter().position(|s| s.name == o.name) else {
                 let names: Vec<&str> = meta.outputs.iter().map(|s| s.name.as_str()).collect();
-                return error(400, &format!("model '{model}' has no output '{}' (outputs: {names:?})", o.name));
+                return error(
+                    400,
+                    &format!(
+                        "model '{model}' has no output '{}' (outputs: {names:?})",
+                        o.name
+                    ),
+                );
             };
             wanted.push((i, o.binary.unwrap_or(default_binary)));
         }
     }
-    let outputs = match state.infer(model, version, request.inputs, request.timeout).await {
+    let outputs = match state
+        .infer(model, version, request.inputs, request.timeout)
+        .await
+    {
         Ok(o) => o,
         Err(e) => return serve_error(&e),
     };
@@ -203,14 +243,19 @@ async fn infer(state: &State, model: &str, version: Option<&str>, req: Request<I
     let mut binary = Vec::with_capacity(wanted.len());
     for (i, b) in &wanted {
         let Some(t) = outputs.get(*i) else {
-            return error(500, &format!("model '{model}' returned {} outputs", outputs.len()));
+            return error(
+                500,
+                &format!("model '{model}' returned {} outputs", outputs.len()),
+            );
         };
         selected.push(t.clone());
         binary.push(*b);
     }
     let resp = InferResponse {
         model_name: model.to_string(),
-        model_version: version.map(str::to_string).or_else(|| meta.versions.first().cloned()),
+        model_version: version
+            .map(str::to_string)
+            .or_else(|| meta.versions.first().cloned()),
         id: request.id,
         outputs: selected,
     };

@@ -26,10 +26,22 @@ impl Doubler {
             meta: ModelMetadata {
                 platform: "test".into(),
                 versions: vec!["1".into()],
-                inputs: vec![TensorSpec { name: "x".into(), datatype: DataType::F32, shape: vec![-1, 4] }],
+                inputs: vec![TensorSpec {
+                    name: "x".into(),
+                    datatype: DataType::F32,
+                    shape: vec![-1, 4],
+                }],
                 outputs: vec![
-                    TensorSpec { name: "y".into(), datatype: DataType::F32, shape: vec![-1, 4] },
-                    TensorSpec { name: "s".into(), datatype: DataType::F32, shape: vec![-1, 1] },
+                    TensorSpec {
+                        name: "y".into(),
+                        datatype: DataType::F32,
+                        shape: vec![-1, 4],
+                    },
+                    TensorSpec {
+                        name: "s".into(),
+                        datatype: DataType::F32,
+                        shape: vec![-1, 1],
+                    },
                 ],
                 finite_inputs_only: true,
             },
@@ -97,20 +109,32 @@ pub fn test_config() -> ServeConfig {
     ServeConfig {
         rest_bind: Some("127.0.0.1:0".parse().unwrap()),
         grpc_bind: Some("127.0.0.1:0".parse().unwrap()),
-        batch: BatchConfig { max_batch: 8, max_delay: Duration::from_millis(5), queue_capacity: 64, workers: 1 },
+        batch: BatchConfig {
+            max_batch: 8,
+            max_delay: Duration::from_millis(5),
+            queue_capacity: 64,
+            workers: 1,
+        },
         ..Default::default()
     }
 }
 
 pub async fn start_with(config: ServeConfig, backend: Arc<dyn InferenceBackend>) -> Running {
-    let server = Server::bind_backends(config, vec![("dbl".into(), backend)]).await.unwrap();
+    let server = Server::bind_backends(config, vec![("dbl".into(), backend)])
+        .await
+        .unwrap();
     let rest = server.rest_addr().unwrap();
     let grpc = server.grpc_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(server.run(async {
         let _ = rx.await;
     }));
-    Running { rest, grpc, stop: Some(tx), handle: Some(handle) }
+    Running {
+        rest,
+        grpc,
+        stop: Some(tx),
+        handle: Some(handle),
+    }
 }
 
 pub async fn start(backend: Arc<dyn InferenceBackend>) -> Running {
@@ -122,9 +146,16 @@ pub async fn raw_http(addr: SocketAddr, request: &[u8]) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(request).await.unwrap();
     let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     (status, text)
 }
 
