@@ -14,6 +14,9 @@ use sieve_float::{ExpHistogram, Format};
 use sieve_nn::{Model, NnError, RunOptions, Tensor, ValueId};
 use std::sync::Mutex;
 
+/// A callback applied to each computed value (e.g. to reformat one activation).
+pub type Transform<'a> = &'a (dyn Fn(ValueId, &mut Tensor) -> Result<(), NnError> + Sync);
+
 /// Cached values at a point of the network, for every batch.
 #[derive(Clone, Debug)]
 pub struct Cut {
@@ -123,7 +126,7 @@ impl Evaluator {
         model: &Model,
         cut: &Cut,
         replace: Option<(ValueId, Format)>,
-        transform: Option<&(dyn Fn(ValueId, &mut Tensor) -> Result<(), NnError> + Sync)>,
+        transform: Option<Transform<'_>>,
     ) -> Result<u64, DesignError> {
         let counts: Vec<Result<u64, DesignError>> = cut
             .data
@@ -158,7 +161,7 @@ impl Evaluator {
     pub fn score_from_inputs(
         &self,
         model: &Model,
-        transform: Option<&(dyn Fn(ValueId, &mut Tensor) -> Result<(), NnError> + Sync)>,
+        transform: Option<Transform<'_>>,
     ) -> Result<u64, DesignError> {
         self.score(model, &self.inputs, None, transform)
     }

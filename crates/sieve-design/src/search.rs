@@ -726,6 +726,8 @@ fn variant_info(
     }
 }
 
+type Contents = (Vec<u8>, BTreeMap<String, Vec<u8>>, Vec<VariantInfo>);
+
 /// The stripped graph, the packed weights and the variants with their keys.
 fn package_contents(
     model: &Model,
@@ -733,7 +735,7 @@ fn package_contents(
     dense: &[Tensor],
     tensors: &[TensorInfo],
     mut variants: Vec<VariantInfo>,
-) -> Result<(Vec<u8>, BTreeMap<String, Vec<u8>>, Vec<VariantInfo>), DesignError> {
+) -> Result<Contents, DesignError> {
     let mut onnx = onnx.clone();
     let mut weights = BTreeMap::new();
     // Strip initializers read only as the weights of compute layers.

@@ -1,5 +1,6 @@
 //! Core tests on the LeNet-5 fixture and the 1,000-image MNIST fixture (its test
 //! split stands in for a validation set; `--limit` keeps them fast).
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 use sieve_data::Split;
 use sieve_design::meta::SearchSettings;
