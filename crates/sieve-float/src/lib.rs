@@ -10,6 +10,23 @@
 //! - [`ExpHistogram`], [`fit`]: choosing a format for a tensor.
 //!
 //! No I/O. See `docs/CODEC.md` for the rules and the benchmark figures.
+//!
+//! ```
+//! use sieve_float::{quantize, ExpHistogram, Format, PackedTensor, fit};
+//!
+//! let f: Format = "s1e4m3b7".parse()?;
+//! assert_eq!(quantize(f, 1.0625), 1.0); // tie -> even mantissa
+//! assert_eq!(quantize(f, 1e6), f.max()); // saturates at Max = 480
+//!
+//! let weights = [0.02f32, -0.013, 0.0071, 0.05];
+//! let hist = ExpHistogram::from_slice(&weights);
+//! let g = fit(&hist, 3, true)?; // e_max exponent bits, best bias
+//! let packed = PackedTensor::encode_from(g, &weights)?;
+//! let mut back = [0f32; 4];
+//! packed.decode_into(&mut back)?;
+//! assert_eq!(back[0], quantize(g, 0.02));
+//! # Ok::<(), sieve_float::FloatError>(())
+//! ```
 #![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
