@@ -112,7 +112,7 @@ def main():
         for k, v in outputs.items():
             np.testing.assert_array_equal(v, base, err_msg=k)
         if sieve_out is not None:
-            np.testing.assert_allclose(base, sieve_out, atol=1e-6, rtol=0)
+            np.testing.assert_allclose(base, sieve_out, atol=1e-5, rtol=0)
 
     check("http health", health_http)
     check("grpc health", health_grpc)
