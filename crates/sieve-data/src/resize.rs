@@ -87,8 +87,8 @@ fn precompute(in_size: usize, out_size: usize) -> Coeffs {
     Coeffs { bounds, ksize, k }
 }
 
-fn clip8(v: i64) -> u8 {
-    if v >= (1i64 << PRECISION_BITS << 8) {
+fn clip8(v: i32) -> u8 {
+    if v >= (1i32 << PRECISION_BITS << 8) {
         255
     } else if v <= 0 {
         0
@@ -110,23 +110,11 @@ pub fn resize_bilinear_pillow(
     nh: usize,
 ) -> Result<Vec<u8>, DataError> {
     check_sizes(src, w, h, c, nw, nh)?;
-    let half = 1i64 << (PRECISION_BITS - 1);
     let horiz = if nw != w {
         let co = precompute(w, nw);
         let mut out = vec![0u8; h * nw * c];
-        for y in 0..h {
-            let srow = &src[y * w * c..(y + 1) * w * c];
-            let drow = &mut out[y * nw * c..(y + 1) * nw * c];
-            for (xx, &(xmin, n)) in co.bounds.iter().enumerate() {
-                let k = &co.k[xx * co.ksize..xx * co.ksize + n];
-                for ch in 0..c {
-                    let mut ss = half;
-                    for (x, &kv) in k.iter().enumerate() {
-                        ss += i64::from(srow[(x + xmin) * c + ch]) * i64::from(kv);
-                    }
-                    drow[xx * c + ch] = clip8(ss);
-                }
-            }
+        for (srow, drow) in src.chunks_exact(w * c).zip(out.chunks_exact_mut(nw * c)) {
+            horizontal_row(srow, drow, &co, c);
         }
         out
     } else {
@@ -138,18 +126,59 @@ pub fn resize_bilinear_pillow(
     let co = precompute(h, nh);
     let row_len = nw * c;
     let mut out = vec![0u8; nh * row_len];
-    for (yy, &(ymin, n)) in co.bounds.iter().enumerate() {
+    let mut acc = vec![0i32; row_len];
+    for (yy, (&(ymin, n), drow)) in co
+        .bounds
+        .iter()
+        .zip(out.chunks_exact_mut(row_len))
+        .enumerate()
+    {
         let k = &co.k[yy * co.ksize..yy * co.ksize + n];
-        let drow = &mut out[yy * row_len..(yy + 1) * row_len];
-        for (i, d) in drow.iter_mut().enumerate() {
-            let mut ss = half;
-            for (y, &kv) in k.iter().enumerate() {
-                ss += i64::from(horiz[(y + ymin) * row_len + i]) * i64::from(kv);
+        acc.fill(HALF);
+        for (y, &kv) in k.iter().enumerate() {
+            let srow = &horiz[(y + ymin) * row_len..(y + ymin + 1) * row_len];
+            for (a, &v) in acc.iter_mut().zip(srow) {
+                *a += i32::from(v) * kv;
             }
-            *d = clip8(ss);
+        }
+        for (d, &a) in drow.iter_mut().zip(&acc) {
+            *d = clip8(a);
         }
     }
     Ok(out)
+}
+
+/// Rounding offset of Pillow's fixed-point accumulators.
+const HALF: i32 = 1 << (PRECISION_BITS - 1);
+
+/// One row of Pillow's horizontal pass. Accumulating in `i32` as Pillow does
+/// cannot overflow here: bilinear taps are non-negative and sum to about
+/// 2^22, so 255 * sum + 2^21 < 2^31.
+fn horizontal_row(srow: &[u8], drow: &mut [u8], co: &Coeffs, c: usize) {
+    for (xx, &(xmin, n)) in co.bounds.iter().enumerate() {
+        let k = &co.k[xx * co.ksize..xx * co.ksize + n];
+        let px = &srow[xmin * c..(xmin + n) * c];
+        let out = &mut drow[xx * c..(xx + 1) * c];
+        if c == 3 {
+            let (mut s0, mut s1, mut s2) = (HALF, HALF, HALF);
+            for (p, &kv) in px.chunks_exact(3).zip(k) {
+                s0 += i32::from(p[0]) * kv;
+                s1 += i32::from(p[1]) * kv;
+                s2 += i32::from(p[2]) * kv;
+            }
+            out[0] = clip8(s0);
+            out[1] = clip8(s1);
+            out[2] = clip8(s2);
+        } else {
+            for (ch, o) in out.iter_mut().enumerate() {
+                let mut ss = HALF;
+                for (p, &kv) in px.chunks_exact(c).zip(k) {
+                    ss += i32::from(p[ch]) * kv;
+                }
+                *o = clip8(ss);
+            }
+        }
+    }
 }
 
 fn check_sizes(
@@ -341,6 +370,85 @@ mod tests {
                 (s >> 56) as u8
             })
             .collect()
+    }
+
+    /// The obviously-correct form of Resample.c: i64 accumulators, per-pixel indexing.
+    fn reference(src: &[u8], w: usize, h: usize, c: usize, nw: usize, nh: usize) -> Vec<u8> {
+        let pass =
+            |src: &[u8], lines: usize, len: usize, stride: usize, step: usize, out_len: usize| {
+                let co = precompute(len, out_len);
+                let mut out = vec![0u8; lines * out_len * c];
+                for l in 0..lines {
+                    for (o, &(min, n)) in co.bounds.iter().enumerate() {
+                        for ch in 0..c {
+                            let mut ss = 1i64 << (PRECISION_BITS - 1);
+                            for t in 0..n {
+                                let v = src[l * stride + (min + t) * step + ch];
+                                ss += i64::from(v) * i64::from(co.k[o * co.ksize + t]);
+                            }
+                            let v = if ss >= 1i64 << 30 {
+                                255
+                            } else if ss <= 0 {
+                                0
+                            } else {
+                                (ss >> 22) as u8
+                            };
+                            out[(l * out_len + o) * c + ch] = v;
+                        }
+                    }
+                }
+                out
+            };
+        let hz = if nw != w {
+            pass(src, h, w, w * c, c, nw)
+        } else {
+            src.to_vec()
+        };
+        if nh == h {
+            return hz;
+        }
+        // Vertical pass on the transposed problem: lines are columns.
+        let mut t = vec![0u8; hz.len()];
+        for y in 0..h {
+            for x in 0..nw {
+                for ch in 0..c {
+                    t[(x * h + y) * c + ch] = hz[(y * nw + x) * c + ch];
+                }
+            }
+        }
+        let v = pass(&t, nw, h, h * c, c, nh);
+        let mut out = vec![0u8; nw * nh * c];
+        for x in 0..nw {
+            for y in 0..nh {
+                for ch in 0..c {
+                    out[(y * nw + x) * c + ch] = v[(x * nh + y) * c + ch];
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn matches_plain_reference_on_awkward_shapes() {
+        let shapes = [
+            (1, 1, 1, 1, 1),
+            (1, 1, 3, 5, 2),
+            (7, 1, 3, 2, 1),
+            (1, 9, 4, 1, 4),
+            (63, 17, 3, 31, 64),
+            (227, 227, 3, 224, 224),
+            (50, 40, 1, 13, 97),
+            (33, 65, 4, 33, 20),
+        ];
+        for &(w, h, c, nw, nh) in &shapes {
+            let src = pseudo_random(w * h * c, (w * 31 + h) as u64);
+            let got = resize_bilinear_pillow(&src, w, h, c, nw, nh).unwrap();
+            assert_eq!(
+                got,
+                reference(&src, w, h, c, nw, nh),
+                "{w}x{h}x{c} -> {nw}x{nh}"
+            );
+        }
     }
 
     #[test]
