@@ -32,8 +32,10 @@ if [ ! -x "$VENV/bin/python" ]; then python3 -m venv "$VENV"; fi
 PY="$VENV/bin/python"
 
 echo "--- build (release)"
-cargo build -q --release -p sieve-serve --examples
-cargo build -q --release -p sieve-cli
+if [ "${SERVE_SKIP_BUILD:-0}" != 1 ]; then # dev shortcut when the binaries are fresh
+  cargo build -q --release -p sieve-serve --examples
+  cargo build -q --release -p sieve-cli
+fi
 CLI="$ROOT/target/release/examples/sieve_serve_cli"
 LOADGEN="$ROOT/target/release/examples/loadgen"
 SIEVE="$ROOT/target/release/sieve"

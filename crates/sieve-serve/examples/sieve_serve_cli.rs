@@ -40,8 +40,12 @@ enum ClientCommand {
 fn main() {
     let result = match Cli::parse().command {
         Command::Serve(a) => serve_cmd::run(a),
-        Command::Client { command: ClientCommand::Infer(a) } => client_cmd::run(a),
-        Command::Client { command: ClientCommand::Status(a) } => client_cmd::run_status(a),
+        Command::Client {
+            command: ClientCommand::Infer(a),
+        } => client_cmd::run(a),
+        Command::Client {
+            command: ClientCommand::Status(a),
+        } => client_cmd::run_status(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

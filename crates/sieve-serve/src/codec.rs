@@ -54,7 +54,7 @@ pub struct InferResponse {
 #[derive(Deserialize)]
 struct JsonRequest {
     id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     parameters: Map<String, Value>,
     inputs: Vec<JsonTensorIn>,
     #[serde(default)]
@@ -66,7 +66,7 @@ struct JsonTensorIn {
     name: String,
     shape: Vec<i64>,
     datatype: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     parameters: Map<String, Value>,
     data: Option<Value>,
 }
@@ -74,7 +74,7 @@ struct JsonTensorIn {
 #[derive(Deserialize)]
 struct JsonOutputReq {
     name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     parameters: Map<String, Value>,
 }
 
@@ -84,6 +84,11 @@ struct JsonResponse {
     model_version: Option<String>,
     id: Option<String>,
     outputs: Vec<JsonTensorIn>,
+}
+
+/// `"parameters": null` (sent by KServe) means no parameters.
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Map<String, Value>, D::Error> {
+    Ok(Option::<Map<String, Value>>::deserialize(d)?.unwrap_or_default())
 }
 
 /// Split a body into its JSON part and binary part using the optional
@@ -428,6 +433,15 @@ mod tests {
             assert!(e.to_string().contains(needle), "{b}: {e}");
             assert_eq!(e.http_status(), 400);
         }
+    }
+
+    #[test]
+    fn null_parameters_are_accepted() {
+        let b = body(
+            r#"{"model_name":"m","id":"1","parameters":null,"outputs":[{"name":"y","shape":[1],"datatype":"FP32","parameters":null,"data":[0.5]}]}"#,
+        );
+        let r = parse_infer_response(&b, None).unwrap();
+        assert_eq!(r.outputs[0].to_f32().unwrap(), vec![0.5]);
     }
 
     #[test]
