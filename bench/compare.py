@@ -74,10 +74,10 @@ def floors():
     return {"gemm_gflops_numpy": flops, "copy_bandwidth_gbs": bw}
 
 
-def sieve_bench(exe, path, batch, threads, min_seconds, min_runs):
+def sieve_bench(exe, path, batch, threads, min_seconds, min_runs, warmup):
     out = subprocess.run(
         [exe, "bench", "--model", str(path), "--batch", str(batch), "--threads", str(threads),
-         "--min-seconds", str(min_seconds), "--runs", str(min_runs), "--warmup", "2", "--json"],
+         "--min-seconds", str(min_seconds), "--runs", str(min_runs), "--warmup", str(warmup), "--json"],
         check=True, capture_output=True, text=True)
     return json.loads(out.stdout)["median_ms"]
 
@@ -114,13 +114,13 @@ def main():
             tr = im.into_model().into_runnable()
             heavy = row["macs"] * batch > 5e10
             rounds = 1 if heavy else args.rounds
-            runs = 2 if heavy else 5
+            runs, warmup = (2, 1) if heavy else (5, 2)
             secs = 0.0 if heavy else args.seconds
             s, o, t = [], [], []
             for _ in range(rounds):
-                s.append(sieve_bench(args.sieve, path, batch, args.threads, secs, runs))
-                o.append(time_fn(lambda: sess.run(None, {iname: x}), secs, runs))
-                t.append(time_fn(lambda: tr.run([x]), secs, runs))
+                s.append(sieve_bench(args.sieve, path, batch, args.threads, secs, runs, warmup))
+                o.append(time_fn(lambda: sess.run(None, {iname: x}), secs, runs, warmup))
+                t.append(time_fn(lambda: tr.run([x]), secs, runs, warmup))
             key = "b1" if batch == 1 else f"b{batch}"
             row[key] = {"sieve_ms": median(s), "ort_ms": median(o), "tract_ms": median(t),
                         "sieve_over_ort": median(s) / median(o), "sieve_over_tract": median(s) / median(t),

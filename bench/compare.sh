@@ -16,4 +16,4 @@ done
 for m in alexnet squeezenet1_0 nin_imagenet googlenet resnet18 vgg16; do
   models+=("bench/out/arch/$m.onnx")
 done
-.venv/bin/python bench/compare.py "${models[@]}" "$@" | tee bench/out/compare.md
+env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python bench/compare.py "${models[@]}" "$@" | tee bench/out/compare.md
