@@ -39,6 +39,9 @@ pub struct Args {
     /// Memory the prefix-activation cache may use, in MiB.
     #[arg(long, default_value_t = 4096)]
     pub cache_mb: usize,
+    /// Also try this many exponent widths above e_max (0 = the paper's sweep).
+    #[arg(long, default_value_t = 0)]
+    pub e_headroom: u8,
     /// Do not keep a journal (no resume).
     #[arg(long)]
     pub no_journal: bool,
@@ -70,7 +73,10 @@ pub fn run(args: Args) -> Result<()> {
         limit: args.limit,
         background_offset: card.as_ref().map_or(0, |c| c.output.background_offset),
         cache_bytes: args.cache_mb << 20,
-        search: SearchSettings::paper(args.batch),
+        search: SearchSettings {
+            e_headroom: args.e_headroom,
+            ..SearchSettings::paper(args.batch)
+        },
         journal,
         max_evals: args.max_evals,
     };

@@ -52,6 +52,7 @@ impl SearchSettings {
             approximate_threshold: 0.999,
             recovery_slack: 0.002,
             stop_e_sweep: true,
+            e_headroom: 0,
             batch,
         }
     }
@@ -257,6 +258,17 @@ fn non_negative_layers(model: &Model, onnx: &proto::ModelProto) -> Vec<bool> {
         .collect()
 }
 
+/// The exponent widths to sweep: `e_max + headroom` down to `e_max + 1`, then the
+/// paper's candidates (`e_max` down to 2, stopping under 50% coverage).
+fn candidates(h: &ExpHistogram, headroom: u8) -> Vec<sieve_float::Window> {
+    let mut out: Vec<sieve_float::Window> = (1..=headroom)
+        .rev()
+        .filter_map(|d| h.best_window(h.e_max().saturating_add(d)).ok())
+        .collect();
+    out.extend(h.candidate_exponents());
+    out
+}
+
 fn histogram_pairs(h: &ExpHistogram) -> Vec<(i32, u64)> {
     match h.exp_range() {
         Some((lo, hi)) => (lo..=hi)
@@ -433,7 +445,7 @@ pub fn design(
     let m_steps = usize::from(s.m_max) + 1;
     let total = hists
         .iter()
-        .map(|h| h.candidate_exponents().len() * m_steps)
+        .map(|h| candidates(h, s.e_headroom).len() * m_steps)
         .sum::<usize>()
         + 3;
     let mut done = 0usize;
@@ -449,7 +461,7 @@ pub fn design(
             let t = Instant::now();
             let info = &tensors[ti];
             let (kind, signed) = (info.kind, info.signed);
-            let windows = hists[ti].candidate_exponents();
+            let windows = candidates(&hists[ti], s.e_headroom);
             let mut points = vec![];
             'e: for win in &windows {
                 for m in (0..=s.m_max).rev() {
@@ -801,4 +813,46 @@ fn package_contents(
         v.weight_bytes = bytes;
     }
     Ok((graph, weights, variants))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headroom_adds_wider_exponents_first() {
+        let xs: Vec<f32> = (1..=200).map(|i| i as f32 / 64.0).collect();
+        let h = ExpHistogram::from_slice(&xs);
+        let paper = candidates(&h, 0);
+        assert_eq!(paper, h.candidate_exponents());
+        let wide = candidates(&h, 2);
+        assert_eq!(wide.len(), paper.len() + 2);
+        assert_eq!(wide[0].exp_bits, h.e_max() + 2);
+        assert_eq!(wide[1].exp_bits, h.e_max() + 1);
+        assert_eq!(&wide[2..], &paper[..]);
+    }
+
+    #[test]
+    fn selection_rules() {
+        let f = |m: u8| Format::new(true, 3, m, 4).unwrap();
+        let p = |m: u8, correct: u64| Point {
+            format: f(m),
+            bits: f(m).width(),
+            coverage: 1.0,
+            correct,
+            normalised: correct as f64 / 1000.0,
+        };
+        let pts = vec![p(6, 1001), p(5, 1000), p(4, 999), p(3, 990)];
+        let s = SearchSettings::paper(8);
+        assert_eq!(select(&pts, 1000, Variant::Exact, &s), Some(0));
+        assert_eq!(select(&pts, 1000, Variant::Accurate, &s), Some(1));
+        assert_eq!(select(&pts, 1000, Variant::Approximate, &s), Some(2));
+        let low = vec![p(6, 990), p(5, 995)];
+        assert_eq!(
+            select(&low, 1000, Variant::Accurate, &s),
+            Some(1),
+            "falls back to the most accurate"
+        );
+        assert_eq!(select(&[], 1000, Variant::Accurate, &s), None);
+    }
 }
