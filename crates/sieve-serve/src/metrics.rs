@@ -111,6 +111,11 @@ impl ModelMetrics {
     }
 }
 
+/// Reads one value of a model's metrics.
+type Getter<T> = fn(&ModelMetrics) -> T;
+/// Picks one histogram of a model's metrics.
+type HistGetter = fn(&ModelMetrics) -> &Histogram;
+
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
@@ -119,7 +124,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 /// Render the metrics of all models (name, metrics) in Prometheus text format 0.0.4.
 pub fn render<'a>(models: impl IntoIterator<Item = (&'a str, &'a ModelMetrics)> + Clone) -> String {
     let mut out = String::new();
-    let counters: [(&str, &str, fn(&ModelMetrics) -> i64); 4] = [
+    let counters: [(&str, &str, Getter<i64>); 4] = [
         (
             "sieve_requests_total",
             "Inference requests received.",
@@ -152,7 +157,7 @@ pub fn render<'a>(models: impl IntoIterator<Item = (&'a str, &'a ModelMetrics)> 
             let _ = writeln!(out, "{name}{{model=\"{model}\"}} {}", get(m));
         }
     }
-    let hists: [(&str, &str, fn(&ModelMetrics) -> &Histogram); 4] = [
+    let hists: [(&str, &str, HistGetter); 4] = [
         (
             "sieve_batch_size",
             "Requests merged into one model execution.",
