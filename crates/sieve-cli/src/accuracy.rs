@@ -1,6 +1,6 @@
 //! `sieve accuracy`: top-1 / top-5 accuracy of a model on a dataset split.
 
-use crate::common::{image_input_chw, load_model, ranked_classes};
+use crate::common::{image_input_chw, load_runner, ranked_classes};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use sieve_data::{DatasetSpec, InputSpec, ModelCard, Split};
@@ -26,6 +26,9 @@ pub struct Args {
     /// Images per inference batch.
     #[arg(long, default_value_t = 64)]
     batch: usize,
+    /// For a .sieve package: exact | accurate (default) | approximate.
+    #[arg(long)]
+    variant: Option<String>,
     /// Worker threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -41,10 +44,10 @@ pub fn run(args: Args) -> Result<()> {
     }
     let split: Split = args.split.parse()?;
     let spec = DatasetSpec::parse(&args.dataset)?;
-    let model = load_model(&args.model, args.threads)?;
+    let model = load_runner(&args.model, args.variant.as_deref(), args.threads)?;
     let card = ModelCard::find_next_to(&args.model)?;
     let offset = card.as_ref().map_or(0, |c| c.output.background_offset);
-    let chw = image_input_chw(&model)?;
+    let chw = image_input_chw(model.model())?;
     let [channels, h, w] = chw;
     let mut dataset = sieve_data::open(&spec, split, InputSpec { channels, h, w })
         .with_context(|| format!("opening dataset {}", args.dataset))?;

@@ -1,6 +1,6 @@
 //! `sieve bench`: latency and throughput of one model at one batch size.
 
-use crate::common::{image_input_chw, load_model};
+use crate::common::{image_input_chw, load_runner};
 use anyhow::{bail, Result};
 use sieve_nn::Tensor;
 use std::path::PathBuf;
@@ -15,6 +15,9 @@ pub struct Args {
     /// Batch size.
     #[arg(long, default_value_t = 1)]
     batch: usize,
+    /// For a .sieve package: exact | accurate (default) | approximate.
+    #[arg(long)]
+    variant: Option<String>,
     /// Worker threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -55,8 +58,8 @@ pub fn run(args: Args) -> Result<()> {
     if args.batch == 0 || args.runs == 0 {
         bail!("--batch and --runs must be at least 1");
     }
-    let model = load_model(&args.model, args.threads)?;
-    let [c, h, w] = image_input_chw(&model)?;
+    let model = load_runner(&args.model, args.variant.as_deref(), args.threads)?;
+    let [c, h, w] = image_input_chw(model.model())?;
     let shape = vec![args.batch, c, h, w];
     let data = synthetic_input(shape.iter().product());
     let input = Tensor::from_f32(shape, data)?;

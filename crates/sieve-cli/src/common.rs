@@ -2,8 +2,63 @@
 //! scoring outputs.
 
 use anyhow::{bail, Context, Result};
-use sieve_nn::{Dim, Model};
+use sieve_design::{Package, SpeculativeModel, Variant};
+use sieve_nn::{Dim, Model, Tensor};
 use std::path::Path;
+
+/// A runnable network: an ONNX model, or one variant of a speculative model package.
+pub enum Runner {
+    /// The original CNN, from an ONNX file.
+    Onnx(Model),
+    /// A speculative variant (weights bit-packed, activations reformatted).
+    Speculative(SpeculativeModel),
+}
+
+impl Runner {
+    /// The underlying graph (for input/output facts).
+    pub fn model(&self) -> &Model {
+        match self {
+            Runner::Onnx(m) => m,
+            Runner::Speculative(s) => s.model(),
+        }
+    }
+
+    /// Run one batch.
+    pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        Ok(match self {
+            Runner::Onnx(m) => m.run(inputs)?,
+            Runner::Speculative(s) => s.run(inputs)?,
+        })
+    }
+}
+
+/// Load an `.onnx` model, or the `variant` of a `.sieve` package (`accurate` when not given).
+pub fn load_runner(path: &Path, variant: Option<&str>, threads: usize) -> Result<Runner> {
+    let is_package = path.extension().is_some_and(|e| e == "sieve");
+    if !is_package {
+        if let Some(v) = variant {
+            if v != "original" {
+                bail!(
+                    "--variant {v} needs a speculative model package (.sieve), not {}",
+                    path.display()
+                );
+            }
+        }
+        return load_model(path, threads).map(Runner::Onnx);
+    }
+    if threads > 0 {
+        sieve_nn::set_threads(threads).context("setting the thread count")?;
+    }
+    let variant: Variant = variant.unwrap_or("accurate").parse()?;
+    if variant == Variant::Original {
+        bail!(
+            "{} holds only the compressed weights; run the source .onnx for the original CNN",
+            path.display()
+        );
+    }
+    let pkg = Package::open(path).with_context(|| format!("loading package {}", path.display()))?;
+    Ok(Runner::Speculative(pkg.model(variant)?))
+}
 
 /// Configure the worker threads (0 = all cores) and load an ONNX model.
 pub fn load_model(path: &Path, threads: usize) -> Result<Model> {

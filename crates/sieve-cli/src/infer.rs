@@ -1,6 +1,6 @@
 //! `sieve infer`: run a model on a .npy batch and write the raw outputs as .npy.
 
-use crate::common::load_model;
+use crate::common::load_runner;
 use anyhow::{bail, Context, Result};
 use sieve_data::npy::{self, NpyData};
 use sieve_nn::Tensor;
@@ -18,6 +18,9 @@ pub struct Args {
     /// Where to write the first output (.npy, float32). Further outputs go to `<stem>.<name>.npy`.
     #[arg(long)]
     output: PathBuf,
+    /// For a .sieve package: exact | accurate (default) | approximate.
+    #[arg(long)]
+    variant: Option<String>,
     /// Worker threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -28,7 +31,7 @@ pub struct Args {
 
 /// Run `sieve infer`.
 pub fn run(args: Args) -> Result<()> {
-    let model = load_model(&args.model, args.threads)?;
+    let model = load_runner(&args.model, args.variant.as_deref(), args.threads)?;
     let arr = npy::read_npy(&args.input)
         .with_context(|| format!("reading input {}", args.input.display()))?;
     let data: Vec<f32> = match arr.data {
@@ -46,7 +49,7 @@ pub fn run(args: Args) -> Result<()> {
     let outputs = model.run(vec![input])?;
     let elapsed = start.elapsed();
     let mut written = Vec::new();
-    for (i, (out, info)) in outputs.iter().zip(model.outputs()).enumerate() {
+    for (i, (out, info)) in outputs.iter().zip(model.model().outputs()).enumerate() {
         let path = if i == 0 {
             args.output.clone()
         } else {

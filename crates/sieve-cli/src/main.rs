@@ -6,7 +6,11 @@ mod bench;
 #[path = "../../sieve-serve/cli/client_cmd.rs"]
 mod client_cmd;
 mod common;
+#[path = "../../sieve-design/cli/design_cmd.rs"]
+mod design_cmd;
 mod infer;
+#[path = "../../sieve-design/cli/inspect_cmd.rs"]
+mod inspect_cmd;
 #[path = "../../sieve-serve/cli/serve_cmd.rs"]
 mod serve_cmd;
 
@@ -28,6 +32,10 @@ enum Command {
     Accuracy(accuracy::Args),
     /// Latency (median, p90) and throughput of a model at a given batch size.
     Bench(bench::Args),
+    /// Design the speculative CNNs (exact / accurate / approximate) of a model: the paper's search.
+    Design(design_cmd::Args),
+    /// Show what a speculative model package (.sieve) holds.
+    Inspect(inspect_cmd::Args),
     /// Serve models over the Open Inference Protocol (KServe v2): REST + gRPC.
     Serve(serve_cmd::Args),
     /// Talk to an Open Inference Protocol server (ours, Triton, KServe, ...).
@@ -51,6 +59,8 @@ fn main() {
         Command::Infer(a) => infer::run(a),
         Command::Accuracy(a) => accuracy::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Design(a) => design_cmd::run(a),
+        Command::Inspect(a) => inspect_cmd::run(a),
         Command::Serve(a) => serve_cmd::run(a),
         Command::Client {
             command: ClientCommand::Infer(a),

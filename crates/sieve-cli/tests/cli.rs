@@ -102,10 +102,7 @@ fn infer_reproduces_onnxruntime_reference_outputs() {
     let want = sieve_data::npy::read_npy(root().join("fixtures/lenet5/reference/output.npy"))
         .expect("reference npy");
     assert_eq!(got.shape, want.shape);
-    let (g, w) = (
-        got.to_f32_vec().expect("f32"),
-        want.to_f32_vec().expect("f32"),
-    );
+    let (g, w) = (got.to_f32_vec(), want.to_f32_vec());
     let max_diff = g
         .iter()
         .zip(&w)
@@ -229,7 +226,7 @@ fn wrong_shape_and_nan_inputs_are_rejected_cleanly() {
 
 #[test]
 fn every_command_has_help() {
-    for cmd in ["infer", "accuracy", "bench"] {
+    for cmd in ["infer", "accuracy", "bench", "design", "serve"] {
         let out = sieve(&[cmd, "--help"]);
         assert!(out.status.success());
         assert!(String::from_utf8_lossy(&out.stdout).contains("--model"));
@@ -246,4 +243,84 @@ fn tempdir() -> PathBuf {
     ));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
+}
+
+#[test]
+fn design_then_run_a_variant_of_the_package() {
+    let dir = tempdir();
+    let pkg = dir.join("lenet5.sieve");
+    let pkg_s = pkg.to_str().expect("utf-8");
+    let out = sieve(&[
+        "design",
+        "--model",
+        "fixtures/lenet5/model.onnx",
+        "--val",
+        "mnist:fixtures/mnist",
+        "--val-split",
+        "test",
+        "--limit",
+        "200",
+        "--no-journal",
+        "--out",
+        pkg_s,
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let onnx_bytes = std::fs::metadata(root().join("fixtures/lenet5/model.onnx"))
+        .expect("onnx")
+        .len();
+    let pkg_bytes = std::fs::metadata(&pkg).expect("package written").len();
+    assert!(
+        pkg_bytes * 3 < onnx_bytes,
+        "package {pkg_bytes} B vs onnx {onnx_bytes} B"
+    );
+
+    let v = stdout_json(&sieve(&[
+        "accuracy",
+        "--model",
+        pkg_s,
+        "--variant",
+        "accurate",
+        "--dataset",
+        "mnist:fixtures/mnist",
+        "--limit",
+        "200",
+        "--json",
+    ]));
+    assert_eq!(v["count"], 200);
+    assert!(v["top1"].as_f64().expect("top1") >= 0.95, "{v}");
+
+    let out = sieve(&["inspect", pkg_s]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A package has no f32 weights: asking for the original is a clear error.
+    let out = sieve(&[
+        "bench",
+        "--model",
+        pkg_s,
+        "--variant",
+        "original",
+        "--runs",
+        "1",
+    ]);
+    assert_clean_error(&out, &["original"]);
+    // A variant of a plain ONNX file is a clear error too.
+    let out = sieve(&[
+        "bench",
+        "--model",
+        "fixtures/lenet5/model.onnx",
+        "--variant",
+        "exact",
+        "--runs",
+        "1",
+    ]);
+    assert_clean_error(&out, &[".sieve"]);
 }
