@@ -126,11 +126,15 @@ impl Stencil {
 fn deinterleave2(row: &[f32], buf: &mut [f32], a: usize, b: usize) {
     let pairs = row.len() / 2;
     let odd = row.len() % 2;
-    let (first, second, a_first) = if a < b { (a, b, true) } else { (b, a, false) };
-    let (lo, hi) = buf.split_at_mut(second);
-    let lo = &mut lo[first..first + pairs + odd];
-    let hi = &mut hi[..pairs + odd];
-    let (da, db) = if a_first { (lo, hi) } else { (hi, lo) };
+    // `a` takes the even columns (pairs + odd of them), `b` the odd ones (pairs).
+    let (na, nb) = (pairs + odd, pairs);
+    let (da, db) = if a < b {
+        let (lo, hi) = buf.split_at_mut(b);
+        (&mut lo[a..a + na], &mut hi[..nb])
+    } else {
+        let (lo, hi) = buf.split_at_mut(a);
+        (&mut hi[..na], &mut lo[b..b + nb])
+    };
     for ((x, y), pr) in da.iter_mut().zip(db.iter_mut()).zip(row.chunks_exact(2)) {
         *x = pr[0];
         *y = pr[1];

@@ -421,3 +421,38 @@ fn pools_reject_bad_sizes() {
         Err(KernelError::BadGeometry { .. })
     ));
 }
+
+/// Every small stencil geometry (stride, pads, kernel, width) on a single channel, so
+/// that edge layouts of the phase-split buffer are covered deterministically rather
+/// than by the random sample above (CI once hit `sw = 2`, `pl = 1`, odd `w` there).
+#[test]
+fn conv2d_small_geometries_exhaustive() {
+    for sw in 1..4 {
+        for sh in 1..4 {
+            for kw in 1..4 {
+                for pl in 0..3 {
+                    for pr in 0..3 {
+                        for w in 1..8 {
+                            let g = Conv2dGeom {
+                                c_in: 1,
+                                c_out: 1,
+                                kh: 2,
+                                kw,
+                                stride_h: sh,
+                                stride_w: sw,
+                                dil_h: 1,
+                                dil_w: 1,
+                                pad_top: 0,
+                                pad_left: pl,
+                                pad_bottom: 1,
+                                pad_right: pr,
+                                groups: 1,
+                            };
+                            check_conv(g, 1, 2, w, false, Activation::None);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
