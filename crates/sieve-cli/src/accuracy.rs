@@ -1,6 +1,6 @@
 //! `sieve accuracy`: top-1 / top-5 accuracy of a model on a dataset split.
 
-use crate::common::{image_input_chw, load_runner, ranked_classes};
+use crate::common::{image_input_chw, load_runner_with_contract, ranked_classes};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use sieve_data::{DatasetSpec, InputSpec, ModelCard, Split};
@@ -11,7 +11,9 @@ use std::time::Instant;
 /// Arguments of `sieve accuracy`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The model (.onnx). Its card `model.toml`, if next to it, gives the classes and background offset.
+    /// The model (.onnx) or speculative package (.sieve). For an .onnx, its card
+    /// `model.toml`, if next to it, gives the background offset; a package carries the
+    /// output contract recorded at design time.
     #[arg(long)]
     model: PathBuf,
     /// `mnist:DIR` | `cifar10:FILE_OR_DIR` | `images:DIR:LABELS`.
@@ -26,7 +28,8 @@ pub struct Args {
     /// Images per inference batch.
     #[arg(long, default_value_t = 64)]
     batch: usize,
-    /// For a .sieve package: exact | accurate (default) | approximate.
+    /// For a .sieve package: exact | accurate (default) | approximate | original (the
+    /// source ONNX at the path the package records, verified by its sha256).
     #[arg(long)]
     variant: Option<String>,
     /// Worker threads (0 = all cores).
@@ -44,9 +47,18 @@ pub fn run(args: Args) -> Result<()> {
     }
     let split: Split = args.split.parse()?;
     let spec = DatasetSpec::parse(&args.dataset)?;
-    let model = load_runner(&args.model, args.variant.as_deref(), args.threads)?;
-    let card = ModelCard::find_next_to(&args.model)?;
-    let offset = card.as_ref().map_or(0, |c| c.output.background_offset);
+    let (model, contract) =
+        load_runner_with_contract(&args.model, args.variant.as_deref(), args.threads)?;
+    // The card's reference figures apply to the ONNX it sits next to (not to a package's variants).
+    let is_package = args.model.extension().is_some_and(|e| e == "sieve");
+    let card = if is_package && args.variant.as_deref() != Some("original") {
+        None
+    } else if is_package {
+        model_card_of_package(&args.model)?
+    } else {
+        ModelCard::find_next_to(&args.model)?
+    };
+    let offset = contract.as_ref().map_or(0, |c| c.background_offset);
     let chw = image_input_chw(model.model())?;
     let [channels, h, w] = chw;
     let mut dataset = sieve_data::open(&spec, split, InputSpec { channels, h, w })
@@ -134,4 +146,13 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The card next to the source ONNX a package records, if any.
+fn model_card_of_package(path: &std::path::Path) -> Result<Option<ModelCard>> {
+    let pkg = sieve_design::Package::open(path)?;
+    Ok(match &pkg.meta().provenance.source_path {
+        Some(src) => ModelCard::find_next_to(std::path::Path::new(src))?,
+        None => None,
+    })
 }

@@ -2,7 +2,8 @@
 //! scoring outputs.
 
 use anyhow::{bail, Context, Result};
-use sieve_design::{Package, SpeculativeModel, Variant};
+use sieve_data::ModelCard;
+use sieve_design::{OutputContract, Package, SpeculativeModel, Variant};
 use sieve_nn::{Dim, Model, Tensor};
 use std::path::Path;
 
@@ -34,6 +35,19 @@ impl Runner {
 
 /// Load an `.onnx` model, or the `variant` of a `.sieve` package (`accurate` when not given).
 pub fn load_runner(path: &Path, variant: Option<&str>, threads: usize) -> Result<Runner> {
+    load_runner_with_contract(path, variant, threads).map(|(r, _)| r)
+}
+
+/// Like [`load_runner`], plus the model's output contract: for an `.onnx`, from its card
+/// (`model.toml` next to it); for a `.sieve` package, the contract recorded at design time
+/// (for packages written before it was recorded: the card next to the recorded source
+/// ONNX path, if any). `--variant original` on a package runs the source ONNX, found at the
+/// path the package records and verified against its sha256.
+pub fn load_runner_with_contract(
+    path: &Path,
+    variant: Option<&str>,
+    threads: usize,
+) -> Result<(Runner, Option<OutputContract>)> {
     let is_package = path.extension().is_some_and(|e| e == "sieve");
     if !is_package {
         if let Some(v) = variant {
@@ -44,20 +58,38 @@ pub fn load_runner(path: &Path, variant: Option<&str>, threads: usize) -> Result
                 );
             }
         }
-        return load_model(path, threads).map(Runner::Onnx);
+        let card = ModelCard::find_next_to(path)?;
+        let model = load_model(path, threads)?;
+        return Ok((
+            Runner::Onnx(model),
+            card.as_ref().map(OutputContract::from_card),
+        ));
     }
     if threads > 0 {
         sieve_nn::set_threads(threads).context("setting the thread count")?;
     }
     let variant: Variant = variant.unwrap_or("accurate").parse()?;
-    if variant == Variant::Original {
-        bail!(
-            "{} holds only the compressed weights; run the source .onnx for the original CNN",
-            path.display()
-        );
-    }
     let pkg = Package::open(path).with_context(|| format!("loading package {}", path.display()))?;
-    Ok(Runner::Speculative(pkg.model(variant)?))
+    let contract = match &pkg.meta().output {
+        Some(c) => Some(c.clone()),
+        None => match &pkg.meta().provenance.source_path {
+            Some(src) => ModelCard::find_next_to(Path::new(src))
+                .ok()
+                .flatten()
+                .as_ref()
+                .map(OutputContract::from_card),
+            None => None,
+        },
+    };
+    let runner = if variant == Variant::Original {
+        Runner::Onnx(
+            pkg.original_model(None)
+                .with_context(|| format!("the original model of {}", path.display()))?,
+        )
+    } else {
+        Runner::Speculative(pkg.model(variant)?)
+    };
+    Ok((runner, contract))
 }
 
 /// Configure the worker threads (0 = all cores) and load an ONNX model.

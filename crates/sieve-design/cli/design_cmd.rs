@@ -79,6 +79,10 @@ pub fn run(args: Args) -> Result<()> {
         },
         journal,
         max_evals: args.max_evals,
+        output: card.as_ref().map(sieve_design::OutputContract::from_card),
+        source_path: std::fs::canonicalize(&args.model)
+            .ok()
+            .map(|p| p.display().to_string()),
     };
     let bar = ProgressBar::new(1);
     bar.set_style(

@@ -51,6 +51,15 @@ pub enum DesignError {
     /// The requested variant is not stored in the package.
     #[error("variant '{0}' is not in the package{hint}", hint = if .0 == "original" { " (the original f32 weights are not stored: run the source ONNX model)" } else { "" })]
     NoVariant(String),
+    /// The original ONNX model of a package cannot be used: no path is known,
+    /// or the file at the path is not the one the package was designed from.
+    #[error("original model {path}: {msg}")]
+    Source {
+        /// The ONNX path tried (or `<none>`).
+        path: String,
+        /// What is wrong (missing, hash mismatch).
+        msg: String,
+    },
     /// A bad argument or setting.
     #[error("{0}")]
     Invalid(String),

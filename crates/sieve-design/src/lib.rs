@@ -28,7 +28,7 @@ mod runner;
 pub mod search;
 
 pub use error::DesignError;
-pub use meta::{Meta, Point, TensorInfo, TensorKind, VariantInfo};
+pub use meta::{Meta, OutputContract, Point, Provenance, TensorInfo, TensorKind, VariantInfo};
 pub use package::{Package, FORMAT_VERSION};
 pub use runner::{PackedWeights, SpeculativeModel};
 pub use search::{design, DesignOutcome, Progress, Settings};

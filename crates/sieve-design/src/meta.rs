@@ -29,6 +29,40 @@ pub struct Meta {
     /// [`crate::Package::update_metadata`].
     #[serde(default)]
     pub calibration: BTreeMap<String, serde_json::Value>,
+    /// What the model's first output holds (from the model card next to the
+    /// source ONNX at design time); `None` when there was no card (packages
+    /// written before this field existed also load as `None`).
+    #[serde(default)]
+    pub output: Option<OutputContract>,
+}
+
+/// The output contract of the model, as its card states it: consumers (the
+/// accuracy command, the misspeculation detector) read the class scores with it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputContract {
+    /// `"probabilities"` (softmax output, rows sum to 1) or `"logits"`
+    /// (unnormalised scores); `"other"` for anything else the card names.
+    pub kind: String,
+    /// Length of the output vector, including any background class.
+    pub num_classes: usize,
+    /// Outputs before label 0 (1 when output 0 is "background": class = argmax - 1).
+    pub background_offset: usize,
+}
+
+impl OutputContract {
+    /// The contract of a model card's `[output]` section.
+    pub fn from_card(card: &sieve_data::ModelCard) -> OutputContract {
+        let kind = match card.output.kind {
+            sieve_data::OutputKind::Probabilities => "probabilities",
+            sieve_data::OutputKind::Logits => "logits",
+            sieve_data::OutputKind::Other => "other",
+        };
+        OutputContract {
+            kind: kind.to_string(),
+            num_classes: card.output.num_classes,
+            background_offset: card.output.background_offset,
+        }
+    }
 }
 
 /// Provenance of a package.
@@ -46,6 +80,10 @@ pub struct Provenance {
     pub dataset_fingerprint: String,
     /// Number of validation images used.
     pub images: usize,
+    /// Absolute path of the source ONNX given to the design run, if known
+    /// ([`crate::Package::original_model`] loads it, checking `model_sha256`).
+    #[serde(default)]
+    pub source_path: Option<String>,
 }
 
 /// The settings that determine the search result (their hash keys the journal).

@@ -221,6 +221,43 @@ impl Package {
         crate::sha256_hex(onnx_bytes) == self.meta.provenance.model_sha256
     }
 
+    /// The original (f32) model this package was designed from: the ONNX file at
+    /// `explicit` if given, else at the recorded [`crate::Provenance::source_path`].
+    /// Its sha256 must equal the provenance's `model_sha256`; otherwise (or when
+    /// no path is known, or the file cannot be read) [`DesignError::Source`]
+    /// names the path.
+    pub fn original_model(&self, explicit: Option<&Path>) -> Result<sieve_nn::Model, DesignError> {
+        let path: std::path::PathBuf = match explicit {
+            Some(p) => p.to_path_buf(),
+            None => match &self.meta.provenance.source_path {
+                Some(p) => p.into(),
+                None => return Err(DesignError::Source {
+                    path: "<none>".into(),
+                    msg: format!(
+                        "{} does not record the source ONNX path; pass the .onnx file explicitly",
+                        self.label
+                    ),
+                }),
+            },
+        };
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(&path).map_err(|e| DesignError::Source {
+            path: shown.clone(),
+            msg: format!("cannot read it ({e}); pass the source .onnx explicitly"),
+        })?;
+        let found = crate::sha256_hex(&bytes);
+        if found != self.meta.provenance.model_sha256 {
+            return Err(DesignError::Source {
+                path: shown,
+                msg: format!(
+                    "sha256 {found} differs from the package's source model {} ({}): not the model {} was designed from",
+                    self.meta.provenance.model_sha256, self.meta.provenance.model_bytes, self.label
+                ),
+            });
+        }
+        Ok(sieve_onnx::load_bytes(&bytes)?)
+    }
+
     /// A runnable variant with its weights kept bit-packed in memory.
     /// [`Variant::Original`] is not stored ([`DesignError::NoVariant`]).
     pub fn model(&self, variant: Variant) -> Result<SpeculativeModel, DesignError> {
@@ -307,5 +344,88 @@ impl Package {
             )));
         }
         Ok(SpeculativeModel::new(model, acts, variant))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::OutputContract;
+
+    /// A package as written before `output` and `provenance.source_path` existed.
+    const OLD_META: &str = r#"{"tool":"sieve-design 0.1.0","provenance":{"model_sha256":"00",
+        "model_bytes":2,"dataset":"mnist:x","split":"validation","dataset_fingerprint":"f",
+        "images":10},"settings":{"m_max":6,"sweep_floor":0.998,"accurate_threshold":1.0,
+        "approximate_threshold":0.999,"recovery_slack":0.002,"stop_e_sweep":true,"batch":8},
+        "baseline":{"correct":9,"images":10,"top1":0.9},"tensors":[],"variants":[],
+        "search":{"points":0,"combinations":0}}"#;
+
+    fn old_package() -> Package {
+        Package {
+            meta: serde_json::from_str(OLD_META).unwrap(),
+            graph: vec![1, 2, 3],
+            weights: BTreeMap::new(),
+            label: "<test>".into(),
+        }
+    }
+
+    fn fixture_onnx() -> std::path::PathBuf {
+        std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/lenet5/model.onnx"
+        ))
+    }
+
+    #[test]
+    fn old_package_without_contract_fields_loads() {
+        let p = old_package();
+        assert!(!p.to_bytes().unwrap().is_empty());
+        let back = Package::from_bytes(&p.to_bytes().unwrap(), "old").unwrap();
+        assert_eq!(back.meta().output, None);
+        assert_eq!(back.meta().provenance.source_path, None);
+        // No recorded path and none given: a clear error, not a panic.
+        let e = back.original_model(None).unwrap_err();
+        assert!(matches!(e, DesignError::Source { .. }), "{e}");
+        assert!(e.to_string().contains("explicitly"), "{e}");
+    }
+
+    #[test]
+    fn contract_fields_round_trip() {
+        let mut p = old_package();
+        p.meta.output = Some(OutputContract {
+            kind: "probabilities".into(),
+            num_classes: 1001,
+            background_offset: 1,
+        });
+        p.meta.provenance.source_path = Some("/abs/model.onnx".into());
+        let bytes = p.to_bytes().unwrap();
+        let back = Package::from_bytes(&bytes, "new").unwrap();
+        assert_eq!(back.meta(), p.meta());
+        assert_eq!(back.meta().output.as_ref().unwrap().background_offset, 1);
+        assert_eq!(back.to_bytes().unwrap(), bytes);
+    }
+
+    #[test]
+    fn original_model_checks_the_hash() {
+        let onnx = fixture_onnx();
+        let bytes = std::fs::read(&onnx).unwrap();
+        let mut p = old_package();
+        // Wrong hash: the error names the path and says it is not the source.
+        p.meta.provenance.source_path = Some(onnx.display().to_string());
+        let e = p.original_model(None).unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, DesignError::Source { .. }), "{msg}");
+        assert!(
+            msg.contains("model.onnx") && msg.contains("differs"),
+            "{msg}"
+        );
+        // Right hash: the recorded path loads, and an explicit path wins over it.
+        p.meta.provenance.model_sha256 = crate::sha256_hex(&bytes);
+        let m = p.original_model(None).unwrap();
+        assert!(!m.layers().is_empty());
+        p.meta.provenance.source_path = Some("/nonexistent/model.onnx".into());
+        let e = p.original_model(None).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/model.onnx"), "{e}");
+        assert!(p.original_model(Some(&onnx)).is_ok());
     }
 }

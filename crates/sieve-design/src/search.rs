@@ -40,6 +40,10 @@ pub struct Settings {
     pub journal: Option<PathBuf>,
     /// Stop with [`DesignError::Interrupted`] after this many new evaluations.
     pub max_evals: Option<usize>,
+    /// The model's output contract (from its card), recorded in [`Meta::output`].
+    pub output: Option<OutputContract>,
+    /// Absolute path of the source ONNX, recorded in [`Provenance::source_path`].
+    pub source_path: Option<String>,
 }
 
 impl SearchSettings {
@@ -369,6 +373,7 @@ pub fn design(
         split: settings.split.to_string(),
         dataset_fingerprint: fingerprint,
         images,
+        source_path: settings.source_path.clone(),
     };
     let key = sha256_hex(
         serde_json::to_string(&(
@@ -654,6 +659,7 @@ pub fn design(
         tensors,
         variants,
         calibration: BTreeMap::new(),
+        output: settings.output.clone(),
     };
     timing.new_evaluations = journal.new;
     timing.total = t_all.elapsed().as_secs_f64();

@@ -30,6 +30,8 @@ fn settings(journal: Option<PathBuf>, max_evals: Option<usize>) -> Settings {
         search: SearchSettings::paper(16),
         journal,
         max_evals,
+        output: None,
+        source_path: None,
     }
 }
 
