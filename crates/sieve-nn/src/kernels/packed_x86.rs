@@ -1,0 +1,312 @@
+//! AVX-512 and AVX2 bodies of the packed kernels (see `packed.rs`).
+
+use std::arch::x86_64::*;
+
+use super::{finish, PackedSrc, Src, MODE_GEN, MODE_W16, MODE_W8};
+
+/// Widens 16 codes starting at element `idx` (`idx % 8 == 0`) to 32-bit lanes.
+///
+/// # Safety
+/// AVX-512 F, BW, VL, VBMI; elements `idx .. idx + 16` lie in the stream, i.e.
+/// `idx / 8 * w + 2 * w <= bytes.len()`.
+#[inline(always)]
+unsafe fn codes16<const MODE: u8>(s: &PackedSrc<'_, MODE>, idx: usize) -> __m512i {
+    let w = s.c.width as usize;
+    let off = idx / 8 * w;
+    debug_assert!(off + 2 * w <= s.bytes.len());
+    // SAFETY: by the contract the 2w bytes from `off` are inside `bytes`; the masked
+    // load touches only those bytes (masked-out bytes never fault).
+    unsafe {
+        let p = s.bytes.as_ptr().add(off);
+        match MODE {
+            MODE_W8 => _mm512_cvtepu8_epi32(_mm_loadu_si128(p.cast())),
+            MODE_W16 => _mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast())),
+            _ => {
+                let mask: __mmask64 = (1u64 << (2 * w)) - 1;
+                let raw = _mm512_maskz_loadu_epi8(mask, p.cast());
+                let perm = _mm512_loadu_si512(s.perm512.as_ptr().cast());
+                let bytes = _mm512_permutexvar_epi8(perm, raw);
+                let shifts = _mm512_loadu_si512(s.shifts.as_ptr().cast());
+                let wmask = _mm512_set1_epi32(((1u64 << w) - 1) as i32);
+                _mm512_and_si512(_mm512_srlv_epi32(bytes, shifts), wmask)
+            }
+        }
+    }
+}
+
+/// Decodes 16 widened codes (the bit arithmetic of `Consts::decode`).
+#[inline(always)]
+unsafe fn decode16<const MODE: u8>(s: &PackedSrc<'_, MODE>, c: __m512i) -> __m512 {
+    let k = &s.c;
+    // SAFETY: the caller runs with AVX-512F enabled.
+    unsafe {
+        let mag = _mm512_and_si512(
+            _mm512_sllv_epi32(c, _mm512_set1_epi32(k.man_shift as i32)),
+            _mm512_set1_epi32(k.mag_mask as i32),
+        );
+        let nz = _mm512_test_epi32_mask(c, _mm512_set1_epi32(k.exp_mask as i32));
+        let v = _mm512_maskz_add_epi32(nz, mag, _mm512_set1_epi32(k.adj as i32));
+        let sign = _mm512_sllv_epi32(c, _mm512_set1_epi32(k.sign_shift as i32));
+        // v | (sign & 0x8000_0000)
+        let r = _mm512_ternarylogic_epi32::<0xF8>(v, sign, _mm512_set1_epi32(i32::MIN));
+        _mm512_castsi512_ps(r)
+    }
+}
+
+/// 16 decoded values from element `idx` (contract of `Src::v16`).
+#[inline(always)]
+pub(super) unsafe fn packed_v16<const MODE: u8>(s: &PackedSrc<'_, MODE>, idx: usize) -> __m512 {
+    if MODE > MODE_GEN {
+        let mut tmp = [0f32; 16];
+        for (i, t) in tmp.iter_mut().enumerate() {
+            *t = s.get(idx + i);
+        }
+        // SAFETY: `tmp` holds 16 floats; AVX-512F by contract.
+        return unsafe { _mm512_loadu_ps(tmp.as_ptr()) };
+    }
+    // SAFETY: forwarded contract.
+    unsafe { decode16(s, codes16(s, idx)) }
+}
+
+/// 8 decoded values from element `idx` (contract of `Src::v8`).
+#[inline(always)]
+pub(super) unsafe fn packed_v8<const MODE: u8>(s: &PackedSrc<'_, MODE>, idx: usize) -> __m256 {
+    let k = &s.c;
+    let w = k.width as usize;
+    let off = idx / 8 * w;
+    // SAFETY: AVX2 by contract; every load below reads inside `bytes` (the w bytes of
+    // the group from `off` exist by contract; 16-byte loads are used only when 16
+    // bytes remain, otherwise the group is copied to a local buffer).
+    unsafe {
+        let p = s.bytes.as_ptr().add(off);
+        let c = match MODE {
+            MODE_W8 => _mm256_cvtepu8_epi32(_mm_loadl_epi64(p.cast())),
+            MODE_W16 => _mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast())),
+            MODE_GEN => {
+                let raw = if off + 16 <= s.bytes.len() {
+                    _mm_loadu_si128(p.cast())
+                } else {
+                    let mut tmp = [0u8; 16];
+                    tmp[..w].copy_from_slice(&s.bytes[off..off + w]);
+                    _mm_loadu_si128(tmp.as_ptr().cast())
+                };
+                let both = _mm256_broadcastsi128_si256(raw);
+                let perm = _mm256_loadu_si256(s.perm256.as_ptr().cast());
+                let bytes = _mm256_shuffle_epi8(both, perm);
+                let shifts = _mm256_loadu_si256(s.shifts.as_ptr().cast());
+                let wmask = _mm256_set1_epi32(((1u64 << w) - 1) as i32);
+                _mm256_and_si256(_mm256_srlv_epi32(bytes, shifts), wmask)
+            }
+            _ => {
+                let mut tmp = [0f32; 8];
+                for (i, t) in tmp.iter_mut().enumerate() {
+                    *t = s.get(idx + i);
+                }
+                return _mm256_loadu_ps(tmp.as_ptr());
+            }
+        };
+        let mag = _mm256_and_si256(
+            _mm256_sllv_epi32(c, _mm256_set1_epi32(k.man_shift as i32)),
+            _mm256_set1_epi32(k.mag_mask as i32),
+        );
+        let zero = _mm256_cmpeq_epi32(
+            _mm256_and_si256(c, _mm256_set1_epi32(k.exp_mask as i32)),
+            _mm256_setzero_si256(),
+        );
+        let v = _mm256_andnot_si256(zero, _mm256_add_epi32(mag, _mm256_set1_epi32(k.adj as i32)));
+        let sign = _mm256_and_si256(
+            _mm256_sllv_epi32(c, _mm256_set1_epi32(k.sign_shift as i32)),
+            _mm256_set1_epi32(i32::MIN),
+        );
+        _mm256_castsi256_ps(_mm256_or_si256(v, sign))
+    }
+}
+
+/// Writes elements `start .. start + out.len()` of `s` into `out`.
+///
+/// # Safety
+/// AVX-512 F, BW, VL, VBMI available; the elements exist in `s`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi")]
+pub(super) unsafe fn fill_512<S: Src>(s: &S, start: usize, out: &mut [f32]) {
+    let n = out.len();
+    let head = ((8 - start % 8) % 8).min(n);
+    for (i, o) in out[..head].iter_mut().enumerate() {
+        *o = s.get(start + i);
+    }
+    let mut i = head;
+    while i + 16 <= n {
+        // SAFETY: start + i is a multiple of 8 and start + i + 16 <= start + n, inside
+        // the source; out[i .. i + 16] exists.
+        unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(i), s.v16(start + i)) };
+        i += 16;
+    }
+    for (ii, o) in out[i..].iter_mut().enumerate() {
+        *o = s.get(start + i + ii);
+    }
+}
+
+/// AVX2 version of [`fill_512`].
+///
+/// # Safety
+/// AVX2 and FMA available; the elements exist in `s`.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn fill_256<S: Src>(s: &S, start: usize, out: &mut [f32]) {
+    let n = out.len();
+    let head = ((8 - start % 8) % 8).min(n);
+    for (i, o) in out[..head].iter_mut().enumerate() {
+        *o = s.get(start + i);
+    }
+    let mut i = head;
+    while i + 8 <= n {
+        // SAFETY: as in fill_512, 8 elements.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(i), s.v8(start + i)) };
+        i += 8;
+    }
+    for (ii, o) in out[i..].iter_mut().enumerate() {
+        *o = s.get(start + i + ii);
+    }
+}
+
+/// Fixed-order horizontal sum (lane 0 first).
+#[inline(always)]
+fn hsum<const L: usize>(lanes: [f32; L]) -> f32 {
+    lanes.iter().sum()
+}
+
+/// Scalar sum of `W[base + i] * x[i]` for `i` in `from..to`.
+#[inline(always)]
+fn scalar_part<S: Src>(s: &S, base: usize, x: &[f32], from: usize, to: usize) -> f32 {
+    let mut t = 0.0f32;
+    for i in from..to {
+        t += s.get(base + i) * x[i];
+    }
+    t
+}
+
+/// Rows `j0 .. j0 + y.len()` of `W` `[.., k]` dotted with `x` (16 lanes).
+///
+/// # Safety
+/// AVX-512 F, BW, VL, VBMI available; `W` holds `(j0 + y.len()) * k` elements and `x`
+/// holds `k`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,fma")]
+pub(super) unsafe fn dot_rows_512<S: Src>(
+    s: &S,
+    k: usize,
+    x: &[f32],
+    j0: usize,
+    y: &mut [f32],
+    alpha: f32,
+    beta: f32,
+) {
+    let x = &x[..k];
+    let xp = x.as_ptr();
+    let mut j = 0;
+    if k % 8 == 0 {
+        // Every row starts on a group boundary: four rows share each load of x.
+        let body = k / 16 * 16;
+        while j + 4 <= y.len() {
+            let b = (j0 + j) * k;
+            let mut acc = [_mm512_setzero_ps(); 4];
+            let mut i = 0;
+            while i < body {
+                // SAFETY: i + 16 <= k, so x[i .. i + 16] exists and every row's
+                // elements b + r*k + i .. + 16 lie inside W (contract); b + r*k + i is
+                // a multiple of 8.
+                unsafe {
+                    let xv = _mm512_loadu_ps(xp.add(i));
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        *a = _mm512_fmadd_ps(s.v16(b + r * k + i), xv, *a);
+                    }
+                }
+                i += 16;
+            }
+            for (r, a) in acc.iter().enumerate() {
+                let mut lanes = [0f32; 16];
+                // SAFETY: `lanes` holds 16 floats.
+                unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), *a) };
+                let t = scalar_part(s, b + r * k, x, body, k);
+                finish(&mut y[j + r], (0.0 + hsum(lanes)) + t, alpha, beta);
+            }
+            j += 4;
+        }
+    }
+    while j < y.len() {
+        let b = (j0 + j) * k;
+        let head = ((8 - b % 8) % 8).min(k);
+        let h = scalar_part(s, b, x, 0, head);
+        let mut acc = _mm512_setzero_ps();
+        let mut i = head;
+        while i + 16 <= k {
+            // SAFETY: as above; b + i is a multiple of 8.
+            unsafe { acc = _mm512_fmadd_ps(s.v16(b + i), _mm512_loadu_ps(xp.add(i)), acc) };
+            i += 16;
+        }
+        let mut lanes = [0f32; 16];
+        // SAFETY: `lanes` holds 16 floats.
+        unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), acc) };
+        let t = scalar_part(s, b, x, i, k);
+        finish(&mut y[j], (h + hsum(lanes)) + t, alpha, beta);
+        j += 1;
+    }
+}
+
+/// AVX2 version of [`dot_rows_512`] (8 lanes).
+///
+/// # Safety
+/// AVX2 and FMA available; `W` holds `(j0 + y.len()) * k` elements and `x` holds `k`.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn dot_rows_256<S: Src>(
+    s: &S,
+    k: usize,
+    x: &[f32],
+    j0: usize,
+    y: &mut [f32],
+    alpha: f32,
+    beta: f32,
+) {
+    let x = &x[..k];
+    let xp = x.as_ptr();
+    let mut j = 0;
+    if k % 8 == 0 {
+        while j + 4 <= y.len() {
+            let b = (j0 + j) * k;
+            let mut acc = [_mm256_setzero_ps(); 4];
+            let mut i = 0;
+            while i < k {
+                // SAFETY: i + 8 <= k (k % 8 == 0); rows' elements inside W; aligned groups.
+                unsafe {
+                    let xv = _mm256_loadu_ps(xp.add(i));
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        *a = _mm256_fmadd_ps(s.v8(b + r * k + i), xv, *a);
+                    }
+                }
+                i += 8;
+            }
+            for (r, a) in acc.iter().enumerate() {
+                let mut lanes = [0f32; 8];
+                // SAFETY: `lanes` holds 8 floats.
+                unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), *a) };
+                finish(&mut y[j + r], (0.0 + hsum(lanes)) + 0.0, alpha, beta);
+            }
+            j += 4;
+        }
+    }
+    while j < y.len() {
+        let b = (j0 + j) * k;
+        let head = ((8 - b % 8) % 8).min(k);
+        let h = scalar_part(s, b, x, 0, head);
+        let mut acc = _mm256_setzero_ps();
+        let mut i = head;
+        while i + 8 <= k {
+            // SAFETY: as above.
+            unsafe { acc = _mm256_fmadd_ps(s.v8(b + i), _mm256_loadu_ps(xp.add(i)), acc) };
+            i += 8;
+        }
+        let mut lanes = [0f32; 8];
+        // SAFETY: `lanes` holds 8 floats.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+        let t = scalar_part(s, b, x, i, k);
+        finish(&mut y[j], (h + hsum(lanes)) + t, alpha, beta);
+        j += 1;
+    }
+}
