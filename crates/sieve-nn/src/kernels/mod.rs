@@ -18,6 +18,7 @@
 mod conv;
 mod depthwise;
 mod matmul;
+pub mod packed;
 mod pool;
 pub mod reference;
 pub mod simd;
