@@ -42,6 +42,14 @@ pub struct Args {
     /// Also try this many exponent widths above e_max (0 = the paper's sweep).
     #[arg(long, default_value_t = 0)]
     pub e_headroom: u8,
+    /// The paper's search exactly: every sweep point (no skipping of points that
+    /// cannot be chosen by accurate/approximate) and recovery ranked by each tensor's
+    /// own accuracy loss over all tensors.
+    #[arg(long)]
+    pub paper: bool,
+    /// Most recovery steps per variant (default: twice the number of tensors).
+    #[arg(long)]
+    pub max_recovery: Option<usize>,
     /// Do not keep a journal (no resume).
     #[arg(long)]
     pub no_journal: bool,
@@ -75,7 +83,12 @@ pub fn run(args: Args) -> Result<()> {
         cache_bytes: args.cache_mb << 20,
         search: SearchSettings {
             e_headroom: args.e_headroom,
-            ..SearchSettings::paper(args.batch)
+            max_recovery_steps: args.max_recovery,
+            ..if args.paper {
+                SearchSettings::paper(args.batch)
+            } else {
+                SearchSettings::default_with_batch(args.batch)
+            }
         },
         journal,
         max_evals: args.max_evals,

@@ -35,9 +35,31 @@ impl Cut {
     }
 }
 
-/// Runs networks over the validation batches and counts correct top-1 answers.
+/// The result of evaluating a network on the validation images.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Score {
+    /// Correct top-1 answers.
+    pub correct: u64,
+    /// Images whose top-1 output index equals the original model's (all of them
+    /// before [`Evaluator::baseline`] has run).
+    pub agree: u64,
+}
+
+impl std::iter::Sum for Score {
+    fn sum<I: Iterator<Item = Score>>(iter: I) -> Score {
+        iter.fold(Score::default(), |a, b| Score {
+            correct: a.correct + b.correct,
+            agree: a.agree + b.agree,
+        })
+    }
+}
+
+/// Runs networks over the validation batches and counts correct top-1 answers
+/// and agreement with the original model's top-1.
 pub struct Evaluator {
     labels: Vec<Vec<i64>>,
+    /// Per batch, the original model's top-1 output index of each image.
+    original: Vec<Vec<usize>>,
     inputs: Cut,
     base: Cut,
     offset: usize,
@@ -80,6 +102,7 @@ impl Evaluator {
             data,
         };
         Ok(Evaluator {
+            original: vec![],
             labels,
             base: inputs.clone(),
             inputs,
@@ -98,25 +121,34 @@ impl Evaluator {
         &self.base
     }
 
-    fn count(&self, out: &Tensor, labels: &[i64]) -> Result<u64, DesignError> {
+    fn predictions(out: &Tensor, n: usize) -> Result<Vec<usize>, DesignError> {
         let d = out.f32s()?;
-        let n = labels.len();
         if n == 0 || d.len() % n != 0 {
             return Err(DesignError::Model(format!(
                 "output shape {:?} does not fit a batch of {n}",
                 out.shape()
             )));
         }
-        let c = d.len() / n;
-        Ok(d.chunks_exact(c)
+        Ok(d.chunks_exact(d.len() / n).map(argmax).collect())
+    }
+
+    fn count(&self, out: &Tensor, batch: usize) -> Result<Score, DesignError> {
+        let labels = &self.labels[batch];
+        let pred = Self::predictions(out, labels.len())?;
+        let correct = pred
+            .iter()
             .zip(labels)
-            .filter(|(row, &l)| {
-                argmax(row)
-                    .checked_sub(self.offset)
+            .filter(|(&p, &l)| {
+                p.checked_sub(self.offset)
                     .and_then(|p| i64::try_from(p).ok())
                     == Some(l)
             })
-            .count() as u64)
+            .count() as u64;
+        let agree = match self.original.get(batch) {
+            Some(o) => pred.iter().zip(o).filter(|(a, b)| a == b).count() as u64,
+            None => pred.len() as u64,
+        };
+        Ok(Score { correct, agree })
     }
 
     /// Correct answers of `model` run from `cut`, with `replace` (a fed value
@@ -127,12 +159,12 @@ impl Evaluator {
         cut: &Cut,
         replace: Option<(ValueId, Format)>,
         transform: Option<Transform<'_>>,
-    ) -> Result<u64, DesignError> {
-        let counts: Vec<Result<u64, DesignError>> = cut
+    ) -> Result<Score, DesignError> {
+        let counts: Vec<Result<Score, DesignError>> = cut
             .data
             .par_iter()
-            .zip(&self.labels)
-            .map(|(vals, labels)| {
+            .enumerate()
+            .map(|(b, vals)| {
                 let mut feeds: Vec<(ValueId, Tensor)> =
                     cut.ids.iter().copied().zip(vals.iter().cloned()).collect();
                 if let Some((id, fmt)) = replace {
@@ -151,7 +183,7 @@ impl Evaluator {
                     .outputs
                     .first()
                     .ok_or_else(|| DesignError::Model("no output".into()))?;
-                self.count(out, labels)
+                self.count(out, b)
             })
             .collect();
         counts.into_iter().sum()
@@ -162,15 +194,15 @@ impl Evaluator {
         &self,
         model: &Model,
         transform: Option<Transform<'_>>,
-    ) -> Result<u64, DesignError> {
+    ) -> Result<Score, DesignError> {
         self.score(model, &self.inputs, None, transform)
     }
 
     /// Runs the original model once: correct answers, the exponent histogram of
-    /// each value in `ids`, whether each held a negative value, and each one's
-    /// element count per image.
+    /// each value in `ids`, and each one's element count per image. Records the
+    /// original's top-1 per image, against which later scores count agreement.
     pub fn baseline(
-        &self,
+        &mut self,
         model: &Model,
         ids: &[ValueId],
     ) -> Result<(u64, Vec<ExpHistogram>, Vec<u64>), DesignError> {
@@ -187,12 +219,12 @@ impl Evaluator {
                 }
             }
         };
-        let counts: Vec<Result<u64, DesignError>> = self
+        let counts: Vec<Result<(Score, Vec<usize>), DesignError>> = self
             .inputs
             .data
             .par_iter()
-            .zip(&self.labels)
-            .map(|(vals, labels)| {
+            .enumerate()
+            .map(|(b, vals)| {
                 let feeds = self
                     .inputs
                     .ids
@@ -209,10 +241,20 @@ impl Evaluator {
                     .outputs
                     .first()
                     .ok_or_else(|| DesignError::Model("no output".into()))?;
-                self.count(out, labels)
+                Ok((
+                    self.count(out, b)?,
+                    Self::predictions(out, self.labels[b].len())?,
+                ))
             })
             .collect();
-        let correct = counts.into_iter().sum::<Result<u64, _>>()?;
+        let mut correct = 0;
+        let mut original = vec![];
+        for c in counts {
+            let (s, p) = c?;
+            correct += s.correct;
+            original.push(p);
+        }
+        self.original = original;
         let hists = hists
             .into_inner()
             .map_err(|_| DesignError::Model("histogram lock poisoned".into()))?;

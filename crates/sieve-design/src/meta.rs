@@ -109,6 +109,38 @@ pub struct SearchSettings {
     pub e_headroom: u8,
     /// Images per evaluation batch (results may depend on it through kernel tiling).
     pub batch: usize,
+    /// Skip a sweep point whose width exceeds the fewest bits of a point of the
+    /// same tensor already meeting the accurate threshold: it can be chosen
+    /// neither by the accurate nor by the approximate variant (only the exact
+    /// variant, which picks the most accurate explored point, sees fewer points).
+    /// A skipped point does not stop the `m` sweep. `false` = the paper's sweep.
+    #[serde(default)]
+    pub skip_dominated: bool,
+    /// How recovery ranks the tensors to widen: by the chosen point's own loss of
+    /// correct answers (the paper's wording, `accuracy`), or by its disagreement
+    /// with the original model's top-1 on the validation images (`fidelity`: a
+    /// finer signal when one image is a large share of the threshold).
+    #[serde(default)]
+    pub recovery_rank: RecoveryRank,
+    /// Recovery widens activation tensors before weight tensors (activations do
+    /// not count towards the stored weight bits).
+    #[serde(default)]
+    pub widen_activations_first: bool,
+    /// Most recovery steps per variant (`None`: twice the number of tensors).
+    #[serde(default)]
+    pub max_recovery_steps: Option<usize>,
+}
+
+/// The ranking recovery uses to pick the next tensor to widen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecoveryRank {
+    /// Fewest correct answers of the chosen point on its own first (ties: fewer bits).
+    #[default]
+    Accuracy,
+    /// Most disagreements with the original's top-1 of the chosen point on its own
+    /// first (ties: fewest correct, then fewer bits).
+    Fidelity,
 }
 
 /// Top-1 on the validation images.
@@ -173,6 +205,10 @@ pub struct Point {
     pub correct: u64,
     /// `correct / baseline correct`.
     pub normalised: f64,
+    /// Validation images whose top-1 output equals the original's (`None` in
+    /// packages written before it was recorded).
+    #[serde(default)]
+    pub agree: Option<u64>,
 }
 
 /// One speculative variant.
@@ -194,6 +230,10 @@ pub struct VariantInfo {
     pub accuracy: Accuracy,
     /// `accuracy.correct / baseline.correct`.
     pub normalised: f64,
+    /// Validation images whose top-1 output equals the original's (`None` in
+    /// packages written before it was recorded).
+    #[serde(default)]
+    pub agree: Option<u64>,
     /// Tensors widened by the recovery step, in order (`name: old -> new`).
     pub recovered: Vec<String>,
 }

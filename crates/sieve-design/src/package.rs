@@ -231,13 +231,15 @@ impl Package {
             Some(p) => p.to_path_buf(),
             None => match &self.meta.provenance.source_path {
                 Some(p) => p.into(),
-                None => return Err(DesignError::Source {
-                    path: "<none>".into(),
-                    msg: format!(
+                None => {
+                    return Err(DesignError::Source {
+                        path: "<none>".into(),
+                        msg: format!(
                         "{} does not record the source ONNX path; pass the .onnx file explicitly",
                         self.label
                     ),
-                }),
+                    })
+                }
             },
         };
         let shown = path.display().to_string();

@@ -8,7 +8,7 @@
 //! point under `sweep_floor` normalised accuracy. Then the exact / accurate /
 //! approximate combinations, each re-evaluated as a whole, with recovery.
 
-use crate::eval::Evaluator;
+use crate::eval::{Evaluator, Score};
 use crate::meta::*;
 use crate::runner::{quantize_tensor, weights_from_packed};
 use crate::{sha256_hex, DesignError, Variant};
@@ -58,6 +58,22 @@ impl SearchSettings {
             stop_e_sweep: true,
             e_headroom: 0,
             batch,
+            skip_dominated: false,
+            recovery_rank: RecoveryRank::Accuracy,
+            widen_activations_first: false,
+            max_recovery_steps: None,
+        }
+    }
+
+    /// The defaults of `sieve design`: the paper's settings plus the faster sweep
+    /// ([`SearchSettings::skip_dominated`]) and fidelity-ranked recovery that
+    /// widens activations first, at most `2 x tensors` steps.
+    pub fn default_with_batch(batch: usize) -> SearchSettings {
+        SearchSettings {
+            skip_dominated: true,
+            recovery_rank: RecoveryRank::Fidelity,
+            widen_activations_first: true,
+            ..SearchSettings::paper(batch)
         }
     }
 }
@@ -113,7 +129,7 @@ pub struct DesignOutcome {
 
 struct Journal {
     path: Option<PathBuf>,
-    done: BTreeMap<String, u64>,
+    done: BTreeMap<String, Score>,
     file: Option<std::fs::File>,
     new: usize,
     max: Option<usize>,
@@ -140,9 +156,12 @@ impl Journal {
                     for line in lines {
                         let line = line.map_err(|e| DesignError::io(&p, e))?;
                         // A torn last line (killed mid-write) is ignored.
-                        if let Some((k, v)) = line.rsplit_once(' ') {
-                            if let Ok(v) = v.parse::<u64>() {
-                                done.insert(k.to_string(), v);
+                        let mut parts = line.rsplitn(3, ' ');
+                        if let (Some(a), Some(c), Some(k)) =
+                            (parts.next(), parts.next(), parts.next())
+                        {
+                            if let (Ok(correct), Ok(agree)) = (c.parse(), a.parse()) {
+                                done.insert(k.to_string(), Score { correct, agree });
                             }
                         }
                     }
@@ -180,8 +199,8 @@ impl Journal {
     fn get_or(
         &mut self,
         key: &str,
-        eval: impl FnOnce() -> Result<u64, DesignError>,
-    ) -> Result<u64, DesignError> {
+        eval: impl FnOnce() -> Result<Score, DesignError>,
+    ) -> Result<Score, DesignError> {
         if let Some(&v) = self.done.get(key) {
             return Ok(v);
         }
@@ -192,7 +211,7 @@ impl Journal {
         self.new += 1;
         self.done.insert(key.to_string(), v);
         if let (Some(f), Some(p)) = (self.file.as_mut(), self.path.as_ref()) {
-            writeln!(f, "{key} {v}")
+            writeln!(f, "{key} {} {}", v.correct, v.agree)
                 .and_then(|_| f.flush())
                 .map_err(|e| DesignError::io(p, e))?;
         }
@@ -382,7 +401,8 @@ pub fn design(
             images,
             &provenance.split,
             settings.background_offset,
-            s,
+            s.batch,
+            "v2",
         ))
         .map_err(|e| DesignError::Invalid(e.to_string()))?
         .as_bytes(),
@@ -401,6 +421,7 @@ pub fn design(
     let layers = model.layers().to_vec();
     let act_ids: Vec<ValueId> = layers.iter().map(|l| l.output).collect();
     let (base, act_hists, act_sizes) = ev.baseline(&model, &act_ids)?;
+    let n_images = images as u64;
     timing.baseline = t.elapsed().as_secs_f64();
     let nonneg = non_negative_layers(&model, &onnx);
     let mut dense_weights: Vec<Tensor> = vec![];
@@ -468,6 +489,8 @@ pub fn design(
             let (kind, signed) = (info.kind, info.signed);
             let windows = candidates(&hists[ti], s.e_headroom);
             let mut points = vec![];
+            // Fewest bits of a point meeting the accurate threshold so far.
+            let mut accurate_bits = u32::MAX;
             'e: for win in &windows {
                 for m in (0..=s.m_max).rev() {
                     let fmt = Format::new(signed, win.exp_bits, m, win.bias).map_err(|source| {
@@ -476,6 +499,10 @@ pub fn design(
                             source,
                         }
                     })?;
+                    if s.skip_dominated && fmt.width() > accurate_bits {
+                        done += 1;
+                        continue;
+                    }
                     let jkey = format!(
                         "{}{k}:{fmt}",
                         if kind == TensorKind::Weight { "w" } else { "a" }
@@ -492,7 +519,7 @@ pub fn design(
                             }
                         ),
                     );
-                    let correct = journal.get_or(&jkey, || match kind {
+                    let score = journal.get_or(&jkey, || match kind {
                         TensorKind::Weight => {
                             let mut v = dense_weights[k].f32s()?.to_vec();
                             quantize_slice(fmt, &mut v);
@@ -515,13 +542,18 @@ pub fn design(
                         },
                     })?;
                     done += 1;
+                    let correct = score.correct;
                     points.push(Point {
                         format: fmt,
                         bits: fmt.width(),
                         coverage: win.coverage,
                         correct,
                         normalised: norm(correct, base),
+                        agree: Some(score.agree),
                     });
+                    if meets(correct, base, s.accurate_threshold) {
+                        accurate_bits = accurate_bits.min(fmt.width());
+                    }
                     if !meets(correct, base, s.sweep_floor) {
                         done += usize::from(m); // the skipped rest of this m sweep
                         if m == s.m_max && s.stop_e_sweep {
@@ -573,7 +605,7 @@ pub fn design(
                 .map(|f| f.map_or("f32".to_string(), |f| f.to_string()))
                 .collect();
             let vkey = format!("v:{}", sha256_hex(spelled.join(",").as_bytes()));
-            let correct = journal.get_or(&vkey, || {
+            let score = journal.get_or(&vkey, || {
                 let sm = build_reference(&model, &dense_weights, &tensors, &formats)?;
                 ev.score_from_inputs(
                     sm.0.as_ref().unwrap_or(&model),
@@ -586,29 +618,29 @@ pub fn design(
                 )
             })?;
             combinations += 1;
-            let widenable: Vec<usize> = (0..tensors.len()).filter(|&i| !full[i]).collect();
-            if meets(correct, base, target - s.recovery_slack)
+            let mut widenable: Vec<usize> = (0..tensors.len()).filter(|&i| !full[i]).collect();
+            let max_steps = s.max_recovery_steps.unwrap_or(2 * tensors.len());
+            if meets(score.correct, base, target - s.recovery_slack)
                 || widenable.is_empty()
-                || recovered.len() >= 2 * tensors.len()
+                || recovered.len() >= max_steps
             {
-                let info =
-                    variant_info(variant, &tensors, formats, correct, base, images, recovered);
+                let info = variant_info(variant, &tensors, formats, score, base, images, recovered);
                 variants.push(info);
                 break;
             }
-            // Widen the tensor that lost most on its own (ties: fewest bits, first).
-            let key = |i: usize| {
-                choice[i].map_or((u64::MAX, u32::MAX), |p| {
-                    (tensors[i].points[p].correct, tensors[i].points[p].bits)
-                })
-            };
-            let Some(&worst) = widenable
-                .iter()
-                .min_by(|&&a, &&b| key(a).cmp(&key(b)).then(a.cmp(&b)))
+            if s.widen_activations_first
+                && widenable
+                    .iter()
+                    .any(|&i| tensors[i].kind == TensorKind::Activation)
+            {
+                widenable.retain(|&i| tensors[i].kind == TensorKind::Activation);
+            }
+            let Some(worst) =
+                worst_tensor(&tensors, &choice, &widenable, s.recovery_rank, n_images)
             else {
                 break;
             };
-            let cur_bits = key(worst).1;
+            let cur_bits = choice[worst].map_or(u32::MAX, |p| tensors[worst].points[p].bits);
             let old = formats[worst].map_or("f32".to_string(), |f| f.to_string());
             let next = tensors[worst]
                 .points
@@ -704,11 +736,41 @@ fn build_reference(
     Ok((m, acts))
 }
 
+/// The tensor recovery widens next among `widenable`: by `rank` of its chosen
+/// point measured on its own (see [`RecoveryRank`]); ties go to the first tensor.
+fn worst_tensor(
+    tensors: &[TensorInfo],
+    choice: &[Option<usize>],
+    widenable: &[usize],
+    rank: RecoveryRank,
+    images: u64,
+) -> Option<usize> {
+    // Smaller key = widened first.
+    let key = |i: usize| -> (u64, u64, u32) {
+        let Some(p) = choice[i].map(|p| &tensors[i].points[p]) else {
+            return (u64::MAX, u64::MAX, u32::MAX);
+        };
+        match rank {
+            RecoveryRank::Accuracy => (p.correct, 0, p.bits),
+            RecoveryRank::Fidelity => {
+                // Most disagreements first; a point without the figure counts as
+                // disagreeing on every image it gets wrong.
+                let agree = p.agree.unwrap_or(p.correct);
+                (agree.min(images), p.correct, p.bits)
+            }
+        }
+    };
+    widenable
+        .iter()
+        .copied()
+        .min_by(|&a, &b| key(a).cmp(&key(b)).then(a.cmp(&b)))
+}
+
 fn variant_info(
     variant: Variant,
     tensors: &[TensorInfo],
     formats: Vec<Option<Format>>,
-    correct: u64,
+    score: Score,
     base: u64,
     images: usize,
     recovered: Vec<String>,
@@ -735,11 +797,12 @@ fn variant_info(
         formats,
         weight_bytes: 0,
         accuracy: Accuracy {
-            correct,
+            correct: score.correct,
             images: images as u64,
-            top1: norm(correct, images as u64),
+            top1: norm(score.correct, images as u64),
         },
-        normalised: norm(correct, base),
+        normalised: norm(score.correct, base),
+        agree: Some(score.agree),
         recovered,
     }
 }
@@ -838,6 +901,71 @@ mod tests {
         assert_eq!(&wide[2..], &paper[..]);
     }
 
+    fn tensor(kind: TensorKind, points: Vec<(u32, u64, u64)>) -> TensorInfo {
+        TensorInfo {
+            id: 0,
+            kind,
+            layer: 0,
+            layer_name: "l".into(),
+            name: "t".into(),
+            elements: 1,
+            signed: true,
+            e_max: 3,
+            histogram: vec![],
+            zeros: 0,
+            points: points
+                .into_iter()
+                .map(|(m, correct, agree)| {
+                    let f = Format::new(true, 3, m as u8, 4).unwrap();
+                    Point {
+                        format: f,
+                        bits: f.width(),
+                        coverage: 1.0,
+                        correct,
+                        normalised: correct as f64 / 100.0,
+                        agree: Some(agree),
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn recovery_ranking() {
+        // Tensor 0 lost 2 images on its own but flipped only 2 predictions; tensor 1
+        // gained 3 images by luck while flipping 15 (e.g. ties in coarse logits).
+        let ts = vec![
+            tensor(TensorKind::Weight, vec![(3, 98, 98)]),
+            tensor(TensorKind::Activation, vec![(2, 103, 85)]),
+            tensor(TensorKind::Weight, vec![(4, 99, 90)]),
+        ];
+        let choice = vec![Some(0), Some(0), Some(0)];
+        let all = [0, 1, 2];
+        assert_eq!(
+            worst_tensor(&ts, &choice, &all, RecoveryRank::Accuracy, 100),
+            Some(0)
+        );
+        assert_eq!(
+            worst_tensor(&ts, &choice, &all, RecoveryRank::Fidelity, 100),
+            Some(1)
+        );
+        // Without tensor 1, fidelity picks the weight with 10 flips over the one with 2.
+        assert_eq!(
+            worst_tensor(&ts, &choice, &[0, 2], RecoveryRank::Fidelity, 100),
+            Some(2)
+        );
+        // A tensor already at full precision (no chosen point) is widened last.
+        let choice = vec![Some(0), None, Some(0)];
+        assert_eq!(
+            worst_tensor(&ts, &choice, &[1, 0], RecoveryRank::Fidelity, 100),
+            Some(0)
+        );
+        assert_eq!(
+            worst_tensor(&ts, &choice, &[], RecoveryRank::Fidelity, 100),
+            None
+        );
+    }
+
     #[test]
     fn selection_rules() {
         let f = |m: u8| Format::new(true, 3, m, 4).unwrap();
@@ -847,6 +975,7 @@ mod tests {
             coverage: 1.0,
             correct,
             normalised: correct as f64 / 1000.0,
+            agree: None,
         };
         let pts = vec![p(6, 1001), p(5, 1000), p(4, 999), p(3, 990)];
         let s = SearchSettings::paper(8);
