@@ -1,9 +1,18 @@
-//! Weight operands of compute layers (Conv, Gemm, MatMul), dense today and
-//! pluggable compressed forms later.
+//! Weight operands of compute layers (Conv, Gemm, MatMul): dense `f32`, bit-packed
+//! custom floats ([`PackedWeights`]) or any other [`WeightSource`].
+//!
+//! Memory contract for encoded weights (DESIGN §4): fully-connected layers read
+//! [`PackedWeights`] directly (`kernels::packed::fc`); every other consumer decodes
+//! through [`Weights::decoded`], whose buffer is one per thread, reused by every layer
+//! and returned when the view is dropped — so a run holds the packed weights plus, per
+//! running thread, one layer's decoded weights, never the whole `f32` model.
 
-use crate::{NnError, Tensor};
+use crate::{kernels, NnError, Tensor};
+use sieve_float::PackedTensor;
 use std::any::Any;
+use std::cell::RefCell;
 use std::fmt::Debug;
+use std::ops::Deref;
 use std::sync::Arc;
 
 /// A weight tensor stored in some compact form that can be decoded to `f32`.
@@ -73,8 +82,42 @@ impl Weights {
         }
     }
 
+    /// The bit-packed codes, if the weights are [`PackedWeights`].
+    pub fn packed(&self) -> Option<&PackedTensor> {
+        match self {
+            Weights::Dense(_) => None,
+            Weights::Encoded(s) => s
+                .as_any()
+                .downcast_ref::<PackedWeights>()
+                .map(|p| p.packed()),
+        }
+    }
+
     /// The weights as an `f32` slice: the dense data directly, or the encoded form
-    /// decoded into `scratch` (resized as needed).
+    /// decoded into this thread's shared decode buffer (see the module docs), which is
+    /// handed back when the view is dropped. Keep the view only for the layer's run.
+    pub fn decoded(&self) -> Result<WeightView<'_>, NnError> {
+        match self {
+            Weights::Dense(t) => Ok(WeightView {
+                inner: ViewInner::Borrowed(t.f32s()?),
+            }),
+            Weights::Encoded(s) => {
+                let n = self.len();
+                let mut buf = DECODE_BUF.with(|b| std::mem::take(&mut *b.borrow_mut()));
+                if buf.len() < n {
+                    buf.resize(n, 0.0);
+                }
+                s.decode_into(&mut buf[..n])?;
+                Ok(WeightView {
+                    inner: ViewInner::Decoded(buf, n),
+                })
+            }
+        }
+    }
+
+    /// The weights as an `f32` slice: the dense data directly, or the encoded form
+    /// decoded into `scratch` (resized as needed; it keeps the decoded copy, so prefer
+    /// [`Weights::decoded`], which shares one buffer across layers).
     pub fn view<'a>(&'a self, scratch: &'a mut Vec<f32>) -> Result<&'a [f32], NnError> {
         match self {
             Weights::Dense(t) => t.f32s(),
@@ -98,5 +141,151 @@ impl Weights {
                 Tensor::from_f32(s.shape().to_vec(), v)
             }
         }
+    }
+}
+
+thread_local! {
+    /// Per-thread decode buffer shared by all layers (largest layer decoded so far).
+    static DECODE_BUF: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Decoded (or borrowed dense) weights of one layer, from [`Weights::decoded`].
+/// Dereferences to the `f32` values; dropping it returns the decode buffer to the
+/// thread for the next layer.
+#[derive(Debug)]
+pub struct WeightView<'a> {
+    inner: ViewInner<'a>,
+}
+
+#[derive(Debug)]
+enum ViewInner<'a> {
+    Borrowed(&'a [f32]),
+    /// Buffer (possibly longer) and the number of valid values.
+    Decoded(Vec<f32>, usize),
+}
+
+impl Deref for WeightView<'_> {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        match &self.inner {
+            ViewInner::Borrowed(d) => d,
+            ViewInner::Decoded(v, n) => &v[..*n],
+        }
+    }
+}
+
+impl Drop for WeightView<'_> {
+    fn drop(&mut self) {
+        if let ViewInner::Decoded(v, _) = &mut self.inner {
+            let v = std::mem::take(v);
+            // A nested view (work stolen by this thread meanwhile) may have left a
+            // buffer: keep the larger one only.
+            DECODE_BUF.with(|b| {
+                let mut b = b.borrow_mut();
+                if v.len() > b.len() {
+                    *b = v;
+                }
+            });
+        }
+    }
+}
+
+/// Bytes held by this thread's shared decode buffer (for memory tests and reports).
+pub fn decode_buffer_bytes() -> usize {
+    DECODE_BUF.with(|b| b.borrow().len() * 4)
+}
+
+/// A layer's weights kept bit-packed in a custom float format ([`PackedTensor`]).
+///
+/// Fully-connected kernels consume the codes directly; other layers decode them
+/// (SIMD, both cores) into the shared per-thread buffer of [`Weights::decoded`].
+#[derive(Debug, Clone)]
+pub struct PackedWeights {
+    shape: Vec<usize>,
+    packed: PackedTensor,
+}
+
+impl PackedWeights {
+    /// Wraps `packed`; fails unless it holds exactly `shape`'s element count.
+    pub fn new(shape: Vec<usize>, packed: PackedTensor) -> Result<PackedWeights, NnError> {
+        let n: usize = shape.iter().product();
+        if n != packed.len() {
+            return Err(NnError::Length {
+                shape,
+                expected: n,
+                len: packed.len(),
+            });
+        }
+        Ok(PackedWeights { shape, packed })
+    }
+
+    /// The packed codes.
+    pub fn packed(&self) -> &PackedTensor {
+        &self.packed
+    }
+}
+
+impl WeightSource for PackedWeights {
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn decode_into(&self, out: &mut [f32]) -> Result<(), NnError> {
+        kernels::packed::decode_into(&self.packed, out).map_err(|e| {
+            NnError::Graph(format!(
+                "decoding packed weights {:?} ({}): {e}",
+                self.shape,
+                self.packed.format()
+            ))
+        })
+    }
+
+    fn stored_bytes(&self) -> usize {
+        self.packed.bytes().len()
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoded_view_shares_one_buffer_across_layers() {
+        let f: sieve_float::Format = "s1e4m3b7".parse().unwrap();
+        let vals: Vec<f32> = (0..1000).map(|i| (i as f32 - 500.0) / 300.0).collect();
+        let big = PackedTensor::encode_from(f, &vals).unwrap();
+        let small = PackedTensor::encode_from(f, &vals[..100]).unwrap();
+        let wb = Weights::Encoded(Arc::new(PackedWeights::new(vec![10, 100], big).unwrap()));
+        let ws = Weights::Encoded(Arc::new(PackedWeights::new(vec![100], small).unwrap()));
+        assert_eq!(wb.stored_bytes(), 1000);
+        assert_eq!(wb.packed().unwrap().len(), 1000);
+        let expect = sieve_float::PackedTensor::encode_from(f, &vals)
+            .unwrap()
+            .to_vec();
+        {
+            let v = wb.decoded().unwrap();
+            assert_eq!(&*v, &expect[..]);
+            // While borrowed, the thread's buffer is lent out.
+            assert_eq!(decode_buffer_bytes(), 0);
+        }
+        assert_eq!(decode_buffer_bytes(), 4000);
+        for _ in 0..3 {
+            let v = ws.decoded().unwrap();
+            assert_eq!(v.len(), 100);
+            assert_eq!(&*v, &expect[..100]);
+        }
+        // Never more than the largest layer.
+        assert_eq!(decode_buffer_bytes(), 4000);
+        let dense = Weights::dense(Tensor::from_f32(vec![2], vec![1.0, 2.0]).unwrap()).unwrap();
+        assert_eq!(&*dense.decoded().unwrap(), &[1.0, 2.0]);
+        assert!(dense.packed().is_none());
+        assert!(
+            PackedWeights::new(vec![3, 3], PackedTensor::encode_from(f, &[1.0]).unwrap()).is_err()
+        );
     }
 }

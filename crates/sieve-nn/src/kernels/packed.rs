@@ -32,8 +32,10 @@ mod x86;
 const PAR_MIN: usize = 1 << 16;
 /// Column block of the `x * W` (untransposed) batch-1 kernel, in floats (fits L1).
 const COL_BLOCK: usize = 1024;
-/// Target size, in floats, of one decoded weight panel at batch > 1 (fits L2).
-const PANEL_FLOATS: usize = 1 << 15;
+/// Target size, in floats, of one decoded weight panel at batch > 1 (4 MiB: big enough
+/// that re-packing the activations per panel costs little, small next to a large
+/// FC matrix).
+const PANEL_FLOATS: usize = 1 << 20;
 
 /// Instruction-set level of the packed kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,7 +147,13 @@ impl Consts {
 fn extract(bytes: &[u8], width: u32, idx: usize) -> u32 {
     let bit = idx * width as usize;
     let mut word = 0u64;
-    for (i, &b) in bytes.get(bit / 8..).unwrap_or(&[]).iter().take(5).enumerate() {
+    for (i, &b) in bytes
+        .get(bit / 8..)
+        .unwrap_or(&[])
+        .iter()
+        .take(5)
+        .enumerate()
+    {
         word |= u64::from(b) << (8 * i);
     }
     ((word >> (bit % 8)) & ((1u64 << width) - 1)) as u32
@@ -414,7 +422,9 @@ fn gemm_panels<S: Src>(
     };
     if trans_b {
         // Panels of output columns, in parallel; each worker owns its panel buffer.
-        let p = (PANEL_FLOATS / k.max(1)).clamp(8, n.max(8)).next_multiple_of(8);
+        let p = (PANEL_FLOATS / k.max(1))
+            .clamp(64, n.max(64))
+            .next_multiple_of(8);
         let panels: Vec<usize> = (0..n).step_by(p).collect();
         let out = OutPtr(c.as_mut_ptr());
         let run = |j0: usize, buf: &mut Vec<f32>| {
@@ -455,7 +465,7 @@ fn gemm_panels<S: Src>(
             .for_each_init(Vec::new, |buf, &j0| run(j0, buf));
     } else {
         // Panels of the inner dimension, accumulated in order; the GEMM splits each.
-        let p = (PANEL_FLOATS / n.max(1)).clamp(8, k.max(8));
+        let p = (PANEL_FLOATS / n.max(1)).clamp(64, k.max(64));
         let mut buf = Vec::new();
         for p0 in (0..k).step_by(p) {
             let rows = p.min(k - p0);
@@ -477,7 +487,18 @@ fn gemm_panels<S: Src>(
                 rs: n,
                 cs: 1,
             };
-            matmul(m, n, rows, a_sub, bm, c, n, alpha, p0 > 0 || beta != 0.0, true);
+            matmul(
+                m,
+                n,
+                rows,
+                a_sub,
+                bm,
+                c,
+                n,
+                alpha,
+                p0 > 0 || beta != 0.0,
+                true,
+            );
         }
     }
 }
@@ -537,7 +558,12 @@ pub fn fc(
 ) -> Result<(), KernelError> {
     const OP: &str = "fc";
     check_len(OP, "a", checked_product(OP, "a", &[m, k])?, a.len())?;
-    check_len(OP, "weights", checked_product(OP, "weights", &[k, n])?, w.len())?;
+    check_len(
+        OP,
+        "weights",
+        checked_product(OP, "weights", &[k, n])?,
+        w.len(),
+    )?;
     check_len(OP, "c", checked_product(OP, "c", &[m, n])?, c.len())?;
     if m == 0 || n == 0 {
         return Ok(());

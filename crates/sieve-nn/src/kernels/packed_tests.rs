@@ -108,7 +108,14 @@ proptest! {
 #[test]
 fn parallel_odd_shapes_all_modes() {
     let (n, k) = (301, 517);
-    for f in ["s1e4m3b7", "u0e4m4b9", "s1e5m10b15", "s1e3m2b3", "s1e6m12b31", "s1e2m0b1"] {
+    for f in [
+        "s1e4m3b7",
+        "u0e4m4b9",
+        "s1e5m10b15",
+        "s1e3m2b3",
+        "s1e6m12b31",
+        "s1e2m0b1",
+    ] {
         let f: Format = f.parse().unwrap();
         let p = packed(f, n * k, 11);
         let dense = p.to_vec();
@@ -116,13 +123,49 @@ fn parallel_odd_shapes_all_modes() {
             let a = data(m * k, 4);
             let mut c1 = vec![0.0; m * n];
             let mut c2 = vec![0.0; m * n];
-            fc(m, n, k, &a, FcWeights::Packed(&p), trans_b, 1.0, 0.0, &mut c1).unwrap();
-            fc(m, n, k, &a, FcWeights::Dense(&dense), trans_b, 1.0, 0.0, &mut c2).unwrap();
+            fc(
+                m,
+                n,
+                k,
+                &a,
+                FcWeights::Packed(&p),
+                trans_b,
+                1.0,
+                0.0,
+                &mut c1,
+            )
+            .unwrap();
+            fc(
+                m,
+                n,
+                k,
+                &a,
+                FcWeights::Dense(&dense),
+                trans_b,
+                1.0,
+                0.0,
+                &mut c2,
+            )
+            .unwrap();
             assert_eq!(bits(&c1), bits(&c2), "{f} m={m} trans_b={trans_b}");
-            let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+            let one = rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .unwrap();
             let mut c3 = vec![0.0; m * n];
             one.install(|| {
-                fc(m, n, k, &a, FcWeights::Packed(&p), trans_b, 1.0, 0.0, &mut c3).unwrap()
+                fc(
+                    m,
+                    n,
+                    k,
+                    &a,
+                    FcWeights::Packed(&p),
+                    trans_b,
+                    1.0,
+                    0.0,
+                    &mut c3,
+                )
+                .unwrap()
             });
             if m == 1 {
                 // Batch 1: each output's summation does not depend on the split.
@@ -141,7 +184,18 @@ fn parallel_odd_shapes_all_modes() {
 fn bad_lengths_are_errors() {
     let p = PackedTensor::encode_from("s1e4m3b7".parse().unwrap(), &[1.0; 6]).unwrap();
     let mut c = vec![0.0; 2];
-    let e = fc(1, 2, 4, &[0.0; 4], FcWeights::Packed(&p), true, 1.0, 0.0, &mut c).unwrap_err();
+    let e = fc(
+        1,
+        2,
+        4,
+        &[0.0; 4],
+        FcWeights::Packed(&p),
+        true,
+        1.0,
+        0.0,
+        &mut c,
+    )
+    .unwrap_err();
     assert_eq!(
         e,
         KernelError::BadLength {
@@ -164,4 +218,49 @@ fn zero_codes_keep_their_sign() {
     assert_eq!(bits(&out), bits(&p.to_vec()));
     assert_eq!(out[1].to_bits(), 0x8000_0000);
     assert_eq!(out[5].to_bits(), 0x8000_0000);
+}
+
+/// Batch > 1 with several weight panels (both layouts): packed == dense bit for bit,
+/// close to the reference GEMM.
+#[test]
+fn several_panels() {
+    let (m, n, k) = (2, 700, 2000);
+    let f: Format = "s1e4m3b7".parse().unwrap();
+    let p = packed(f, n * k, 5);
+    let dense = p.to_vec();
+    let a = data(m * k, 6);
+    for trans_b in [true, false] {
+        let mut c1 = vec![0.0; m * n];
+        let mut c2 = vec![0.0; m * n];
+        fc(
+            m,
+            n,
+            k,
+            &a,
+            FcWeights::Packed(&p),
+            trans_b,
+            1.0,
+            0.0,
+            &mut c1,
+        )
+        .unwrap();
+        fc(
+            m,
+            n,
+            k,
+            &a,
+            FcWeights::Dense(&dense),
+            trans_b,
+            1.0,
+            0.0,
+            &mut c2,
+        )
+        .unwrap();
+        assert_eq!(bits(&c1), bits(&c2), "trans_b={trans_b}");
+        let mut c_ref = vec![0.0; m * n];
+        reference::gemm(m, n, k, &a, false, &dense, trans_b, 1.0, 0.0, &mut c_ref).unwrap();
+        for (x, y) in c1.iter().zip(&c_ref) {
+            assert!((x - y).abs() <= 1e-3 * (1.0 + y.abs()), "{x} vs {y}");
+        }
+    }
 }

@@ -7,6 +7,7 @@
 //! semantics: 1-D operands promoted, batch dims broadcast).
 
 use super::elementwise::{broadcast_map, broadcast_shape};
+use crate::kernels::packed::{self, FcWeights};
 use crate::kernels::{self, Activation};
 use crate::op::{want_f32, Attrs, Dim, Fact, InputFacts, Inputs, NodeSpec, Op, Scratch};
 use crate::{DType, NnError, Tensor, Weights};
@@ -146,7 +147,7 @@ impl Op for Gemm {
         }
         Ok(vec![Fact::new(DType::F32, vec![m.clone(), n.clone()])])
     }
-    fn eval(&self, inputs: &Inputs<'_>, scratch: &mut Scratch) -> Result<Vec<Tensor>, NnError> {
+    fn eval(&self, inputs: &Inputs<'_>, _scratch: &mut Scratch) -> Result<Vec<Tensor>, NnError> {
         let a = inputs.get(0)?;
         let (bt, ct) = match &self.weights {
             Some(_) => (None, self.bias.as_ref()),
@@ -183,25 +184,58 @@ impl Op for Gemm {
                 beta = self.beta;
             }
         }
-        let Scratch { weights: wbuf, .. } = scratch;
-        let bdata: &[f32] = match (&self.weights, bt) {
-            (Some(w), _) => w.view(wbuf)?,
-            (None, Some(t)) => t.f32s()?,
+        let ad = a.f32s()?;
+        let err =
+            |e: kernels::KernelError| NnError::op(format!("A {:?}, B {bshape:?}: {e}", a.shape()));
+        match (&self.weights, bt) {
+            // Constant weights, the fully-connected case: the packed-aware kernel (dense
+            // and packed weights take the same loops, so a variant and its decoded
+            // reference agree bit for bit).
+            (Some(w), _) if !self.trans_a => {
+                let view;
+                let fw = match w.packed() {
+                    Some(p) => FcWeights::Packed(p),
+                    None => {
+                        view = w.decoded()?;
+                        FcWeights::Dense(&view)
+                    }
+                };
+                packed::fc(m, n, k, ad, fw, self.trans_b, self.alpha, beta, &mut out)
+                    .map_err(err)?;
+            }
+            (Some(w), _) => {
+                let view = w.decoded()?;
+                kernels::gemm(
+                    m,
+                    n,
+                    k,
+                    ad,
+                    true,
+                    &view,
+                    self.trans_b,
+                    self.alpha,
+                    beta,
+                    &mut out,
+                )
+                .map_err(err)?;
+            }
+            (None, Some(t)) => {
+                kernels::gemm(
+                    m,
+                    n,
+                    k,
+                    ad,
+                    self.trans_a,
+                    t.f32s()?,
+                    self.trans_b,
+                    self.alpha,
+                    beta,
+                    &mut out,
+                )
+                .map_err(err)?;
+            }
             (None, None) => return Err(NnError::op("missing B")),
-        };
-        kernels::gemm(
-            m,
-            n,
-            k,
-            a.f32s()?,
-            self.trans_a,
-            bdata,
-            self.trans_b,
-            self.alpha,
-            beta,
-            &mut out,
-        )
-        .map_err(|e| NnError::op(format!("A {:?}, B {bshape:?}: {e}", a.shape())))?;
+        }
         kernels::apply_activation(self.act, &mut out);
         Ok(vec![Tensor::from_f32(vec![m, n], out)?])
     }
@@ -318,7 +352,7 @@ impl Op for MatMul {
         let r = a.shape.len().max(b.len());
         Ok(vec![Fact::new(DType::F32, vec![Dim::unknown(); r])])
     }
-    fn eval(&self, inputs: &Inputs<'_>, scratch: &mut Scratch) -> Result<Vec<Tensor>, NnError> {
+    fn eval(&self, inputs: &Inputs<'_>, _scratch: &mut Scratch) -> Result<Vec<Tensor>, NnError> {
         let a = inputs.get(0)?;
         let bt = if self.weights.is_none() {
             Some(inputs.get(1)?)
@@ -331,27 +365,46 @@ impl Op for MatMul {
             (None, None) => return Err(NnError::op("missing B")),
         };
         let (batch, m, n, k, out_shape) = matmul_shapes(a.shape(), &bshape)?;
-        let Scratch { weights: wbuf, .. } = scratch;
-        let bdata: &[f32] = match (&self.weights, bt) {
-            (Some(w), _) => w.view(wbuf)?,
-            (None, Some(t)) => t.f32s()?,
-            (None, None) => return Err(NnError::op("missing B")),
-        };
         let ad = a.f32s()?;
         let err =
             |e: kernels::KernelError| NnError::op(format!("{:?} x {bshape:?}: {e}", a.shape()));
         // Fast path: B is 2-D (or 1-D): fold A's batch dims into M.
         if bshape.len() <= 2 {
-            let rows = ad.len() / k.max(1);
             let rows = if k == 0 {
                 batch.iter().product::<usize>() * m
             } else {
-                rows
+                ad.len() / k
             };
             let mut out = vec![0.0f32; rows * n];
-            kernels::gemm(rows, n, k, ad, false, bdata, false, 1.0, 0.0, &mut out).map_err(err)?;
+            match (&self.weights, bt) {
+                (Some(w), _) => {
+                    let view;
+                    let fw = match w.packed() {
+                        Some(p) => FcWeights::Packed(p),
+                        None => {
+                            view = w.decoded()?;
+                            FcWeights::Dense(&view)
+                        }
+                    };
+                    packed::fc(rows, n, k, ad, fw, false, 1.0, 0.0, &mut out).map_err(err)?;
+                }
+                (None, Some(t)) => {
+                    kernels::gemm(rows, n, k, ad, false, t.f32s()?, false, 1.0, 0.0, &mut out)
+                        .map_err(err)?;
+                }
+                (None, None) => return Err(NnError::op("missing B")),
+            }
             return Ok(vec![Tensor::from_f32(out_shape, out)?]);
         }
+        let view;
+        let bdata: &[f32] = match (&self.weights, bt) {
+            (Some(w), _) => {
+                view = w.decoded()?;
+                &view
+            }
+            (None, Some(t)) => t.f32s()?,
+            (None, None) => return Err(NnError::op("missing B")),
+        };
         let nb: usize = batch.iter().product();
         let a_b: Vec<usize> = if a.rank() >= 2 {
             a.shape()[..a.rank() - 2].to_vec()
