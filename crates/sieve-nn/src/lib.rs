@@ -23,7 +23,7 @@ pub use graph::{Graph, ValueId};
 pub use model::{IoInfo, Layer, Model, RunOptions, RunResult, TransformFn, VisitFn};
 pub use op::{Dim, Fact, Op};
 pub use tensor::{DType, Tensor};
-pub use weights::{WeightSource, Weights};
+pub use weights::{decode_buffer_bytes, PackedWeights, WeightSource, WeightView, Weights};
 
 /// Configures the global rayon pool used by the kernels to `n` threads (0 = one per
 /// core). Must be called before the first model runs; the pool can be configured
