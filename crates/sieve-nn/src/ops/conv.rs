@@ -349,9 +349,14 @@ impl Op for Conv {
             None => None,
         };
         let bias = bias_t.map(|b| b.f32s()).transpose()?;
-        let Scratch { buf, weights: wbuf } = scratch;
+        let Scratch { buf, .. } = scratch;
+        // Encoded weights decode into the thread's buffer shared by all layers.
+        let wview;
         let wdata: &[f32] = match (&self.weights, wt) {
-            (Some(wv), _) => wv.view(wbuf)?,
+            (Some(wv), _) => {
+                wview = wv.decoded()?;
+                &wview
+            }
             (None, Some(t)) => t.f32s()?,
             (None, None) => return Err(NnError::op("missing weights")),
         };
