@@ -1,58 +1,20 @@
 //! Running a speculative variant: weights bit-packed in memory, activations
 //! reformatted (encode + decode) at every compute layer's output.
+//!
+//! Fully-connected layers multiply straight from the packed codes
+//! (`sieve_nn::kernels::packed::fc`); convolutions decode one layer at a time into a
+//! per-thread buffer shared by all layers (`sieve_nn::Weights::decoded`). Peak memory
+//! is therefore the packed weights, one layer's decoded weights per running thread
+//! and the activations. See `docs/COMPRESSED.md`.
 
 use crate::{DesignError, Variant};
 use sieve_float::{quantize_slice, Format, PackedTensor};
-use sieve_nn::{Model, NnError, RunOptions, Tensor, ValueId, WeightSource, Weights};
-use std::any::Any;
+use sieve_nn::{Model, NnError, RunOptions, Tensor, ValueId, Weights};
 use std::sync::Arc;
 
-/// A layer's weights stored as a [`PackedTensor`], decoded on use
-/// ([`WeightSource`]). Packed kernels may downcast to it through `as_any`.
-#[derive(Debug, Clone)]
-pub struct PackedWeights {
-    shape: Vec<usize>,
-    packed: PackedTensor,
-}
-
-impl PackedWeights {
-    /// Wraps `packed`; fails unless it holds exactly `shape`'s element count.
-    pub fn new(shape: Vec<usize>, packed: PackedTensor) -> Result<PackedWeights, DesignError> {
-        let n: usize = shape.iter().product();
-        if n != packed.len() {
-            return Err(DesignError::Invalid(format!(
-                "packed weights hold {} values, shape {shape:?} needs {n}",
-                packed.len()
-            )));
-        }
-        Ok(PackedWeights { shape, packed })
-    }
-
-    /// The packed codes.
-    pub fn packed(&self) -> &PackedTensor {
-        &self.packed
-    }
-}
-
-impl WeightSource for PackedWeights {
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-
-    fn decode_into(&self, out: &mut [f32]) -> Result<(), NnError> {
-        self.packed
-            .decode_into(out)
-            .map_err(|e| NnError::Graph(format!("decoding packed weights: {e}")))
-    }
-
-    fn stored_bytes(&self) -> usize {
-        self.packed.bytes().len()
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-}
+/// A layer's weights kept bit-packed (moved to `sieve_nn`, where the packed kernels
+/// consume it; re-exported here for existing users).
+pub use sieve_nn::PackedWeights;
 
 /// A runnable speculative CNN: a [`Model`] whose reformatted layers hold
 /// [`PackedWeights`] (or, on the reference path, their decoded `f32` values) and
