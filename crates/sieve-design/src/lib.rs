@@ -25,6 +25,7 @@ pub mod meta;
 mod package;
 pub mod report;
 mod runner;
+pub mod synth;
 pub mod search;
 
 pub use error::DesignError;
