@@ -3,6 +3,7 @@
 
 mod accuracy;
 mod bench;
+mod calibrate;
 #[path = "../../sieve-serve/cli/client_cmd.rs"]
 mod client_cmd;
 mod common;
@@ -13,6 +14,7 @@ mod infer;
 mod inspect_cmd;
 #[path = "../../sieve-serve/cli/serve_cmd.rs"]
 mod serve_cmd;
+mod speculate;
 
 use clap::{Parser, Subcommand};
 
@@ -36,6 +38,10 @@ enum Command {
     Design(design_cmd::Args),
     /// Show what a speculative model package (.sieve) holds.
     Inspect(inspect_cmd::Args),
+    /// Calibrate the misspeculation detector of a package: confidence thresholds per variant and target.
+    Calibrate(calibrate::Args),
+    /// Offline speculation + detector + original replay on a split, per variant and mode.
+    Speculate(speculate::Args),
     /// Serve models over the Open Inference Protocol (KServe v2): REST + gRPC.
     Serve(serve_cmd::Args),
     /// Talk to an Open Inference Protocol server (ours, Triton, KServe, ...).
@@ -61,6 +67,8 @@ fn main() {
         Command::Bench(a) => bench::run(a),
         Command::Design(a) => design_cmd::run(a),
         Command::Inspect(a) => inspect_cmd::run(a),
+        Command::Calibrate(a) => calibrate::run(a),
+        Command::Speculate(a) => speculate::run(a),
         Command::Serve(a) => serve_cmd::run(a),
         Command::Client {
             command: ClientCommand::Infer(a),

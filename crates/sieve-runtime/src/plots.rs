@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 const W: f64 = 760.0;
-const H: f64 = 460.0;
+const H: f64 = 520.0;
 /// Plot area: left, top, right, bottom.
 const AREA: (f64, f64, f64, f64) = (70.0, 50.0, 730.0, 390.0);
 
@@ -84,6 +84,7 @@ impl Canvas {
         xlabel: &str,
         ylabel: &str,
         xfmt: &dyn Fn(f64) -> String,
+        yfmt: &dyn Fn(f64) -> String,
     ) {
         let (l, t, r, b) = AREA;
         self.line(l, b, r, b, BLACK, false);
@@ -97,31 +98,26 @@ impl Canvas {
             let y = m.y(v);
             self.line(l - 4.0, y, l, y, BLACK, false);
             self.line(l, y, r, y, [230, 230, 230], false);
-            self.text(l - 6.0, y + 4.0, &format!("{v:.2}"), 1, Anchor::End);
+            self.text(l - 6.0, y + 4.0, &yfmt(v), 1, Anchor::End);
         }
         self.text((l + r) / 2.0, b + 36.0, xlabel, 1, Anchor::Middle);
         self.vtext(16.0, (t + b) / 2.0, ylabel);
     }
 
+    /// One legend row per item, below the x axis label.
     fn legend(&mut self, items: &[(Rgb, &str, char)]) {
-        let (_, _, r, _) = AREA;
-        let mut y = H - 44.0;
-        let _ = r;
         let x = AREA.0;
         for (i, (c, label, mark)) in items.iter().enumerate() {
-            let xx = x + (i % 2) as f64 * 340.0;
-            if i % 2 == 0 && i > 0 {
-                y += 14.0;
-            }
+            let y = AREA.3 + 46.0 + 14.0 * i as f64;
             match mark {
-                'o' => self.ops.push(Op::Circle(xx + 6.0, y + 8.0, 3.5, *c)),
-                'x' => self.ops.push(Op::Cross(xx + 6.0, y + 8.0, 3.5, *c)),
-                '-' => self.line(xx, y + 8.0, xx + 14.0, y + 8.0, *c, true),
-                _ => self.line(xx, y + 8.0, xx + 14.0, y + 8.0, *c, false),
+                'o' => self.ops.push(Op::Circle(x + 7.0, y, 3.5, *c)),
+                'x' => self.ops.push(Op::Cross(x + 7.0, y, 3.5, *c)),
+                '-' => self.line(x, y, x + 14.0, y, *c, true),
+                _ => self.line(x, y, x + 14.0, y, *c, false),
             }
             self.ops.push(Op::Text(
-                xx + 20.0,
-                y + 12.0,
+                x + 20.0,
+                y + 4.0,
                 label.to_string(),
                 1,
                 Anchor::Start,
@@ -336,6 +332,7 @@ pub fn fig3(records: &[Record], info: &PlotInfo<'_>) -> Figure {
         "input index in the dataset",
         "speculative confidence",
         &|v| format!("{v:.0}"),
+        &|v| format!("{v:.2}"),
     );
     let t0 = info.choices.first().map_or(0.0, |ch| ch.threshold);
     let (mut cc, mut cb, mut uc, mut ub) = (0, 0, 0, 0);
@@ -407,6 +404,7 @@ pub fn fig4(records: &[Record], info: &PlotInfo<'_>) -> Figure {
         "fraction of inputs, sorted from low to high confidence",
         "speculative confidence",
         &|v| format!("{:.0}%", 100.0 * v),
+        &|v| format!("{v:.2}"),
     );
     // At most ~3000 markers: every k-th input (sorted order keeps the shape).
     let step = (sorted.len() / 3000).max(1);
@@ -497,6 +495,7 @@ pub fn replay_curve(
         "replay rate P_r (fraction of inputs replayed on the original)",
         "final top-1",
         &|v| format!("{:.1}%", 100.0 * v),
+        &|v| format!("{:.2}%", 100.0 * v),
     );
     let mut prev: Option<(f64, f64)> = None;
     for p in points {
