@@ -47,6 +47,10 @@ pub struct Args {
     /// own accuracy loss over all tensors.
     #[arg(long)]
     pub paper: bool,
+    /// The m sweep stops under this normalised accuracy (the paper: 0.998). With a
+    /// small validation set one image can be more than 0.2% of it.
+    #[arg(long)]
+    pub sweep_floor: Option<f64>,
     /// Most recovery steps per variant (default: twice the number of tensors).
     #[arg(long)]
     pub max_recovery: Option<usize>,
@@ -75,21 +79,28 @@ pub fn run(args: Args) -> Result<()> {
         p.push(".journal");
         PathBuf::from(p)
     });
+    let mut search = SearchSettings {
+        e_headroom: args.e_headroom,
+        max_recovery_steps: args.max_recovery,
+        ..if args.paper {
+            SearchSettings::paper(args.batch)
+        } else {
+            SearchSettings::default_with_batch(args.batch)
+        }
+    };
+    if let Some(f) = args.sweep_floor {
+        if !(0.0..=1.0).contains(&f) {
+            bail!("--sweep-floor must be in [0, 1], got {f}");
+        }
+        search.sweep_floor = f;
+    }
     let settings = Settings {
         dataset: args.val.clone(),
         split,
         limit: args.limit,
         background_offset: card.as_ref().map_or(0, |c| c.output.background_offset),
         cache_bytes: args.cache_mb << 20,
-        search: SearchSettings {
-            e_headroom: args.e_headroom,
-            max_recovery_steps: args.max_recovery,
-            ..if args.paper {
-                SearchSettings::paper(args.batch)
-            } else {
-                SearchSettings::default_with_batch(args.batch)
-            }
-        },
+        search,
         journal,
         max_evals: args.max_evals,
         output: card.as_ref().map(sieve_design::OutputContract::from_card),

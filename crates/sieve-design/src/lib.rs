@@ -25,8 +25,8 @@ pub mod meta;
 mod package;
 pub mod report;
 mod runner;
-pub mod synth;
 pub mod search;
+pub mod synth;
 
 pub use error::DesignError;
 pub use meta::{Meta, OutputContract, Point, Provenance, TensorInfo, TensorKind, VariantInfo};

@@ -129,6 +129,12 @@ pub struct SearchSettings {
     /// Most recovery steps per variant (`None`: twice the number of tensors).
     #[serde(default)]
     pub max_recovery_steps: Option<usize>,
+    /// Each recovery step that still falls short widens twice as many tensors as
+    /// the previous one (1, 2, 4, ..., each chosen by the ranking), so recovery
+    /// needs O(log n) whole-network evaluations instead of O(n); `false` = one
+    /// tensor per step.
+    #[serde(default)]
+    pub recovery_doubling: bool,
 }
 
 /// The ranking recovery uses to pick the next tensor to widen.

@@ -62,6 +62,7 @@ impl SearchSettings {
             recovery_rank: RecoveryRank::Accuracy,
             widen_activations_first: false,
             max_recovery_steps: None,
+            recovery_doubling: false,
         }
     }
 
@@ -73,6 +74,7 @@ impl SearchSettings {
             skip_dominated: true,
             recovery_rank: RecoveryRank::Fidelity,
             widen_activations_first: true,
+            recovery_doubling: true,
             ..SearchSettings::paper(batch)
         }
     }
@@ -589,6 +591,7 @@ pub fn design(
             .collect();
         let mut recovered = vec![];
         let mut full: Vec<bool> = choice.iter().map(Option::is_none).collect();
+        let mut widen_per_step = 1usize;
         loop {
             let formats: Vec<Option<Format>> = (0..tensors.len())
                 .map(|i| {
@@ -618,54 +621,48 @@ pub fn design(
                 )
             })?;
             combinations += 1;
-            let mut widenable: Vec<usize> = (0..tensors.len()).filter(|&i| !full[i]).collect();
             let max_steps = s.max_recovery_steps.unwrap_or(2 * tensors.len());
             if meets(score.correct, base, target - s.recovery_slack)
-                || widenable.is_empty()
+                || full.iter().all(|&f| f)
                 || recovered.len() >= max_steps
             {
                 let info = variant_info(variant, &tensors, formats, score, base, images, recovered);
                 variants.push(info);
                 break;
             }
-            if s.widen_activations_first
-                && widenable
-                    .iter()
-                    .any(|&i| tensors[i].kind == TensorKind::Activation)
-            {
-                widenable.retain(|&i| tensors[i].kind == TensorKind::Activation);
+            let spell =
+                |choice: &[Option<usize>], full: &[bool], i: usize| match (full[i], choice[i]) {
+                    (false, Some(p)) => tensors[i].points[p].format.to_string(),
+                    _ => "f32".to_string(),
+                };
+            for _ in 0..widen_per_step {
+                let mut widenable: Vec<usize> = (0..tensors.len()).filter(|&i| !full[i]).collect();
+                if s.widen_activations_first
+                    && widenable
+                        .iter()
+                        .any(|&i| tensors[i].kind == TensorKind::Activation)
+                {
+                    widenable.retain(|&i| tensors[i].kind == TensorKind::Activation);
+                }
+                if recovered.len() >= max_steps {
+                    break;
+                }
+                let Some(worst) =
+                    worst_tensor(&tensors, &choice, &widenable, s.recovery_rank, n_images)
+                else {
+                    break;
+                };
+                let old = spell(&choice, &full, worst);
+                match widen(&tensors[worst], choice[worst]) {
+                    Some(p) => choice[worst] = Some(p),
+                    None => full[worst] = true,
+                }
+                let new = spell(&choice, &full, worst);
+                recovered.push(format!("{}: {old} -> {new}", tensors[worst].name));
             }
-            let Some(worst) =
-                worst_tensor(&tensors, &choice, &widenable, s.recovery_rank, n_images)
-            else {
-                break;
-            };
-            let cur_bits = choice[worst].map_or(u32::MAX, |p| tensors[worst].points[p].bits);
-            let old = formats[worst].map_or("f32".to_string(), |f| f.to_string());
-            let next = tensors[worst]
-                .points
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.bits > cur_bits)
-                .min_by(|(ia, a), (ib, b)| {
-                    a.bits
-                        .cmp(&b.bits)
-                        .then(b.correct.cmp(&a.correct))
-                        .then(ia.cmp(ib))
-                })
-                .map(|(i, _)| i);
-            match next {
-                Some(p) => choice[worst] = Some(p),
-                None => full[worst] = true,
+            if s.recovery_doubling {
+                widen_per_step *= 2;
             }
-            let new = if full[worst] {
-                "f32".to_string()
-            } else {
-                choice[worst].map_or("f32".to_string(), |p| {
-                    tensors[worst].points[p].format.to_string()
-                })
-            };
-            recovered.push(format!("{}: {old} -> {new}", tensors[worst].name));
         }
         done += 1;
     }
@@ -734,6 +731,23 @@ fn build_reference(
     }
     acts.sort_by_key(|(v, _)| v.0);
     Ok((m, acts))
+}
+
+/// The next explored point of a tensor with more bits than `current` (fewest
+/// bits, ties: most accurate, then first); `None` = widen to `f32`.
+fn widen(t: &TensorInfo, current: Option<usize>) -> Option<usize> {
+    let cur_bits = current.map_or(u32::MAX, |p| t.points[p].bits);
+    t.points
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.bits > cur_bits)
+        .min_by(|(ia, a), (ib, b)| {
+            a.bits
+                .cmp(&b.bits)
+                .then(b.correct.cmp(&a.correct))
+                .then(ia.cmp(ib))
+        })
+        .map(|(i, _)| i)
 }
 
 /// The tensor recovery widens next among `widenable`: by `rank` of its chosen
@@ -928,6 +942,18 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn widening_goes_to_the_next_wider_point_then_f32() {
+        let t = tensor(
+            TensorKind::Weight,
+            vec![(6, 99, 99), (4, 97, 95), (5, 99, 98)],
+        );
+        let (m6, m4, m5) = (0, 1, 2);
+        assert_eq!(widen(&t, Some(m4)), Some(m5));
+        assert_eq!(widen(&t, Some(m5)), Some(m6));
+        assert_eq!(widen(&t, Some(m6)), None, "widest explored point -> f32");
     }
 
     #[test]
