@@ -406,24 +406,55 @@ pub fn fig4(records: &[Record], info: &PlotInfo<'_>) -> Figure {
         &|v| format!("{:.0}%", 100.0 * v),
         &|v| format!("{v:.2}"),
     );
-    // At most ~3000 markers: every k-th input (sorted order keeps the shape).
-    let step = (sorted.len() / 3000).max(1);
+    // The sorted confidences as a line (at most ~2000 segments), then the
+    // wrong outputs on it: uncorrectable as red dots, correctable as circles.
+    let step = (sorted.len() / 2000).max(1);
+    let mut prev: Option<(f64, f64)> = None;
     for (i, r) in sorted.iter().enumerate() {
-        let wrong = r.outcome() != Outcome::Correct;
-        if i % step != 0 && !wrong {
+        if i % step != 0 && i + 1 != sorted.len() {
             continue;
         }
+        let xy = (m.x(i as f64 / n), m.y(f64::from(r.confidence)));
+        if let Some(q) = prev {
+            c.line(q.0, q.1, xy.0, xy.1, GREEN, false);
+        }
+        prev = Some(xy);
+    }
+    for (i, r) in sorted.iter().enumerate() {
         let (x, y) = (m.x(i as f64 / n), m.y(f64::from(r.confidence)));
-        match r.outcome() {
-            Outcome::Correct => c.ops.push(Op::Dot(x, y, GREEN)),
-            Outcome::Correctable => c.ops.push(Op::Circle(x, y, 2.5, BLUE)),
-            Outcome::Uncorrectable => c.ops.push(Op::Cross(x, y, 2.5, RED)),
+        if r.outcome() == Outcome::Uncorrectable {
+            c.ops.push(Op::Dot(x, y + 3.0, RED));
         }
     }
+    for (i, r) in sorted.iter().enumerate() {
+        let (x, y) = (m.x(i as f64 / n), m.y(f64::from(r.confidence)));
+        if r.outcome() == Outcome::Correctable {
+            c.ops.push(Op::Circle(x, y, 2.5, BLUE));
+        }
+    }
+    let count = |o: Outcome| records.iter().filter(|r| r.outcome() == o).count();
     let mut legend = vec![
-        (GREEN, "correct".to_string(), '.'),
-        (BLUE, "correctable".to_string(), 'o'),
-        (RED, "uncorrectable".to_string(), 'x'),
+        (
+            GREEN,
+            format!(
+                "confidence of every input, sorted ({} correct)",
+                count(Outcome::Correct)
+            ),
+            '_',
+        ),
+        (
+            BLUE,
+            format!("correctable ({})", count(Outcome::Correctable)),
+            'o',
+        ),
+        (
+            RED,
+            format!(
+                "uncorrectable ({}), dots just below the line",
+                count(Outcome::Uncorrectable)
+            ),
+            'x',
+        ),
     ];
     threshold_lines(&mut c, &m, info.choices, &mut legend);
     for (i, ch) in info.choices.iter().enumerate() {
