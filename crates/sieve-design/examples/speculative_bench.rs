@@ -20,7 +20,7 @@
 
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
-use sieve_design::synth::{synthetic_model, SynthAssignment};
+use sieve_design::synth::{synthetic_model_from_onnx, SynthAssignment};
 use sieve_design::{Package, SpeculativeModel, Variant};
 use sieve_float::PackedTensor;
 use sieve_nn::kernels::packed::{self, FcWeights};
@@ -111,18 +111,21 @@ fn model_mode(args: &[String]) -> Result<()> {
         )
     } else {
         let onnx = arg(args, "--onnx").context("--onnx or --package required")?;
-        let model = sieve_onnx::load_file(&onnx)?;
         match arg(args, "--synth") {
             Some(spec) => {
                 let a: SynthAssignment = spec.parse()?;
                 let f = |l: &sieve_nn::Layer| a.for_layer(l);
-                let m = synthetic_model(model, &f, Variant::Approximate, dense)?;
+                let bytes = std::fs::read(&onnx).with_context(|| onnx.clone())?;
+                let m = synthetic_model_from_onnx(&bytes, &f, Variant::Approximate, dense)?;
                 (format!("{spec}{}", if dense { " dense" } else { "" }), m)
             }
-            None => (
-                "original f32".into(),
-                SpeculativeModel::new(model, vec![], Variant::Original),
-            ),
+            None => {
+                let model = sieve_onnx::load_file(&onnx)?;
+                (
+                    "original f32".into(),
+                    SpeculativeModel::new(model, vec![], Variant::Original),
+                )
+            }
         }
     };
     let load_s = t0.elapsed().as_secs_f64();

@@ -10,8 +10,11 @@
 
 use crate::runner::weights_from_packed;
 use crate::{DesignError, SpeculativeModel, Variant};
+use prost::Message;
 use sieve_float::{ExpHistogram, Format, PackedTensor};
-use sieve_nn::{Layer, Model};
+use sieve_nn::{Layer, Model, Tensor};
+use sieve_onnx::proto;
+use std::collections::BTreeMap;
 use std::str::FromStr;
 
 /// Exponent and mantissa bits of a synthetic signed format (bias fitted per tensor).
@@ -126,6 +129,97 @@ pub fn synthetic_model(
             .map_err(|e| DesignError::Invalid(format!("layer {name}: encoding {fmt}: {e}")))?;
         let w = weights_from_packed(shape, packed, dense)?;
         model.set_weights(i, w)?;
+    }
+    Ok(SpeculativeModel::new(model, Vec::new(), variant))
+}
+
+/// Like [`synthetic_model`] from ONNX bytes, without keeping any `f32` copy of the
+/// assigned layers' weights: they are packed from a first load (BN-folded values, as
+/// the engine runs them), then the graph is reloaded with those initializers turned
+/// into external placeholders (lazily-zeroed, never touched) before the packed
+/// weights replace them — the same way `Package::model` loads a variant. Only
+/// initializers used by exactly one layer and nothing else are stripped; the others
+/// stay in memory as in the source.
+pub fn synthetic_model_from_onnx(
+    onnx: &[u8],
+    assign: &dyn Fn(&Layer) -> Option<SynthFormat>,
+    variant: Variant,
+    dense: bool,
+) -> Result<SpeculativeModel, DesignError> {
+    let (names, packed) = {
+        let model = sieve_onnx::load_bytes(onnx)?;
+        let mut packed: BTreeMap<usize, (Vec<usize>, PackedTensor)> = BTreeMap::new();
+        for (i, layer) in model.layers().iter().enumerate() {
+            let Some(sf) = assign(layer) else { continue };
+            let w = model.weights(i)?;
+            let shape = w.shape().to_vec();
+            let t = w.to_tensor()?;
+            let fmt = fit_format(t.f32s()?, sf)?;
+            let p = PackedTensor::encode_from(fmt, t.f32s()?).map_err(|e| {
+                DesignError::Invalid(format!("layer {}: encoding {fmt}: {e}", layer.name))
+            })?;
+            packed.insert(i, (shape, p));
+        }
+        let names: Vec<(String, String)> = model
+            .layers()
+            .iter()
+            .map(|l| (l.name.clone(), l.weight_name.clone()))
+            .collect();
+        (names, packed)
+    };
+    let mut m = proto::ModelProto::decode(onnx)
+        .map_err(|e| DesignError::Invalid(format!("decoding ONNX: {e}")))?;
+    let mut uses: BTreeMap<String, usize> = BTreeMap::new();
+    if let Some(g) = m.graph.as_ref() {
+        for n in &g.node {
+            for i in &n.input {
+                *uses.entry(i.clone()).or_default() += 1;
+            }
+        }
+    }
+    let mut layer_uses: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, w) in &names {
+        *layer_uses.entry(w.as_str()).or_default() += 1;
+    }
+    let strip: Vec<&str> = packed
+        .keys()
+        .map(|&i| names[i].1.as_str())
+        .filter(|w| layer_uses.get(w) == Some(&1) && uses.get(*w) == Some(&1))
+        .collect();
+    if let Some(g) = m.graph.as_mut() {
+        for init in &mut g.initializer {
+            let name = init.name().to_string();
+            if strip.contains(&name.as_str()) {
+                init.raw_data = None;
+                init.float_data.clear();
+                init.data_location = Some(proto::tensor_proto::DataLocation::External as i32);
+                init.external_data = vec![proto::StringStringEntryProto {
+                    key: Some("location".into()),
+                    value: Some(format!("sieve:{name}")),
+                }];
+            }
+        }
+    }
+    let stripped = m.encode_to_vec();
+    drop(m);
+    let resolve = |loc: &str, dims: &[i64]| -> Option<Tensor> {
+        loc.strip_prefix("sieve:")?;
+        let shape: Option<Vec<usize>> = dims.iter().map(|&d| usize::try_from(d).ok()).collect();
+        Some(Tensor::zeros_f32(shape?))
+    };
+    let mut model = sieve_onnx::load_bytes_with_external(&stripped, &resolve)?;
+    drop(stripped);
+    for (i, (shape, p)) in packed {
+        let l = model.layers().get(i).ok_or_else(|| {
+            DesignError::Invalid(format!("layer {i} missing after reloading the graph"))
+        })?;
+        if l.name != names[i].0 {
+            return Err(DesignError::Invalid(format!(
+                "layer {i} is '{}' after reloading, was '{}'",
+                l.name, names[i].0
+            )));
+        }
+        model.set_weights(i, weights_from_packed(shape, p, dense)?)?;
     }
     Ok(SpeculativeModel::new(model, Vec::new(), variant))
 }

@@ -39,12 +39,20 @@ fn packed_variant_equals_reference_path() {
         )
         .unwrap();
         let original = sieve_onnx::load_file(&path).unwrap();
+        // The stripped-graph builder gives the very same model.
+        let bytes = std::fs::read(&path).unwrap();
+        let stripped =
+            sieve_design::synth::synthetic_model_from_onnx(&bytes, &f, Variant::Approximate, false)
+                .unwrap();
+        assert_eq!(stripped.weight_bytes(), packed.weight_bytes());
         // Packed weights really are smaller (all layers assigned except conv for fc-only).
         assert!(packed.weight_bytes() < reference.weight_bytes(), "{spec}");
         for batch in [1, 3] {
             let x = input(batch, batch as u32);
             let p = packed.run(vec![x.clone()]).unwrap();
             let r = reference.run(vec![x.clone()]).unwrap();
+            let s = stripped.run(vec![x.clone()]).unwrap();
+            assert_eq!(s[0].f32s().unwrap(), p[0].f32s().unwrap());
             let o = original.run(vec![x]).unwrap();
             let (p, r, o) = (
                 p[0].f32s().unwrap(),
