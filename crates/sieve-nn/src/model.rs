@@ -97,6 +97,13 @@ pub struct Model {
     /// Values to drop after each node in a plain run.
     frees: Vec<Vec<ValueId>>,
     pool: Mutex<Vec<Vec<Scratch>>>,
+    /// Per-node `(nanoseconds, calls)` when profiling is on (`SIEVE_PROFILE`).
+    profile: Option<Mutex<Vec<(u64, u64)>>>,
+}
+
+/// True if the `SIEVE_PROFILE` environment variable asks for per-node timing.
+fn profiling_requested() -> bool {
+    std::env::var_os("SIEVE_PROFILE").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
 impl Clone for Model {
@@ -115,6 +122,18 @@ impl Clone for Model {
             layers: self.layers.clone(),
             frees: self.frees.clone(),
             pool: Mutex::new(vec![]),
+            profile: self
+                .profile
+                .as_ref()
+                .map(|_| Mutex::new(vec![(0, 0); self.nodes.len()])),
+        }
+    }
+}
+
+impl Drop for Model {
+    fn drop(&mut self) {
+        if let Some(report) = self.profile_report() {
+            eprint!("{report}");
         }
     }
 }
@@ -243,7 +262,11 @@ impl Model {
             layers,
             frees: vec![],
             pool: Mutex::new(vec![]),
+            profile: None,
         };
+        if profiling_requested() {
+            m.profile = Some(Mutex::new(vec![(0, 0); m.nodes.len()]));
+        }
         let all: Vec<bool> = vec![true; m.nodes.len()];
         m.frees = m.free_plan(&all, &m.output_ids);
         Ok(m)
@@ -531,7 +554,12 @@ impl Model {
             .and_then(|mut p| p.pop())
             .unwrap_or_default();
         scratch.resize_with(self.nodes.len(), Scratch::default);
-        let res = self.execute_inner(slots, order, frees, transform, visit, &mut scratch);
+        // Run the whole graph on a pool worker: every parallel kernel then starts from
+        // inside the pool (work stealing, no cross-thread hand-off and wake-up of the
+        // caller per layer). Already on a worker, this runs in place.
+        let res = rayon::scope(|_| {
+            self.execute_inner(slots, order, frees, transform, visit, &mut scratch)
+        });
         if let Ok(mut p) = self.pool.lock() {
             p.push(scratch);
         }
@@ -564,9 +592,14 @@ impl Model {
                         )?),
                     });
                 }
+                let t0 = self.profile.as_ref().map(|_| std::time::Instant::now());
                 let r =
                     n.op.eval(&crate::op::Inputs::new(&ins), &mut scratch[i])
                         .map_err(|e| e.with_node(&n.name, n.op.name()));
+                if let (Some(t0), Some(Ok(mut p))) = (t0, self.profile.as_ref().map(|p| p.lock())) {
+                    p[i].0 += t0.elapsed().as_nanos() as u64;
+                    p[i].1 += 1;
+                }
                 r?
             };
             for (mut t, &o) in outs.into_iter().zip(&n.outputs) {
@@ -626,6 +659,68 @@ impl Model {
         live.sort_by_key(|v| v.0);
         live.dedup();
         Ok(live)
+    }
+
+    /// The per-node time profile, if profiling was requested by setting the
+    /// `SIEVE_PROFILE` environment variable (to anything but `0`) before the model was
+    /// built: one line per node (mean microseconds per call, share of the total, calls,
+    /// op, output shape), slowest first, plus totals per op type. `None` when
+    /// profiling is off or nothing ran. With profiling on, the report is also printed
+    /// to stderr when the model is dropped.
+    pub fn profile_report(&self) -> Option<String> {
+        use std::fmt::Write as _;
+        let p = self.profile.as_ref()?.lock().ok()?.clone();
+        let total: u64 = p.iter().map(|x| x.0).sum();
+        let runs = p.iter().map(|x| x.1).max().unwrap_or(0);
+        if total == 0 || runs == 0 {
+            return None;
+        }
+        let mut rows: Vec<usize> = (0..p.len()).filter(|&i| p[i].1 > 0).collect();
+        rows.sort_by_key(|&i| std::cmp::Reverse(p[i].0));
+        let mut s = String::new();
+        let per_run = total as f64 / runs as f64 / 1e3;
+        let _ = writeln!(
+            s,
+            "sieve profile: {runs} runs, {per_run:.1} us/run in nodes"
+        );
+        let mut by_op: Vec<(&str, u64, usize)> = vec![];
+        for &i in &rows {
+            let n = &self.nodes[i];
+            match by_op.iter_mut().find(|e| e.0 == n.op.name()) {
+                Some(e) => {
+                    e.1 += p[i].0;
+                    e.2 += 1;
+                }
+                None => by_op.push((n.op.name(), p[i].0, 1)),
+            }
+        }
+        by_op.sort_by_key(|e| std::cmp::Reverse(e.1));
+        for (op, t, count) in by_op {
+            let _ = writeln!(
+                s,
+                "  op {op:<20} {:>9.1} us/run {:>5.1}%  ({count} nodes)",
+                t as f64 / runs as f64 / 1e3,
+                100.0 * t as f64 / total as f64
+            );
+        }
+        for &i in &rows {
+            let n = &self.nodes[i];
+            let shape = n
+                .outputs
+                .first()
+                .and_then(|o| self.facts[o.0].as_ref())
+                .map(|f| fmt_dims(&f.shape))
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "  {:>9.1} us {:>5.1}%  {:<12} {:<32} {shape}",
+                p[i].0 as f64 / p[i].1 as f64 / 1e3,
+                100.0 * p[i].0 as f64 / total as f64,
+                n.op.name(),
+                n.name
+            );
+        }
+        Some(s)
     }
 
     /// Number of nodes executed by a plain run (after all passes).

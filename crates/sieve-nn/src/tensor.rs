@@ -214,12 +214,26 @@ impl Tensor {
 
     /// Index of the first NaN or infinite element and its value, if any (`i64` tensors
     /// never have one).
+    #[allow(clippy::eq_op)]
     pub fn first_non_finite(&self) -> Option<(usize, f32)> {
-        self.as_f32()?
-            .iter()
-            .enumerate()
-            .find(|(_, v)| !v.is_finite())
-            .map(|(i, v)| (i, *v))
+        const CHUNK: usize = 1024;
+        let data = self.as_f32()?;
+        for (ci, chunk) in data.chunks(CHUNK).enumerate() {
+            // `x - x` is NaN exactly for NaN and +-inf; 16 independent lanes vectorise.
+            let mut acc = [0.0f32; 16];
+            let mut lanes = chunk.chunks_exact(16);
+            for c in &mut lanes {
+                for (a, &x) in acc.iter_mut().zip(c) {
+                    *a += x - x;
+                }
+            }
+            let tail_bad = lanes.remainder().iter().any(|v| !v.is_finite());
+            if tail_bad || acc.iter().any(|a| a.is_nan()) {
+                let i = chunk.iter().position(|v| !v.is_finite())?;
+                return Some((ci * CHUNK + i, chunk[i]));
+            }
+        }
+        None
     }
 }
 

@@ -19,13 +19,40 @@ use rayon::prelude::*;
 
 use super::matmul::{matmul, matmul_raw, MatRef};
 use super::stencil::Stencil;
-use super::{check_len, checked_product, depthwise, Activation, Conv2dGeom, KernelError};
+use super::{check_len, checked_product, depthwise, direct, Activation, Conv2dGeom, KernelError};
 
 /// Below this many multiply-adds the whole convolution runs on the calling thread.
 const PAR_MIN_MACS: usize = 1 << 20;
+
+/// [`PAR_MIN_MACS`], or the value of the `SIEVE_CONV_PAR_MIN_MACS` environment
+/// variable (a tuning knob for benchmarks), read once.
+fn par_min_macs() -> usize {
+    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *V.get_or_init(|| {
+        std::env::var("SIEVE_CONV_PAR_MIN_MACS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(PAR_MIN_MACS)
+    })
+}
 /// Target size in floats of one tile's im2col block plus its output block (about half
 /// of a 2 MiB L2).
 const TILE_FLOATS: usize = 1 << 18;
+/// Largest unit input (in floats, stencil layout) for the [`direct`] kernel: a quarter
+/// of a 1 MiB L2 share, so that every register block re-reads its planes from L2.
+const DIRECT_MAX_FLOATS: usize = 1 << 16;
+
+/// [`DIRECT_MAX_FLOATS`], or the `SIEVE_CONV_DIRECT_MAX` environment variable (a
+/// tuning knob for benchmarks; `0` turns the direct kernel off), read once.
+fn direct_max_floats() -> usize {
+    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *V.get_or_init(|| {
+        std::env::var("SIEVE_CONV_DIRECT_MAX")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(DIRECT_MAX_FLOATS)
+    })
+}
 
 /// Checks every operand of a convolution and returns `(oh, ow)`.
 #[allow(clippy::too_many_arguments)]
@@ -93,13 +120,44 @@ pub(crate) fn conv2d(
     out: &mut [f32],
     scratch: &mut Vec<f32>,
 ) -> Result<(), KernelError> {
+    conv2d_with(
+        g,
+        input,
+        n,
+        h,
+        w,
+        weights,
+        bias,
+        act,
+        out,
+        scratch,
+        direct_max_floats(),
+    )
+}
+
+/// [`conv2d`] with an explicit [`direct`]-kernel size limit (`0` = GEMM path only,
+/// `usize::MAX` = direct kernel whenever the CPU has it); tests run both paths.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv2d_with(
+    g: &Conv2dGeom,
+    input: &[f32],
+    n: usize,
+    h: usize,
+    w: usize,
+    weights: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+    out: &mut [f32],
+    scratch: &mut Vec<f32>,
+    direct_max: usize,
+) -> Result<(), KernelError> {
     let (oh, ow) = conv_checks(g, input, n, h, w, weights, bias, out)?;
     if out.is_empty() {
         return Ok(());
     }
     let kdim = g.c_in_per_group() * g.kh * g.kw;
     let macs = out.len().saturating_mul(kdim);
-    let threads = if macs >= PAR_MIN_MACS {
+    let threads = if macs >= par_min_macs() {
         rayon::current_num_threads()
     } else {
         1
@@ -120,7 +178,7 @@ pub(crate) fn conv2d(
         1
     };
     let ctx = Ctx::new(
-        g, input, h, w, weights, bias, act, oh, ow, direct, min_tiles,
+        g, input, h, w, weights, bias, act, oh, ow, direct, min_tiles, direct_max,
     );
     let out_ptr = OutPtr(out.as_mut_ptr());
     let (unit_len, work_len) = (ctx.unit_len(), ctx.work_len());
@@ -224,7 +282,16 @@ struct Ctx<'a> {
     pitch: usize,
     tile_rows: usize,
     tiles: usize,
+    /// Use the [`direct`] kernel; tiles are then (row block, row range) pairs.
+    dk: bool,
+    /// Row ranges per row block when `dk`.
+    ytiles: usize,
 }
+
+/// Tap list of a 1x1 stride-1 convolution read straight from the input planes.
+const ONE_TAP: [usize; 1] = [0];
+/// Bias of a layer without one, for the [`direct`] kernel.
+const ZERO_BIAS: [f32; direct::ROWS] = [0.0; direct::ROWS];
 
 impl<'a> Ctx<'a> {
     #[allow(clippy::too_many_arguments)]
@@ -240,6 +307,7 @@ impl<'a> Ctx<'a> {
         ow: usize,
         direct: bool,
         min_tiles: usize,
+        direct_max: usize,
     ) -> Self {
         let st = Stencil {
             kh: g.kh,
@@ -268,10 +336,19 @@ impl<'a> Ctx<'a> {
         } else {
             kdim + g.c_out_per_group()
         };
-        let tile_rows = (TILE_FLOATS / (per_col * pitch).max(1))
-            .min(oh.div_ceil(min_tiles))
-            .clamp(1, oh);
-        let tiles = oh.div_ceil(tile_rows);
+        let unit_floats = g.c_in_per_group() * if direct { h * w } else { st.buf_len() };
+        let dk = direct::available() && unit_floats <= direct_max && g.c_out_per_group() > 0;
+        let (tile_rows, tiles, ytiles) = if dk {
+            let row_blocks = g.c_out_per_group().div_ceil(direct::ROWS);
+            let tile_rows = oh.div_ceil(min_tiles.div_ceil(row_blocks).clamp(1, oh));
+            let ytiles = oh.div_ceil(tile_rows);
+            (tile_rows, row_blocks * ytiles, ytiles)
+        } else {
+            let tile_rows = (TILE_FLOATS / (per_col * pitch).max(1))
+                .min(oh.div_ceil(min_tiles))
+                .clamp(1, oh);
+            (tile_rows, oh.div_ceil(tile_rows), 1)
+        };
         Ctx {
             g,
             input,
@@ -289,6 +366,8 @@ impl<'a> Ctx<'a> {
             pitch,
             tile_rows,
             tiles,
+            dk,
+            ytiles,
         }
     }
 
@@ -305,6 +384,8 @@ impl<'a> Ctx<'a> {
     fn work_len(&self) -> usize {
         if self.direct {
             0
+        } else if self.dk {
+            direct::ROWS * self.tile_rows * self.pitch
         } else {
             (self.kdim + self.g.c_out_per_group()) * self.tile_rows * self.pitch
         }
@@ -353,6 +434,11 @@ impl<'a> Ctx<'a> {
         out: OutPtr,
         gemm_parallel: bool,
     ) {
+        if self.dk {
+            // SAFETY: forwarded from the caller.
+            unsafe { self.run_direct(u, t, ubuf, work, out) };
+            return;
+        }
         let g = self.g;
         let (b, gi) = (u / g.groups, u % g.groups);
         let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
@@ -452,6 +538,74 @@ impl<'a> Ctx<'a> {
                     std::slice::from_raw_parts_mut(out.0.add(plane_base + oy * self.ow), self.ow)
                 };
                 epilogue(dst, src, bias, self.act);
+            }
+        }
+    }
+
+    /// Tile `t` (row block, row range) of unit `u` with the [`direct`] kernel.
+    ///
+    /// # Safety
+    /// As [`Ctx::run_tile`].
+    unsafe fn run_direct(&self, u: usize, t: usize, ubuf: &[f32], work: &mut [f32], out: OutPtr) {
+        let g = self.g;
+        let (b, gi) = (u / g.groups, u % g.groups);
+        let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
+        let (rb, yt) = (t / self.ytiles, t % self.ytiles);
+        let oy0 = yt * self.tile_rows;
+        let oy1 = (oy0 + self.tile_rows).min(self.oh);
+        let r0 = rb * direct::ROWS;
+        let rows = direct::ROWS.min(cog - r0);
+        let co = gi * cog + r0;
+        let ohw = self.oh * self.ow;
+        let weights = &self.weights[co * self.kdim..][..rows * self.kdim];
+        let bias = self
+            .bias
+            .map_or(&ZERO_BIAS[..rows], |bs| &bs[co..co + rows]);
+        let p = self.pitch;
+        let (planes, plane_len, taps): (&[f32], usize, &[usize]) = if self.direct {
+            let hw = self.h * self.w;
+            (
+                &self.input[(b * g.c_in + gi * cig) * hw..][..cig * hw],
+                hw,
+                &ONE_TAP,
+            )
+        } else {
+            (ubuf, self.st.buf_len(), &self.taps)
+        };
+        let blk = direct::Block {
+            planes,
+            plane_len,
+            cig,
+            taps,
+            weights,
+            bias,
+            j0: oy0 * p,
+            len: (oy1 - oy0) * p,
+            act: self.act,
+        };
+        let base = (b * g.c_out + co) * ohw;
+        if self.direct {
+            // SAFETY: rows co..co+rows of image b, columns [oy0*ow, oy1*ow) (p == ow),
+            // are inside the output and owned by this tile (caller contract).
+            unsafe { direct::run_raw(&blk, out.0.add(base + oy0 * self.ow), ohw) };
+            return;
+        }
+        let len = blk.len;
+        let tmp = &mut work[..rows * len];
+        // SAFETY: `tmp` holds `rows * len` floats, exclusively borrowed.
+        unsafe { direct::run_raw(&blk, tmp.as_mut_ptr(), len) };
+        for r in 0..rows {
+            for oy in oy0..oy1 {
+                let src = &tmp[r * len + (oy - oy0) * p..][..self.ow];
+                // SAFETY: output row oy of channel co+r of image b is inside the output
+                // and owned by this tile (caller contract).
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        out.0.add(base + r * ohw + oy * self.ow),
+                        self.ow,
+                    )
+                };
+                dst.copy_from_slice(src);
             }
         }
     }

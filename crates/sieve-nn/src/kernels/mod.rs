@@ -17,6 +17,7 @@
 
 mod conv;
 mod depthwise;
+mod direct;
 mod matmul;
 pub mod packed;
 mod pool;

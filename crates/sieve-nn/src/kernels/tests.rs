@@ -49,8 +49,9 @@ fn check_conv(g: Conv2dGeom, n: usize, h: usize, w: usize, with_bias: bool, act:
             return;
         }
     };
-    let mut fast = vec![f32::NAN; out_len];
     let mut want = vec![0.0; out_len];
+    reference::conv2d(&g, &input, n, h, w, &weights, bias, act, &mut want).unwrap();
+    let mut fast = vec![f32::NAN; out_len];
     let mut scratch = vec![f32::NAN; 3];
     conv2d(
         &g,
@@ -65,8 +66,26 @@ fn check_conv(g: Conv2dGeom, n: usize, h: usize, w: usize, with_bias: bool, act:
         &mut scratch,
     )
     .unwrap();
-    reference::conv2d(&g, &input, n, h, w, &weights, bias, act, &mut want).unwrap();
     assert_close(&fast, &want, g.c_in_per_group() * g.kh * g.kw);
+    // Both convolution paths: GEMM only, and the direct kernel wherever it applies.
+    for direct_max in [0, usize::MAX] {
+        let mut fast = vec![f32::NAN; out_len];
+        conv::conv2d_with(
+            &g,
+            &input,
+            n,
+            h,
+            w,
+            &weights,
+            bias,
+            act,
+            &mut fast,
+            &mut scratch,
+            direct_max,
+        )
+        .unwrap();
+        assert_close(&fast, &want, g.c_in_per_group() * g.kh * g.kw);
+    }
 }
 
 fn geom(

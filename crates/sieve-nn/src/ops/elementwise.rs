@@ -478,18 +478,116 @@ pub fn broadcast_map<T: Copy, E>(
     Ok(out)
 }
 
+/// The broadcast as `(size, stride_a, stride_b)` per axis, outermost first, with
+/// size-1 axes dropped and adjacent axes merged where both operands step through
+/// them contiguously (so a per-channel constant over `[N, C, H, W]` becomes one run
+/// of `H * W` per channel).
+fn coalesce(ash: &[usize], bsh: &[usize], out: &[usize]) -> Vec<(usize, usize, usize)> {
+    let (sa, sb) = (bstrides(ash, out), bstrides(bsh, out));
+    let mut dims: Vec<(usize, usize, usize)> = Vec::with_capacity(out.len());
+    for d in 0..out.len() {
+        if out[d] == 1 {
+            continue;
+        }
+        if let Some(last) = dims.last_mut() {
+            if last.1 == sa[d] * out[d] && last.2 == sb[d] * out[d] {
+                *last = (last.0 * out[d], sa[d], sb[d]);
+                continue;
+            }
+        }
+        dims.push((out[d], sa[d], sb[d]));
+    }
+    dims
+}
+
+/// `f(a, b)` with numpy broadcasting for f32, as tight per-run loops the compiler
+/// vectorises (same result as [`broadcast_map`], element for element).
+fn broadcast_f32(
+    a: &[f32],
+    ash: &[usize],
+    b: &[f32],
+    bsh: &[usize],
+    out_shape: &[usize],
+    f: impl Fn(f32, f32) -> f32 + Copy,
+) -> Vec<f32> {
+    let n: usize = out_shape.iter().product();
+    let mut out = vec![0.0f32; n];
+    if n == 0 {
+        return out;
+    }
+    let dims = coalesce(ash, bsh, out_shape);
+    let Some(&(len, ia, ib)) = dims.last() else {
+        out[0] = f(a[0], b[0]);
+        return out;
+    };
+    let outer = &dims[..dims.len() - 1];
+    let mut idx = vec![0usize; outer.len()];
+    let (mut oa, mut ob) = (0usize, 0usize);
+    for dst in out.chunks_exact_mut(len) {
+        match (ia, ib) {
+            (1, 1) => {
+                let (xa, xb) = (&a[oa..oa + len], &b[ob..ob + len]);
+                for ((d, &x), &y) in dst.iter_mut().zip(xa).zip(xb) {
+                    *d = f(x, y);
+                }
+            }
+            (1, 0) => {
+                let y = b[ob];
+                for (d, &x) in dst.iter_mut().zip(&a[oa..oa + len]) {
+                    *d = f(x, y);
+                }
+            }
+            (0, 1) => {
+                let x = a[oa];
+                for (d, &y) in dst.iter_mut().zip(&b[ob..ob + len]) {
+                    *d = f(x, y);
+                }
+            }
+            _ => {
+                for (i, d) in dst.iter_mut().enumerate() {
+                    *d = f(a[oa + i * ia], b[ob + i * ib]);
+                }
+            }
+        }
+        // Advance the multi-index over the outer axes.
+        for k in (0..outer.len()).rev() {
+            idx[k] += 1;
+            oa += outer[k].1;
+            ob += outer[k].2;
+            if idx[k] < outer[k].0 {
+                break;
+            }
+            oa -= outer[k].1 * idx[k];
+            ob -= outer[k].2 * idx[k];
+            idx[k] = 0;
+        }
+    }
+    out
+}
+
+/// [`broadcast_f32`] with the arithmetic of `kind` monomorphised per kind.
+fn binary_f32(
+    kind: BinaryKind,
+    a: &[f32],
+    ash: &[usize],
+    b: &[f32],
+    bsh: &[usize],
+    out: &[usize],
+) -> Vec<f32> {
+    match kind {
+        BinaryKind::Add | BinaryKind::Mean => broadcast_f32(a, ash, b, bsh, out, |x, y| x + y),
+        BinaryKind::Sub => broadcast_f32(a, ash, b, bsh, out, |x, y| x - y),
+        BinaryKind::Mul => broadcast_f32(a, ash, b, bsh, out, |x, y| x * y),
+        BinaryKind::Div => broadcast_f32(a, ash, b, bsh, out, |x, y| x / y),
+        k => broadcast_f32(a, ash, b, bsh, out, move |x, y| k.f(x, y)),
+    }
+}
+
 fn apply_pair(kind: BinaryKind, a: &Tensor, b: &Tensor) -> Result<Tensor, NnError> {
     let shape = broadcast_shape(a.shape(), b.shape())?;
     match (a.dtype(), b.dtype()) {
         (DType::F32, DType::F32) => {
-            let v = broadcast_map(
-                a.f32s()?,
-                a.shape(),
-                b.f32s()?,
-                b.shape(),
-                &shape,
-                |x, y| Ok::<f32, NnError>(kind.f(x, y)),
-            )?;
+            let v = binary_f32(kind, a.f32s()?, a.shape(), b.f32s()?, b.shape(), &shape);
             Tensor::from_f32(shape, v)
         }
         (DType::I64, DType::I64) => {
@@ -573,6 +671,70 @@ mod tests {
         .unwrap();
         assert_eq!(out, vec![0.0, 0.0, 100.0, 200.0, 200.0, 400.0]);
         assert!(broadcast_shape(&[2, 3], &[4]).is_err());
+    }
+
+    /// Random broadcast-compatible shape pairs of rank <= 4 (sizes 0..=4).
+    fn shape_pair() -> impl proptest::strategy::Strategy<Value = (Vec<usize>, Vec<usize>)> {
+        use proptest::prelude::*;
+        (0usize..=4, 0usize..=4).prop_flat_map(|(ra, rb)| {
+            let r = ra.max(rb);
+            (
+                proptest::collection::vec(0usize..=4, r),
+                proptest::collection::vec(any::<(bool, bool)>(), r),
+            )
+                .prop_map(move |(full, ones)| {
+                    let a = (r - ra..r)
+                        .map(|i| if ones[i].0 { 1 } else { full[i] })
+                        .collect();
+                    let b = (r - rb..r)
+                        .map(|i| if ones[i].1 { 1 } else { full[i] })
+                        .collect();
+                    (a, b)
+                })
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_f32_broadcast_equals_generic((ash, bsh) in shape_pair(), kind in 0usize..8) {
+            let kinds = [
+                BinaryKind::Add, BinaryKind::Sub, BinaryKind::Mul, BinaryKind::Div,
+                BinaryKind::Max, BinaryKind::Min, BinaryKind::Mean, BinaryKind::PRelu,
+            ];
+            let k = kinds[kind];
+            let out = broadcast_shape(&ash, &bsh).unwrap();
+            let a: Vec<f32> = (0..ash.iter().product::<usize>())
+                .map(|i| i as f32 * 0.37 - 3.0)
+                .collect();
+            let b: Vec<f32> = (0..bsh.iter().product::<usize>())
+                .map(|i| 1.5 - i as f32 * 0.29)
+                .collect();
+            let want = broadcast_map(&a, &ash, &b, &bsh, &out, |x, y| Ok::<f32, ()>(k.f(x, y)))
+                .unwrap();
+            let got = binary_f32(k, &a, &ash, &b, &bsh, &out);
+            proptest::prop_assert_eq!(
+                got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                want.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
+        }
+    }
+
+    #[test]
+    fn first_non_finite_finds_the_first() {
+        let mut v = vec![1.0f32; 5000];
+        let t = Tensor::from_f32(vec![5000], v.clone()).unwrap();
+        assert_eq!(t.first_non_finite(), None);
+        for (i, bad) in [
+            (4999, f32::NAN),
+            (1024, f32::INFINITY),
+            (17, f32::NEG_INFINITY),
+        ] {
+            v[i] = bad;
+            let t = Tensor::from_f32(vec![5000], v.clone()).unwrap();
+            let (at, val) = t.first_non_finite().unwrap();
+            assert_eq!(at, i);
+            assert_eq!(val.to_bits(), bad.to_bits());
+        }
     }
 
     #[test]

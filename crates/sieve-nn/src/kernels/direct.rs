@@ -1,0 +1,233 @@
+//! Direct convolution for small layers: no im2col and no GEMM call.
+//!
+//! The input planes of one (image, group) unit are in the padded, phase-split layout of
+//! [`super::stencil::Stencil`] (or, for 1x1 stride-1 unpadded convolutions, are the
+//! input planes themselves), so every tap is a constant offset from the flat output
+//! index `oy * P + ox`. A register block of [`ROWS`] output channels x up to [`VECS`]
+//! vectors of 16 flat outputs accumulates, for every input channel and tap, one vector
+//! load per output vector times one broadcast weight per output channel (24 FMAs per 10
+//! loads), with the bias as the initial value and the activation applied before the
+//! store. Weights are read in place (`[c_out, c_in/groups, kh, kw]`): each of the
+//! [`ROWS`] rows is a sequential stream, so nothing is packed and compressed weights
+//! decoded per run need no extra copy.
+//!
+//! AVX-512 only ([`available`]); other CPUs use the GEMM path of [`super::conv`].
+
+use super::simd::{self, Level};
+use super::Activation;
+
+/// Output channels per register block.
+pub(crate) const ROWS: usize = 6;
+/// Vectors of 16 outputs per register block.
+pub(crate) const VECS: usize = 4;
+
+/// True if the CPU runs the direct kernel (AVX-512F).
+pub(crate) fn available() -> bool {
+    matches!(simd::level(), Level::Avx512)
+}
+
+/// One block of work for [`run`].
+pub(crate) struct Block<'a> {
+    /// `cig` input planes of `plane_len` floats each.
+    pub planes: &'a [f32],
+    /// Floats per input plane.
+    pub plane_len: usize,
+    /// Input channels (per group).
+    pub cig: usize,
+    /// Tap offsets from the flat output index, `(ky, kx)` row-major.
+    pub taps: &'a [usize],
+    /// Weights of the block's output channels: `rows` rows of `cig * taps.len()`.
+    pub weights: &'a [f32],
+    /// Bias per output channel of the block (`rows` values).
+    pub bias: &'a [f32],
+    /// First flat output index.
+    pub j0: usize,
+    /// Flat outputs to compute from `j0`.
+    pub len: usize,
+    /// Fused activation.
+    pub act: Activation,
+}
+
+/// Computes, for `r < rows` and `j < len`,
+/// `dst[r * ld + j] = act(bias[r] + sum_{ci, t} weights[r][ci * taps + t] *
+/// planes[ci * plane_len + taps[t] + j0 + j])`, where `rows = bias.len() <= ROWS`.
+///
+/// The destination is a raw pointer because callers' output rows interleave with other
+/// threads' (each thread owns its `[j0, j0 + len)` column range of every row).
+///
+/// # Panics
+/// If an input operand is too short for the geometry (a bug in the caller's layout,
+/// never input data): every plane read must stay inside its plane.
+///
+/// # Safety
+/// `dst + r * ld + j` for `r < rows`, `j < len` must be valid for writes and not
+/// accessed by anyone else during the call.
+pub(crate) unsafe fn run_raw(b: &Block<'_>, dst: *mut f32, ld: usize) {
+    let rows = b.bias.len();
+    let kdim = b.cig * b.taps.len();
+    let max_off = b.taps.iter().copied().max().unwrap_or(0);
+    assert!(
+        available()
+            && (1..=ROWS).contains(&rows)
+            && b.weights.len() >= rows * kdim
+            && (b.cig == 0 || (b.planes.len() >= b.cig * b.plane_len))
+            && max_off + b.j0 + b.len <= b.plane_len,
+        "direct conv: operands do not match the geometry"
+    );
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX-512F is available and the bounds above hold: every load reads
+    // `planes[ci * plane_len + off + j0 + j]` with `off + j0 + j < plane_len` (masked
+    // beyond `len`); every store writes `dst + r * ld + j` with `j < len` (caller).
+    unsafe {
+        x86::run(b, rows, kdim, dst, ld)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (dst, ld, kdim);
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{Activation, Block, VECS};
+    use std::arch::x86_64::*;
+
+    /// Dispatches every (rows, vectors) block shape to a monomorphised body.
+    ///
+    /// # Safety
+    /// AVX-512F, and the bounds checked by [`super::run`].
+    pub unsafe fn run(b: &Block<'_>, rows: usize, kdim: usize, dst: *mut f32, ld: usize) {
+        let (kind, lo, hi) = match b.act {
+            Activation::None => (0u8, 0.0, 0.0),
+            Activation::Relu => (1, 0.0, 0.0),
+            Activation::Clip { min, max } => (2, min, max),
+        };
+        let chunk = 16 * VECS;
+        let mut j = 0;
+        // SAFETY (whole loop): pointer offsets stay inside the operands (caller bounds).
+        while j < b.len {
+            let n = (b.len - j).min(chunk);
+            let vecs = n.div_ceil(16);
+            let rem = n - (vecs - 1) * 16;
+            let mask: __mmask16 = if rem == 16 { 0xFFFF } else { (1u16 << rem) - 1 };
+            let a = Args {
+                planes: b.planes.as_ptr().wrapping_add(b.j0 + j),
+                plane_len: b.plane_len,
+                cig: b.cig,
+                taps: b.taps,
+                w: b.weights.as_ptr(),
+                kdim,
+                bias: b.bias.as_ptr(),
+                dst: dst.wrapping_add(j),
+                ld,
+                mask,
+                kind,
+                lo,
+                hi,
+            };
+            // SAFETY: forwarded from the caller (the same bounds).
+            unsafe {
+                match rows {
+                    1 => by_vecs::<1>(&a, vecs),
+                    2 => by_vecs::<2>(&a, vecs),
+                    3 => by_vecs::<3>(&a, vecs),
+                    4 => by_vecs::<4>(&a, vecs),
+                    5 => by_vecs::<5>(&a, vecs),
+                    _ => by_vecs::<6>(&a, vecs),
+                }
+            }
+            j += n;
+        }
+    }
+
+    /// Raw operands of one register block.
+    struct Args<'a> {
+        /// Input plane 0 at the block's first flat output.
+        planes: *const f32,
+        plane_len: usize,
+        cig: usize,
+        taps: &'a [usize],
+        w: *const f32,
+        kdim: usize,
+        bias: *const f32,
+        /// Output row 0 at the block's first flat output.
+        dst: *mut f32,
+        ld: usize,
+        /// Lanes of the last vector that are real outputs.
+        mask: __mmask16,
+        kind: u8,
+        lo: f32,
+        hi: f32,
+    }
+
+    /// # Safety
+    /// As [`run`].
+    #[inline(always)]
+    unsafe fn by_vecs<const R: usize>(a: &Args<'_>, vecs: usize) {
+        // SAFETY: forwarded.
+        unsafe {
+            match vecs {
+                1 => block::<R, 1>(a),
+                2 => block::<R, 2>(a),
+                3 => block::<R, 3>(a),
+                _ => block::<R, 4>(a),
+            }
+        }
+    }
+
+    /// `R` output channels x `V` vectors; the last vector is masked.
+    ///
+    /// # Safety
+    /// AVX-512F; reads `planes + ci * plane_len + off + [0, 16 V)` (masked to the real
+    /// outputs in the last vector) and writes `dst + r * ld + [0, 16 V)` (masked).
+    #[target_feature(enable = "avx512f")]
+    unsafe fn block<const R: usize, const V: usize>(a: &Args<'_>) {
+        // SAFETY: every pointer access below stays in the ranges stated above.
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); V]; R];
+            for (r, row) in acc.iter_mut().enumerate() {
+                let b = _mm512_set1_ps(*a.bias.add(r));
+                for v in row.iter_mut() {
+                    *v = b;
+                }
+            }
+            let ntaps = a.taps.len();
+            for ci in 0..a.cig {
+                let plane = a.planes.add(ci * a.plane_len);
+                let wc = a.w.add(ci * ntaps);
+                for (t, &off) in a.taps.iter().enumerate() {
+                    let p = plane.add(off);
+                    let mut x = [_mm512_setzero_ps(); V];
+                    for (v, xv) in x.iter_mut().enumerate() {
+                        *xv = if v + 1 == V {
+                            _mm512_maskz_loadu_ps(a.mask, p.add(16 * v))
+                        } else {
+                            _mm512_loadu_ps(p.add(16 * v))
+                        };
+                    }
+                    for (r, row) in acc.iter_mut().enumerate() {
+                        let wv = _mm512_set1_ps(*wc.add(r * a.kdim + t));
+                        for (v, acc_v) in row.iter_mut().enumerate() {
+                            *acc_v = _mm512_fmadd_ps(wv, x[v], *acc_v);
+                        }
+                    }
+                }
+            }
+            let (lo, hi) = (_mm512_set1_ps(a.lo), _mm512_set1_ps(a.hi));
+            for (r, row) in acc.iter().enumerate() {
+                let d = a.dst.add(r * a.ld);
+                for (v, &val) in row.iter().enumerate() {
+                    // `max_ps(x, lo)` returns `lo` for NaN `x`, like `f32::max`.
+                    let val = match a.kind {
+                        0 => val,
+                        1 => _mm512_max_ps(val, lo),
+                        _ => _mm512_min_ps(_mm512_max_ps(val, lo), hi),
+                    };
+                    if v + 1 == V {
+                        _mm512_mask_storeu_ps(d.add(16 * v), a.mask, val);
+                    } else {
+                        _mm512_storeu_ps(d.add(16 * v), val);
+                    }
+                }
+            }
+        }
+    }
+}
