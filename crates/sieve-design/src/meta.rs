@@ -102,9 +102,11 @@ pub struct SearchSettings {
     pub recovery_slack: f64,
     /// Stop the `e` sweep of a tensor when even `m = m_max` falls below the floor.
     pub stop_e_sweep: bool,
-    /// Extra exponent widths tried above `e_max` (0 = the paper). `e_max` keeps
-    /// 99.5% of the values; models whose weights lie on a fine grid (e.g.
-    /// per-channel int8 quantised ones) may need one more exponent bit.
+    /// Extra exponent widths tried above `e_max` for **weight** tensors (0 = the
+    /// paper; activations always start at `e_max`). `e_max` keeps 99.5% of the
+    /// values; weights from per-channel int8 quantised models have whole channels
+    /// in that last 0.5% (flushing them loses accuracy), so they need one more
+    /// exponent bit.
     #[serde(default)]
     pub e_headroom: u8,
     /// Images per evaluation batch (results may depend on it through kernel tiling).

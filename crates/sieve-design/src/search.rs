@@ -294,6 +294,15 @@ fn candidates(h: &ExpHistogram, headroom: u8) -> Vec<sieve_float::Window> {
     out
 }
 
+/// Extra exponent widths for a tensor kind: [`SearchSettings::e_headroom`]
+/// applies to weight tensors only.
+fn headroom(s: &SearchSettings, kind: TensorKind) -> u8 {
+    match kind {
+        TensorKind::Weight => s.e_headroom,
+        TensorKind::Activation => 0,
+    }
+}
+
 fn histogram_pairs(h: &ExpHistogram) -> Vec<(i32, u64)> {
     match h.exp_range() {
         Some((lo, hi)) => (lo..=hi)
@@ -473,7 +482,8 @@ pub fn design(
     let m_steps = usize::from(s.m_max) + 1;
     let total = hists
         .iter()
-        .map(|h| candidates(h, s.e_headroom).len() * m_steps)
+        .zip(&tensors)
+        .map(|(h, t)| candidates(h, headroom(s, t.kind)).len() * m_steps)
         .sum::<usize>()
         + 3;
     let mut done = 0usize;
@@ -489,7 +499,7 @@ pub fn design(
             let t = Instant::now();
             let info = &tensors[ti];
             let (kind, signed) = (info.kind, info.signed);
-            let windows = candidates(&hists[ti], s.e_headroom);
+            let windows = candidates(&hists[ti], headroom(s, kind));
             let mut points = vec![];
             // Fewest bits of a point meeting the accurate threshold so far.
             let mut accurate_bits = u32::MAX;
