@@ -406,9 +406,9 @@ pub fn fig4(records: &[Record], info: &PlotInfo<'_>) -> Figure {
         &|v| format!("{:.0}%", 100.0 * v),
         &|v| format!("{v:.2}"),
     );
-    // The sorted confidences as a line (at most ~2000 segments), then the
+    // The sorted confidences as a line (at most ~600 segments), then the
     // wrong outputs on it: uncorrectable as red dots, correctable as circles.
-    let step = (sorted.len() / 2000).max(1);
+    let step = (sorted.len() / 600).max(1);
     let mut prev: Option<(f64, f64)> = None;
     for (i, r) in sorted.iter().enumerate() {
         if i % step != 0 && i + 1 != sorted.len() {
@@ -535,8 +535,11 @@ pub fn replay_curve(
             break;
         }
         let xy = (m.x(r), m.y(p.final_correct as f64 / n));
-        if let Some(q) = prev {
-            c.line(q.0, q.1, xy.0, xy.1, BLUE, false);
+        match prev {
+            // Sub-pixel steps add nothing but file size.
+            Some(q) if (q.0 - xy.0).abs() < 0.5 && (q.1 - xy.1).abs() < 0.5 => continue,
+            Some(q) => c.line(q.0, q.1, xy.0, xy.1, BLUE, false),
+            None => {}
         }
         prev = Some(xy);
     }
