@@ -9,6 +9,7 @@ use crate::ops::conv::Conv;
 use crate::ops::elementwise::{Clip, Unary, UnaryKind};
 use crate::ops::matmul::{Gemm, MatMul};
 use crate::ops::norm::BatchNorm;
+use crate::ops::pool::Pool;
 use crate::ops::shape::Identity;
 use crate::{NnError, Tensor, Weights};
 use std::collections::HashMap;
@@ -429,6 +430,10 @@ pub fn fuse_activations(
             (c.act == Activation::None).then(|| Arc::new(Conv { act, ..c.clone() }) as Arc<dyn Op>)
         } else if let Some(c) = pop.downcast_ref::<Gemm>() {
             (c.act == Activation::None).then(|| Arc::new(Gemm { act, ..c.clone() }) as Arc<dyn Op>)
+        } else if let Some(pl) = pop.downcast_ref::<Pool>() {
+            // Pool -> Relu/Clip (e.g. cifar10_quick): applied to the pooled values.
+            pl.with_activation(act)
+                .map(|pl| Arc::new(pl) as Arc<dyn Op>)
         } else {
             None
         };
@@ -603,6 +608,70 @@ mod tests {
         assert!(d < 1e-5, "max diff {d}");
         assert!(a.iter().all(|&v| v >= 0.0));
         assert!(a.iter().any(|&v| v > 0.0));
+    }
+
+    /// x -> MaxPool 2x2 -> Relu -> y; if `expose`, the pool output is a graph output too.
+    fn pool_relu(expose: bool) -> Model {
+        let r = Registry::standard();
+        let mut g = Graph::new();
+        let x = g
+            .add_value(
+                "x",
+                Some(Fact::new(
+                    DType::F32,
+                    vec![Dim::Fixed(1), Dim::Fixed(2), Dim::Fixed(4), Dim::Fixed(4)],
+                )),
+            )
+            .unwrap();
+        g.inputs.push(x);
+        let p = g.add_value("p", None).unwrap();
+        let y = g.add_value("y", None).unwrap();
+        let k = AttrValue::Ints(vec![2, 2]);
+        let st = AttrValue::Ints(vec![2, 2]);
+        g.add_node(
+            "pool",
+            r.build(&spec(
+                "pool",
+                "MaxPool",
+                vec![("kernel_shape", k), ("strides", st)],
+                1,
+            ))
+            .unwrap(),
+            vec![Some(x)],
+            vec![p],
+        )
+        .unwrap();
+        g.add_node(
+            "relu",
+            r.build(&spec("relu", "Relu", vec![], 1)).unwrap(),
+            vec![Some(p)],
+            vec![y],
+        )
+        .unwrap();
+        g.outputs.push(y);
+        if expose {
+            g.outputs.push(p);
+        }
+        Model::new(g).unwrap()
+    }
+
+    #[test]
+    fn relu_fuses_into_pool() {
+        let fused = pool_relu(false);
+        let plain = pool_relu(true);
+        assert_eq!(fused.node_count(), 1, "{:?}", fused.node_summary());
+        assert_eq!(plain.node_count(), 2, "{:?}", plain.node_summary());
+        assert_eq!(fused.value_id("y"), fused.value_id("p"));
+        let shifted = vals(32, 5).iter().map(|v| v - 0.35).collect();
+        let x = Tensor::from_f32(vec![1, 2, 4, 4], shifted).unwrap();
+        let a = fused.run(vec![x.clone()]).unwrap();
+        let b = plain.run(vec![x]).unwrap();
+        assert_eq!(a[0].shape(), &[1, 2, 2, 2]);
+        assert_eq!(a[0].as_f32().unwrap(), b[0].as_f32().unwrap());
+        let a = a[0].as_f32().unwrap();
+        assert!(a.iter().all(|&v| v >= 0.0));
+        assert!(a.iter().any(|&v| v > 0.0));
+        assert!(b[1].as_f32().unwrap().iter().any(|&v| v < 0.0));
     }
 
     /// Shape -> Gather -> Unsqueeze -> Concat -> Reshape, as PyTorch exports flatten.

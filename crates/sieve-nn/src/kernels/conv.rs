@@ -337,7 +337,12 @@ impl<'a> Ctx<'a> {
             kdim + g.c_out_per_group()
         };
         let unit_floats = g.c_in_per_group() * if direct { h * w } else { st.buf_len() };
-        let dk = direct::available() && unit_floats <= direct_max && g.c_out_per_group() > 0;
+        // Fewer than one vector of flat outputs (e.g. a classifier as a 1x1 convolution
+        // on a 1x1 map) would waste most lanes: the GEMM (matrix-vector) path is better.
+        let dk = direct::available()
+            && unit_floats <= direct_max
+            && g.c_out_per_group() > 0
+            && oh * pitch >= 16;
         let (tile_rows, tiles, ytiles) = if dk {
             let row_blocks = g.c_out_per_group().div_ceil(direct::ROWS);
             let tile_rows = oh.div_ceil(min_tiles.div_ceil(row_blocks).clamp(1, oh));

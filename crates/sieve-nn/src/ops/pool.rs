@@ -10,7 +10,7 @@
 //! MaxPool's optional `Indices` output and 3-D pooling are rejected.
 
 use super::conv::{spatial_list, AutoPad};
-use crate::kernels::{self, Pool2dGeom};
+use crate::kernels::{self, Activation, Pool2dGeom};
 use crate::op::{want_f32, Attrs, Dim, Fact, InputFacts, Inputs, NodeSpec, Op, Scratch};
 use crate::{DType, NnError, Tensor};
 use std::any::Any;
@@ -27,6 +27,8 @@ pub struct Pool {
     auto_pad: AutoPad,
     ceil_mode: bool,
     count_include_pad: bool,
+    /// Activation applied to the pooled values (fused by the activation pass).
+    act: Activation,
 }
 
 impl Pool {
@@ -65,6 +67,7 @@ impl Pool {
         }
         a.finish()?;
         Ok(Box::new(Pool {
+            act: Activation::None,
             max,
             kernel,
             strides,
@@ -124,6 +127,17 @@ impl Pool {
     }
 }
 
+impl Pool {
+    /// A copy that applies `act` to its output (a following Relu/Clip fused in), or
+    /// `None` if this pool already has an activation.
+    pub fn with_activation(&self, act: Activation) -> Option<Pool> {
+        (self.act == Activation::None).then(|| Pool {
+            act,
+            ..self.clone()
+        })
+    }
+}
+
 impl Op for Pool {
     fn name(&self) -> &'static str {
         if self.max {
@@ -180,6 +194,9 @@ impl Op for Pool {
             kernels::avg_pool2d(&g, x.f32s()?, n, c, h, w, &mut out)
         };
         r.map_err(|e| NnError::op(format!("input {xs:?}: {e}")))?;
+        if self.act != Activation::None {
+            kernels::apply_activation(self.act, &mut out);
+        }
         let mut os = vec![n, c];
         if self.kernel.len() == 2 {
             os.push(oh);
