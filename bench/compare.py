@@ -90,6 +90,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--big-batch", type=int, default=64)
     ap.add_argument("--seconds", type=float, default=1.0, help="min seconds per measurement")
+    ap.add_argument("--big-models", default="",
+                    help="comma-separated model names that get the big-batch run too (default: all)")
     ap.add_argument("--out", default="bench/out/compare.json")
     args = ap.parse_args()
 
@@ -97,6 +99,7 @@ def main():
     so.intra_op_num_threads = args.threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    load_start = os.getloadavg()
     results = {"floors": floors(), "threads": args.threads, "onnxruntime": ort.__version__,
                "tract": tract.version(), "models": []}
     print(f"floors: {results['floors']}", file=sys.stderr)
@@ -107,7 +110,8 @@ def main():
         row = {"model": name, "path": str(path), "macs": macs(path)}
         sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         iname = sess.get_inputs()[0].name
-        for batch in (1, args.big_batch):
+        big = not args.big_models or name in args.big_models.split(",")
+        for batch in (1, args.big_batch) if big else (1,):
             x = rng.integers(0, 256, size=(batch, c, h, w)).astype(np.float32)
             try:
                 im = tract.onnx().load(str(path))
@@ -134,27 +138,34 @@ def main():
                         "rounds": rounds}
             print(f"{name} batch {batch}: {row[key]}", file=sys.stderr)
         results["models"].append(row)
+    results["loadavg_start"], results["loadavg_end"] = load_start, os.getloadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1))
 
     fl = results["floors"]
     bb = f"b{args.big_batch}"
     print(f"onnxruntime {results['onnxruntime']}, tract {results['tract']}, {args.threads} threads; "
-          f"numpy GEMM peak {fl['gemm_gflops_numpy']:.0f} GFLOP/s, copy bandwidth {fl['copy_bandwidth_gbs']:.1f} GB/s\n")
+          f"numpy GEMM peak {fl['gemm_gflops_numpy']:.0f} GFLOP/s, copy bandwidth {fl['copy_bandwidth_gbs']:.1f} GB/s; "
+          f"load average (1/5/15 min) {' '.join(f'{x:.1f}' for x in load_start)} at start, "
+          f"{' '.join(f'{x:.1f}' for x in results['loadavg_end'])} at end\n")
     print(f"| model | MACs | b1 sieve ms | b1 ort ms | b1 tract ms | sieve/ort | sieve/tract | FLOP floor b1 ms | "
           f"b{args.big_batch} sieve img/s | ort img/s | tract img/s | sieve/ort time |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     def f(v, fmt):
         return "n/a" if v is None else format(v, fmt)
 
+    def tput(ms):
+        return None if ms is None else args.big_batch * 1e3 / ms
+
+    missing = {"sieve_ms": None, "ort_ms": None, "tract_ms": None, "sieve_over_ort": None}
     for r in results["models"]:
-        b1, bn = r["b1"], r[bb]
+        b1, bn = r["b1"], r.get(bb, missing)
         floor_ms = 2 * r["macs"] / (fl["gemm_gflops_numpy"] * 1e9) * 1e3
         tract_tput = None if bn["tract_ms"] is None else args.big_batch * 1e3 / bn["tract_ms"]
         print(f"| {r['model']} | {r['macs']/1e6:.1f} M | {b1['sieve_ms']:.3f} | {b1['ort_ms']:.3f} | {f(b1['tract_ms'], '.3f')} | "
               f"{b1['sieve_over_ort']:.2f}x | {f(b1['sieve_over_tract'], '.2f')}x | {floor_ms:.3f} | "
-              f"{args.big_batch*1e3/bn['sieve_ms']:.1f} | {args.big_batch*1e3/bn['ort_ms']:.1f} | "
-              f"{f(tract_tput, '.1f')} | {bn['sieve_over_ort']:.2f}x |")
+              f"{f(tput(bn['sieve_ms']), '.1f')} | {f(tput(bn['ort_ms']), '.1f')} | "
+              f"{f(tract_tput, '.1f')} | {f(bn['sieve_over_ort'], '.2f')}x |")
 
 
 if __name__ == "__main__":
