@@ -85,8 +85,23 @@ pub fn run(args: Args) -> Result<()> {
     let images = orig.labels.len();
     let data = format!("{} [{}], {} images", args.dataset, args.split, images);
     let mut rows = vec![];
+    let mut oracles = serde_json::Map::new();
     for (v, run) in variants.iter().zip(&runs) {
         let recs = records(run, &orig, &scores)?;
+        // Diagnostic: the smallest threshold that would have kept this split's
+        // final top-1 within 0.1 point of the original's (fitted on this split).
+        let orig_correct = recs.iter().filter(|r| r.original_correct).count() as f64;
+        if orig_correct > 0.0 {
+            let t = ((orig_correct - 0.001 * recs.len() as f64) / orig_correct).clamp(1e-9, 1.0);
+            let o = sieve_runtime::choose_threshold(&recs, t)?;
+            oracles.insert(
+                v.name().to_string(),
+                serde_json::json!({
+                    "threshold": if o.detector.threshold.is_finite() { serde_json::json!(o.detector.threshold) } else { serde_json::json!("inf") },
+                    "replay_rate": o.tally.replay_rate(), "final_top1": o.tally.final_top1(),
+                }),
+            );
+        }
         let mut choices = vec![];
         for &m in &modes {
             let det = section.detector(*v, m)?;
@@ -140,6 +155,7 @@ pub fn run(args: Args) -> Result<()> {
         let out = serde_json::json!({
             "package": args.package.display().to_string(), "dataset": args.dataset,
             "split": args.split, "images": images, "rows": list,
+            "oracle_within_0_1pt": oracles,
         });
         println!("{out}");
         return Ok(());
