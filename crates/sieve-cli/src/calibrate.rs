@@ -138,6 +138,18 @@ pub fn record_all(
     Ok((orig, out))
 }
 
+/// A dataset spec with its paths cut to their last component (plot subtitles).
+pub fn short_spec(spec: &str) -> String {
+    spec.split(':')
+        .map(|p| {
+            Path::new(p)
+                .file_name()
+                .map_or(p.to_string(), |f| f.to_string_lossy().into_owned())
+        })
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 /// The file stem of the package (model name in plots).
 pub fn model_name(package: &Path) -> String {
     package
@@ -167,7 +179,12 @@ pub fn run(args: Args) -> Result<()> {
         .count() as u64;
     let images = orig.labels.len() as u64;
     let name = model_name(&args.package);
-    let data = format!("{} [{}], {} images", args.val, args.split, images);
+    let data = format!(
+        "{} [{}], {} images",
+        short_spec(&args.val),
+        args.split,
+        images
+    );
     let mut vars = BTreeMap::new();
     for (v, run) in variants.iter().zip(&runs) {
         let recs = records(run, &orig, &scores)?;

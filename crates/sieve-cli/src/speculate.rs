@@ -4,7 +4,7 @@
 //! errors caught and missed. Each model runs once; every row is derived from
 //! the recorded outputs.
 
-use crate::calibrate::{model_name, open_all, open_dataset, record_all};
+use crate::calibrate::{model_name, open_all, open_dataset, record_all, short_spec};
 use anyhow::{bail, Result};
 use sieve_design::Variant;
 use sieve_runtime::calibration::{DetectorSection, TargetChoice};
@@ -83,7 +83,12 @@ pub fn run(args: Args) -> Result<()> {
     let (orig, runs) = record_all(&pkg, &original, &variants, ds.as_ref(), args.batch, &scores)?;
     let name = model_name(&args.package);
     let images = orig.labels.len();
-    let data = format!("{} [{}], {} images", args.dataset, args.split, images);
+    let data = format!(
+        "{} [{}], {} images",
+        short_spec(&args.dataset),
+        args.split,
+        images
+    );
     let mut rows = vec![];
     let mut oracles = serde_json::Map::new();
     for (v, run) in variants.iter().zip(&runs) {
