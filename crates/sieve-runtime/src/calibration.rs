@@ -220,11 +220,7 @@ impl DetectorSection {
         let mut m = BTreeMap::new();
         let max = targets.iter().copied().fold(f64::NAN, f64::max);
         let min = targets.iter().copied().fold(f64::NAN, f64::min);
-        let normal = if targets.iter().any(|&t| t == 1.0) {
-            1.0
-        } else {
-            max
-        };
+        let normal = if targets.contains(&1.0) { 1.0 } else { max };
         if normal.is_finite() {
             m.insert(Mode::Normal.name().to_string(), normal);
         }

@@ -84,8 +84,10 @@ impl Detector {
     /// Whether an answer with this confidence must be replayed: `c < threshold`
     /// (a NaN confidence is always replayed).
     pub fn replay(&self, confidence: f32) -> bool {
-        // `!(c >= t)` rather than `c < t`: NaN replays.
-        !(f64::from(confidence) >= self.threshold)
+        // NaN is incomparable: it replays.
+        f64::from(confidence)
+            .partial_cmp(&self.threshold)
+            .is_none_or(|o| o == std::cmp::Ordering::Less)
     }
 }
 

@@ -75,6 +75,7 @@ impl Canvas {
             .push(Op::Text(x, y, s.to_string(), 1, Anchor::Middle, true));
     }
 
+    #[allow(clippy::too_many_arguments)]
     /// Axes with ticks: `xs`/`ys` map data to pixels; tick values given.
     fn axes(
         &mut self,

@@ -45,7 +45,8 @@ pub fn record(
     }
     let b = batch.max(1);
     let ranges: Vec<(usize, usize)> = (0..n).step_by(b).map(|s| (s, (s + b).min(n))).collect();
-    let parts: Vec<Result<(Vec<Prediction>, Vec<i64>), RuntimeError>> = ranges
+    type Part = Result<(Vec<Prediction>, Vec<i64>), RuntimeError>;
+    let parts: Vec<Part> = ranges
         .par_iter()
         .map(|&(s, e)| {
             let data = dataset.read_range(s, e)?;
