@@ -15,7 +15,7 @@
 //!
 //! ```text
 //! speculative_bench model --onnx vgg16.onnx --synth conv=e4m3 --runs 10
-//! speculative_bench fc --rounds 15
+//! speculative_bench fc --rounds 15 [--batch 64] [--layer alexnet]
 //! ```
 
 use anyhow::{bail, Context, Result};
@@ -183,6 +183,7 @@ fn read_bandwidth(buf: &[f32]) -> f64 {
 
 fn fc_mode(args: &[String]) -> Result<()> {
     let rounds = num(args, "--rounds", 15)?;
+    let m = num(args, "--batch", 1)?;
     let layers = [
         ("alexnet fc6", 4096usize, 9216usize),
         ("alexnet fc7", 4096, 4096),
@@ -192,6 +193,7 @@ fn fc_mode(args: &[String]) -> Result<()> {
         ("vgg16 fc8", 1000, 4096),
     ];
     let fmts = ["s1e4m3", "s1e3m1"];
+    let only = arg(args, "--layer");
     let bw_buf = weights(1 << 27, 99);
     let mut bws = Vec::new();
     for _ in 0..5 {
@@ -204,6 +206,9 @@ fn fc_mode(args: &[String]) -> Result<()> {
         serde_json::json!({"mode": "bandwidth", "read_bytes_per_s": bw})
     );
     for (name, n, k) in layers {
+        if only.as_deref().is_some_and(|o| !name.contains(o)) {
+            continue;
+        }
         let w = weights(n * k, n as u32 ^ k as u32);
         let mut packs = Vec::new();
         for f in fmts {
@@ -211,18 +216,18 @@ fn fc_mode(args: &[String]) -> Result<()> {
             let fmt = sieve_design::synth::fit_format(&w, sf)?;
             packs.push(PackedTensor::encode_from(fmt, &w)?);
         }
-        let x = weights(k, 7);
-        let mut y = vec![0.0f32; n];
+        let x = weights(m * k, 7);
+        let mut y = vec![0.0f32; m * n];
         // 0: f32 FC kernel, 1: f32 generic GEMV (kernels::gemm), 2..: packed.
         let mut times = vec![Vec::new(); 2 + packs.len()];
         for _ in 0..rounds {
             for (ci, t) in times.iter_mut().enumerate() {
                 let s = Instant::now();
                 match ci {
-                    0 => packed::fc(1, n, k, &x, FcWeights::Dense(&w), true, 1.0, 0.0, &mut y)?,
-                    1 => kernels::gemm(1, n, k, &x, false, &w, true, 1.0, 0.0, &mut y)?,
+                    0 => packed::fc(m, n, k, &x, FcWeights::Dense(&w), true, 1.0, 0.0, &mut y)?,
+                    1 => kernels::gemm(m, n, k, &x, false, &w, true, 1.0, 0.0, &mut y)?,
                     _ => packed::fc(
-                        1,
+                        m,
                         n,
                         k,
                         &x,
@@ -241,7 +246,7 @@ fn fc_mode(args: &[String]) -> Result<()> {
             .chain(std::iter::once(n * k * 4))
             .chain(packs.iter().map(|p| p.bytes().len()))
             .collect();
-        let labels: Vec<String> = ["f32 (fc kernel)".to_string(), "f32 (generic gemv)".into()]
+        let labels: Vec<String> = ["f32 (fc kernel)".to_string(), "f32 (kernels::gemm)".into()]
             .into_iter()
             .chain(
                 packs
@@ -253,7 +258,7 @@ fn fc_mode(args: &[String]) -> Result<()> {
             println!(
                 "{}",
                 serde_json::json!({
-                    "mode": "fc", "layer": name, "n": n, "k": k, "config": labels[i],
+                    "mode": "fc", "layer": name, "batch": m, "n": n, "k": k, "config": labels[i],
                     "weight_bytes": bytes[i], "median_ms": med[i],
                     "floor_ms": bytes[i] as f64 / bw * 1e3,
                     "speedup_vs_f32": med[0] / med[i],

@@ -33,10 +33,16 @@ fn main() -> Result<()> {
     let mut ev = Evaluator::new(&model, batches, offset.parse()?, 0)?;
     let (base, _, _) = ev.baseline(&model, &[])?;
     println!("original correct {base} of {}", ev.images());
-    for c in configs {
+    for c0 in configs {
+        // `CONFIG@last`: only the last layer; `CONFIG@rest`: all but the last.
+        let (c, only) = c0.split_once('@').unwrap_or((c0.as_str(), ""));
+        let last = model.layers().len() - 1;
         let mut m2 = model.clone();
         let (mut bits, mut n) = (0f64, 0f64);
         for k in 0..model.layers().len() {
+            if (only == "last" && k != last) || (only == "rest" && k == last) {
+                continue;
+            }
             let w = model.weights(k)?.to_tensor()?;
             let h = ExpHistogram::from_slice(w.f32s()?);
             let (e, m) = match c.split_once(':') {
@@ -62,7 +68,7 @@ fn main() -> Result<()> {
         }
         let s = ev.score_from_inputs(&m2, None)?;
         println!(
-            "{c}: avg weight bits {:.2}, correct {} ({:+}), agree {}",
+            "{c0}: avg weight bits {:.2}, correct {} ({:+}), agree {}",
             bits / n,
             s.correct,
             s.correct as i64 - base as i64,

@@ -351,3 +351,43 @@ fn report_has_markdown_json_and_plots() {
     let svg = std::fs::read_to_string(dir.path().join("plots/000_conv1_W.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("window"));
 }
+
+#[test]
+fn default_settings_skip_dominated_points_and_record_agreement() {
+    let paper = &package().0;
+    let mut s = settings(None, None);
+    s.search = SearchSettings::default_with_batch(16);
+    let out = design(&model_bytes(), &s, &|_| {}).unwrap();
+    let meta = &out.meta;
+    assert!(meta.search.points <= paper.meta().search.points);
+    let base = meta.baseline.correct as f64;
+    for t in &meta.tensors {
+        let mut narrowest_accurate = u32::MAX;
+        for p in &t.points {
+            // Never evaluated: a point wider than one already meeting 100%.
+            assert!(
+                p.bits <= narrowest_accurate,
+                "{}: {} evaluated after a {narrowest_accurate}-bit accurate point",
+                t.name,
+                p.format
+            );
+            if p.correct as f64 >= base - 1e-9 {
+                narrowest_accurate = narrowest_accurate.min(p.bits);
+            }
+            let agree = p.agree.unwrap();
+            assert!(agree <= meta.provenance.images as u64);
+        }
+        // Every point the default search evaluated is one the paper's sweep could reach,
+        // with the same count (points do not depend on selection settings).
+        let pt = &paper.meta().tensors[t.id];
+        for p in &t.points {
+            if let Some(q) = pt.points.iter().find(|q| q.format == p.format) {
+                assert_eq!(q.correct, p.correct, "{} {}", t.name, p.format);
+            }
+        }
+    }
+    for v in &meta.variants {
+        let agree = v.agree.unwrap();
+        assert!(agree <= meta.provenance.images as u64);
+    }
+}
