@@ -52,9 +52,9 @@ pub struct Args {
     json: bool,
 }
 
-fn parse_list<T: std::str::FromStr>(s: &str, all: &[T]) -> Result<Vec<T>>
+fn parse_list<T>(s: &str, all: &[T]) -> Result<Vec<T>>
 where
-    T: Copy,
+    T: std::str::FromStr + Copy,
     anyhow::Error: From<T::Err>,
 {
     if s == "all" {

@@ -2,6 +2,8 @@
 //! misspeculation detector) on the LeNet-5 fixture, plus the extended test on
 //! the shared LeNet-5 and MNIST.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
