@@ -36,7 +36,8 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let pkg = Package::open(&args.package)?;
     let split: Split = args.split.parse()?;
-    let mut offset = 0;
+    // The package's output contract; a card next to `--model` overrides it.
+    let mut offset = pkg.meta().output.as_ref().map_or(0, |c| c.background_offset);
     let mut rows = vec![];
     let mut original = None;
     if let Some(m) = &args.model {
@@ -47,7 +48,9 @@ pub fn run(args: Args) -> Result<()> {
             m.display(),
             args.package.display()
         );
-        offset = ModelCard::find_next_to(m)?.map_or(0, |c| c.output.background_offset);
+        if let Some(c) = ModelCard::find_next_to(m)? {
+            offset = c.output.background_offset;
+        }
         original = Some(sieve_onnx::load_bytes(&bytes)?);
     }
     if let Some(model) = &original {
