@@ -2,7 +2,7 @@
 # Compressed execution: batch-1 latency and peak RSS of the original model in sieve, its
 # packed variants and onnxruntime f32 — one fresh process per configuration, all
 # configurations interleaved round by round — plus per-layer FC timing f32 vs 8/5-bit.
-# Usage: bench/speculative.sh [models...]   (default: all; ROUNDS=3, FC_ROUNDS=25)
+# Usage: bench/speculative.sh [models...]   (default: all; ROUNDS=3, FC_ROUNDS=25, SKIP_BUILD=1)
 # Writes bench/out/speculative.jsonl and bench/out/speculative.md. docs/COMPRESSED.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +11,7 @@ PKGS="${SIEVE_PACKAGES:-/work/runs/packages}"
 ROUNDS="${ROUNDS:-3}"
 FC_ROUNDS="${FC_ROUNDS:-25}"
 [ -x .venv/bin/python ] || { python3 -m venv .venv && .venv/bin/pip install -q -r bench/requirements.txt; }
-cargo build --release -p sieve-design --example speculative_bench
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release -p sieve-design --example speculative_bench
 B=target/release/examples/speculative_bench
 mkdir -p bench/out/arch
 [ -f bench/out/arch/vgg16.onnx ] || .venv/bin/python "$SHARED/tools/gen_arch_models.py" bench/out/arch

@@ -12,13 +12,13 @@ bw = [r for r in fc if r["mode"] == "bandwidth"]
 if bw:
     print("Measured read bandwidth (2 threads, 512 MiB buffer): %.1f GB/s\n" % (bw[0]["read_bytes_per_s"] / 1e9))
 if fc:
-    print("| FC layer (batch 1) | weights | bytes | median ms | floor ms (bytes/bw) | speedup vs f32 |")
+    print("| FC layer [n x k] (batch) | weights | bytes | median ms | floor ms (bytes/bw) | speedup vs f32 |")
     print("|---|---|---|---|---|---|")
     for r in fc:
         if r["mode"] != "fc":
             continue
-        print("| %s [%d x %d] | %s | %s | %.2f | %.2f | %.2fx |" % (
-            r["layer"], r["n"], r["k"], r["config"], f"{r['weight_bytes']:,}",
+        print("| %s [%d x %d] (%d) | %s | %s | %.2f | %.2f | %.2fx |" % (
+            r["layer"], r["n"], r["k"], r.get("batch", 1), r["config"], f"{r['weight_bytes']:,}",
             r["median_ms"], r["floor_ms"], r["speedup_vs_f32"]))
     print()
 

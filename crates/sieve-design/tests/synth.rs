@@ -1,6 +1,8 @@
 //! Synthetic speculative variants (packed FC + conv weights) against their reference
 //! path (weights decoded to f32): identical outputs, bit for bit, at batch 1 and 3.
 
+#![allow(clippy::unwrap_used)]
+
 use sieve_design::synth::{synthetic_model, SynthAssignment};
 use sieve_design::Variant;
 use sieve_nn::Tensor;

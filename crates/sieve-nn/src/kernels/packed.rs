@@ -313,8 +313,8 @@ fn dot_row_scalar<S: Src>(s: &S, k: usize, x: &[f32], row: usize) -> f32 {
     let base = row * k;
     let head = ((8 - base % 8) % 8).min(k);
     let mut h = 0.0f32;
-    for i in 0..head {
-        h += s.get(base + i) * x[i];
+    for (i, &xv) in x[..head].iter().enumerate() {
+        h += s.get(base + i) * xv;
     }
     let mut acc = [0.0f32; 8];
     let mut i = head;
@@ -325,8 +325,8 @@ fn dot_row_scalar<S: Src>(s: &S, k: usize, x: &[f32], row: usize) -> f32 {
         i += 8;
     }
     let mut t = 0.0f32;
-    for ii in i..k {
-        t += s.get(base + ii) * x[ii];
+    for (ii, &xv) in x[i..k].iter().enumerate() {
+        t += s.get(base + i + ii) * xv;
     }
     (h + acc.iter().sum::<f32>()) + t
 }
@@ -422,8 +422,10 @@ fn gemm_panels<S: Src>(
     };
     if trans_b {
         // Panels of output columns, in parallel; each worker owns its panel buffer.
+        // Every panel re-packs `a` inside the GEMM: wider panels for bigger batches.
+        let min_cols = if m >= 16 { 256 } else { 64 };
         let p = (PANEL_FLOATS / k.max(1))
-            .clamp(64, n.max(64))
+            .clamp(min_cols, n.max(min_cols))
             .next_multiple_of(8);
         let panels: Vec<usize> = (0..n).step_by(p).collect();
         let out = OutPtr(c.as_mut_ptr());
@@ -442,7 +444,6 @@ fn gemm_panels<S: Src>(
                 rs: 1,
                 cs: k,
             };
-            let out = out;
             // SAFETY: columns j0 .. j0 + cols of every row of `c` (m x n, row stride n)
             // belong to this panel only; `c` outlives the parallel loop.
             unsafe {
@@ -452,7 +453,7 @@ fn gemm_panels<S: Src>(
                     k,
                     am,
                     bm,
-                    out.0.add(j0),
+                    out.at(j0),
                     n,
                     alpha,
                     beta != 0.0,
@@ -506,6 +507,13 @@ fn gemm_panels<S: Src>(
 /// Raw output pointer shared by panel workers writing disjoint columns.
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
+impl OutPtr {
+    /// The pointer `j` elements further (a method, so closures capture the `Sync` wrapper).
+    fn at(self, j: usize) -> *mut f32 {
+        self.0.wrapping_add(j)
+    }
+}
+
 // SAFETY: only used for disjoint column ranges of one `&mut [f32]` that outlives the
 // parallel section (see `gemm_panels`).
 unsafe impl Send for OutPtr {}

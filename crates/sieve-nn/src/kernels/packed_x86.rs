@@ -177,8 +177,8 @@ fn hsum<const L: usize>(lanes: [f32; L]) -> f32 {
 #[inline(always)]
 fn scalar_part<S: Src>(s: &S, base: usize, x: &[f32], from: usize, to: usize) -> f32 {
     let mut t = 0.0f32;
-    for i in from..to {
-        t += s.get(base + i) * x[i];
+    for (i, &xv) in x[from..to].iter().enumerate() {
+        t += s.get(base + from + i) * xv;
     }
     t
 }
@@ -201,7 +201,7 @@ pub(super) unsafe fn dot_rows_512<S: Src>(
     let x = &x[..k];
     let xp = x.as_ptr();
     let mut j = 0;
-    if k % 8 == 0 {
+    if k.is_multiple_of(8) {
         // Every row starts on a group boundary: four rows share each load of x.
         let body = k / 16 * 16;
         while j + 4 <= y.len() {
@@ -267,7 +267,7 @@ pub(super) unsafe fn dot_rows_256<S: Src>(
     let x = &x[..k];
     let xp = x.as_ptr();
     let mut j = 0;
-    if k % 8 == 0 {
+    if k.is_multiple_of(8) {
         while j + 4 <= y.len() {
             let b = (j0 + j) * k;
             let mut acc = [_mm256_setzero_ps(); 4];

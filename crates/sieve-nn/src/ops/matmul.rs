@@ -370,11 +370,10 @@ impl Op for MatMul {
             |e: kernels::KernelError| NnError::op(format!("{:?} x {bshape:?}: {e}", a.shape()));
         // Fast path: B is 2-D (or 1-D): fold A's batch dims into M.
         if bshape.len() <= 2 {
-            let rows = if k == 0 {
-                batch.iter().product::<usize>() * m
-            } else {
-                ad.len() / k
-            };
+            let rows = ad
+                .len()
+                .checked_div(k)
+                .unwrap_or(batch.iter().product::<usize>() * m);
             let mut out = vec![0.0f32; rows * n];
             match (&self.weights, bt) {
                 (Some(w), _) => {
