@@ -26,6 +26,7 @@ mod package;
 pub mod report;
 mod runner;
 pub mod search;
+mod select;
 pub mod synth;
 
 pub use error::DesignError;
