@@ -181,6 +181,24 @@ pub(crate) trait Src: Sync {
     /// AVX2 and FMA available; `idx % 8 == 0`; `idx + 8 <= len`.
     #[cfg(target_arch = "x86_64")]
     unsafe fn v8(&self, idx: usize) -> std::arch::x86_64::__m256;
+    /// 64 values from element `idx` as four vectors in the "lane-block" order of the
+    /// byte-unpacking decoder: vector `q`, lane `4j + r` holds element `idx + 16j + 4q + r`.
+    ///
+    /// # Safety
+    /// As [`Src::v16`], with `idx + 64 <= len`.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn v64(&self, idx: usize) -> [std::arch::x86_64::__m512; 4] {
+        // SAFETY: forwarded contract (four in-bounds 16-element loads).
+        unsafe {
+            x86::transpose4([
+                self.v16(idx),
+                self.v16(idx + 16),
+                self.v16(idx + 32),
+                self.v16(idx + 48),
+            ])
+        }
+    }
 }
 
 /// Plain `f32` weights.
@@ -232,6 +250,9 @@ pub(crate) struct PackedSrc<'a, const MODE: u8> {
     pub(crate) perm256: [u8; 32],
     /// Right shift per lane (`i * w % 8`).
     pub(crate) shifts: [u32; 16],
+    /// Signed 8-bit formats: the high and low byte of the decoded `f32` (whose low 16
+    /// bits are zero since `m <= 7`) for each 7-bit magnitude code.
+    pub(crate) lut: Option<([u8; 128], [u8; 128])>,
 }
 
 impl<const MODE: u8> PackedSrc<'_, MODE> {
@@ -251,12 +272,24 @@ impl<const MODE: u8> PackedSrc<'_, MODE> {
                 }
             }
         }
+        let f = p.format();
+        let lut = (MODE == MODE_W8 && f.signed()).then(|| {
+            let mut hi = [0u8; 128];
+            let mut lo = [0u8; 128];
+            for code in 0..128u32 {
+                let b = c.decode(code).to_bits();
+                hi[code as usize] = (b >> 24) as u8;
+                lo[code as usize] = (b >> 16) as u8;
+            }
+            (hi, lo)
+        });
         PackedSrc {
             bytes: p.bytes(),
             c,
             perm512,
             perm256,
             shifts,
+            lut,
         }
     }
 }
@@ -294,6 +327,12 @@ impl<const MODE: u8> Src for PackedSrc<'_, MODE> {
     unsafe fn v8(&self, idx: usize) -> std::arch::x86_64::__m256 {
         // SAFETY: forwarded contract.
         unsafe { x86::packed_v8(self, idx) }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn v64(&self, idx: usize) -> [std::arch::x86_64::__m512; 4] {
+        // SAFETY: forwarded contract.
+        unsafe { x86::packed_v64(self, idx) }
     }
 }
 

@@ -103,11 +103,17 @@ proptest! {
     }
 }
 
-/// Large enough for the parallel paths, odd `k` (rows not byte-aligned), every
-/// decoder mode, batch 1 and 3; also one pool thread vs the default pool.
+/// Large enough for the parallel paths, odd `k` (rows not byte-aligned) and `k` a
+/// multiple of 8 (four-row blocks, 64-element blocks), every decoder mode, batch 1 and
+/// 3; also one pool thread vs the default pool.
 #[test]
 fn parallel_odd_shapes_all_modes() {
-    let (n, k) = (301, 517);
+    for (n, k) in [(301, 517), (37, 200)] {
+        odd_shapes(n, k);
+    }
+}
+
+fn odd_shapes(n: usize, k: usize) {
     for f in [
         "s1e4m3b7",
         "u0e4m4b9",

@@ -68,6 +68,72 @@ pub(super) unsafe fn packed_v16<const MODE: u8>(s: &PackedSrc<'_, MODE>, idx: us
     unsafe { decode16(s, codes16(s, idx)) }
 }
 
+/// 4x4 transpose of 128-bit chunks: lane block `j` of output `q` is chunk `q` of
+/// input `j` (the order of [`Src::v64`]).
+#[inline(always)]
+pub(super) unsafe fn transpose4(l: [__m512; 4]) -> [__m512; 4] {
+    // SAFETY: the caller runs with AVX-512F enabled.
+    unsafe {
+        let t0 = _mm512_shuffle_f32x4::<0x44>(l[0], l[1]);
+        let t1 = _mm512_shuffle_f32x4::<0xEE>(l[0], l[1]);
+        let t2 = _mm512_shuffle_f32x4::<0x44>(l[2], l[3]);
+        let t3 = _mm512_shuffle_f32x4::<0xEE>(l[2], l[3]);
+        [
+            _mm512_shuffle_f32x4::<0x88>(t0, t2),
+            _mm512_shuffle_f32x4::<0xDD>(t0, t2),
+            _mm512_shuffle_f32x4::<0x88>(t1, t3),
+            _mm512_shuffle_f32x4::<0xDD>(t1, t3),
+        ]
+    }
+}
+
+/// 64 decoded values from element `idx` (contract of `Src::v64`). Signed 8-bit formats
+/// look the two high bytes of each `f32` up in 128-entry byte tables (`vpermi2b`) and
+/// interleave them; other formats transpose four 16-value decodes.
+#[inline(always)]
+pub(super) unsafe fn packed_v64<const MODE: u8>(
+    s: &PackedSrc<'_, MODE>,
+    idx: usize,
+) -> [__m512; 4] {
+    if let (MODE_W8, Some((hi, lo))) = (MODE, s.lut.as_ref()) {
+        // SAFETY: 64 codes of one byte each from `idx` lie in `bytes` (contract); the
+        // tables hold 128 bytes each; AVX-512 BW/VBMI by contract.
+        unsafe {
+            let codes = _mm512_loadu_si512(s.bytes.as_ptr().add(idx).cast());
+            let th = _mm512_permutex2var_epi8(
+                _mm512_loadu_si512(hi.as_ptr().cast()),
+                codes,
+                _mm512_loadu_si512(hi.as_ptr().add(64).cast()),
+            );
+            // Sign: the code's bit 7 is the f32 sign bit (bit 7 of the high byte).
+            let th = _mm512_ternarylogic_epi32::<0xF8>(th, codes, _mm512_set1_epi8(i8::MIN));
+            let tl = _mm512_permutex2var_epi8(
+                _mm512_loadu_si512(lo.as_ptr().cast()),
+                codes,
+                _mm512_loadu_si512(lo.as_ptr().add(64).cast()),
+            );
+            let w0 = _mm512_unpacklo_epi8(tl, th);
+            let w1 = _mm512_unpackhi_epi8(tl, th);
+            let z = _mm512_setzero_si512();
+            return [
+                _mm512_castsi512_ps(_mm512_unpacklo_epi16(z, w0)),
+                _mm512_castsi512_ps(_mm512_unpackhi_epi16(z, w0)),
+                _mm512_castsi512_ps(_mm512_unpacklo_epi16(z, w1)),
+                _mm512_castsi512_ps(_mm512_unpackhi_epi16(z, w1)),
+            ];
+        }
+    }
+    // SAFETY: forwarded contract.
+    unsafe {
+        transpose4([
+            packed_v16(s, idx),
+            packed_v16(s, idx + 16),
+            packed_v16(s, idx + 32),
+            packed_v16(s, idx + 48),
+        ])
+    }
+}
+
 /// 8 decoded values from element `idx` (contract of `Src::v8`).
 #[inline(always)]
 pub(super) unsafe fn packed_v8<const MODE: u8>(s: &PackedSrc<'_, MODE>, idx: usize) -> __m256 {
@@ -183,7 +249,25 @@ fn scalar_part<S: Src>(s: &S, base: usize, x: &[f32], from: usize, to: usize) ->
     t
 }
 
-/// Rows `j0 .. j0 + y.len()` of `W` `[.., k]` dotted with `x` (16 lanes).
+/// 64 values of `x` in the order of [`Src::v64`].
+///
+/// # Safety
+/// AVX-512F; `p` valid for 64 reads.
+#[inline(always)]
+unsafe fn x64(p: *const f32) -> [__m512; 4] {
+    // SAFETY: by the contract.
+    unsafe {
+        transpose4([
+            _mm512_loadu_ps(p),
+            _mm512_loadu_ps(p.add(16)),
+            _mm512_loadu_ps(p.add(32)),
+            _mm512_loadu_ps(p.add(48)),
+        ])
+    }
+}
+
+/// Rows `j0 .. j0 + y.len()` of `W` `[.., k]` dotted with `x` (16 lanes; 64-element
+/// blocks in the order of [`Src::v64`], so dense and packed sources sum alike).
 ///
 /// # Safety
 /// AVX-512 F, BW, VL, VBMI available; `W` holds `(j0 + y.len()) * k` elements and `x`
@@ -203,15 +287,28 @@ pub(super) unsafe fn dot_rows_512<S: Src>(
     let mut j = 0;
     if k.is_multiple_of(8) {
         // Every row starts on a group boundary: four rows share each load of x.
+        let body64 = k / 64 * 64;
         let body = k / 16 * 16;
         while j + 4 <= y.len() {
             let b = (j0 + j) * k;
             let mut acc = [_mm512_setzero_ps(); 4];
             let mut i = 0;
+            while i < body64 {
+                // SAFETY: i + 64 <= k, so x[i .. i + 64] exists and every row's elements
+                // b + r*k + i .. + 64 lie inside W (contract); b + r*k + i is a multiple of 8.
+                unsafe {
+                    let xv = x64(xp.add(i));
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        let wv = s.v64(b + r * k + i);
+                        for q in 0..4 {
+                            *a = _mm512_fmadd_ps(wv[q], xv[q], *a);
+                        }
+                    }
+                }
+                i += 64;
+            }
             while i < body {
-                // SAFETY: i + 16 <= k, so x[i .. i + 16] exists and every row's
-                // elements b + r*k + i .. + 16 lie inside W (contract); b + r*k + i is
-                // a multiple of 8.
+                // SAFETY: as above with 16 elements.
                 unsafe {
                     let xv = _mm512_loadu_ps(xp.add(i));
                     for (r, a) in acc.iter_mut().enumerate() {
@@ -236,6 +333,17 @@ pub(super) unsafe fn dot_rows_512<S: Src>(
         let h = scalar_part(s, b, x, 0, head);
         let mut acc = _mm512_setzero_ps();
         let mut i = head;
+        while i + 64 <= k {
+            // SAFETY: as above; b + i is a multiple of 8.
+            unsafe {
+                let xv = x64(xp.add(i));
+                let wv = s.v64(b + i);
+                for q in 0..4 {
+                    acc = _mm512_fmadd_ps(wv[q], xv[q], acc);
+                }
+            }
+            i += 64;
+        }
         while i + 16 <= k {
             // SAFETY: as above; b + i is a multiple of 8.
             unsafe { acc = _mm512_fmadd_ps(s.v16(b + i), _mm512_loadu_ps(xp.add(i)), acc) };
