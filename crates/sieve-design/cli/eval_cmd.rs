@@ -37,7 +37,11 @@ pub fn run(args: Args) -> Result<()> {
     let pkg = Package::open(&args.package)?;
     let split: Split = args.split.parse()?;
     // The package's output contract; a card next to `--model` overrides it.
-    let mut offset = pkg.meta().output.as_ref().map_or(0, |c| c.background_offset);
+    let mut offset = pkg
+        .meta()
+        .output
+        .as_ref()
+        .map_or(0, |c| c.background_offset);
     let mut rows = vec![];
     let mut original = None;
     if let Some(m) = &args.model {
