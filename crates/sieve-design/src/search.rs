@@ -572,7 +572,14 @@ pub fn design(
         let mut recovered = vec![];
         let mut full: Vec<bool> = choice.iter().map(Option::is_none).collect();
         let mut widen_per_step = 1usize;
-        loop {
+        // The state before the last recovery step and that step's widenings
+        // `(tensor, choice, full)`, for the bisection back-off.
+        let mut last_step: Option<(Vec<Option<usize>>, Vec<bool>, usize)> = None;
+        let mut step_widenings: Vec<(usize, Option<usize>, bool)> = vec![];
+        let mut evaluate = |choice: &[Option<usize>],
+                            full: &[bool],
+                            journal: &mut Journal|
+         -> Result<(Vec<Option<Format>>, Score), DesignError> {
             let formats: Vec<Option<Format>> = (0..tensors.len())
                 .map(|i| {
                     if full[i] {
@@ -601,6 +608,42 @@ pub fn design(
                 )
             })?;
             combinations += 1;
+            Ok((formats, score))
+        };
+        loop {
+            let (mut formats, mut score) = evaluate(&choice, &full, &mut journal)?;
+            let goal = target - s.recovery_slack;
+            // Bisection back-off: the last doubling step widened k > 1 tensors and
+            // met the goal; keep the shortest prefix of that step that meets it.
+            if meets(score.correct, base, goal) && s.recovery_doubling && step_widenings.len() > 1 {
+                if let Some((c0, f0, rec0)) = last_step.take() {
+                    let apply = |j: usize| {
+                        let (mut c, mut f) = (c0.clone(), f0.clone());
+                        for &(i, ci, fi) in &step_widenings[..j] {
+                            c[i] = ci;
+                            f[i] = fi;
+                        }
+                        (c, f)
+                    };
+                    let (mut lo, mut hi) = (0usize, step_widenings.len());
+                    while hi - lo > 1 {
+                        let mid = lo + (hi - lo) / 2;
+                        let (c, f) = apply(mid);
+                        let (fm, sc) = evaluate(&c, &f, &mut journal)?;
+                        if meets(sc.correct, base, goal) {
+                            hi = mid;
+                            formats = fm;
+                            score = sc;
+                        } else {
+                            lo = mid;
+                        }
+                    }
+                    let (c, f) = apply(hi);
+                    choice = c;
+                    full = f;
+                    recovered.truncate(rec0 + hi);
+                }
+            }
             let max_steps = s.max_recovery_steps.unwrap_or(2 * tensors.len());
             if meets(score.correct, base, target - s.recovery_slack)
                 || full.iter().all(|&f| f)
@@ -615,6 +658,8 @@ pub fn design(
                     (false, Some(p)) => tensors[i].points[p].format.to_string(),
                     _ => "f32".to_string(),
                 };
+            last_step = Some((choice.clone(), full.clone(), recovered.len()));
+            step_widenings.clear();
             for _ in 0..widen_per_step {
                 let mut widenable: Vec<usize> = (0..tensors.len()).filter(|&i| !full[i]).collect();
                 if s.widen_activations_first
@@ -637,6 +682,7 @@ pub fn design(
                     Some(p) => choice[worst] = Some(p),
                     None => full[worst] = true,
                 }
+                step_widenings.push((worst, choice[worst], full[worst]));
                 let new = spell(&choice, &full, worst);
                 recovered.push(format!("{}: {old} -> {new}", tensors[worst].name));
             }
