@@ -2,20 +2,11 @@
 //! top-1 in its model card (± 0.05 points for MNIST/CIFAR-10, ± 0.5 for ImageNet, where
 //! the cards used Pillow's resize and we use fast_image_resize's equivalent filter).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn shared() -> PathBuf {
-    let p = std::env::var_os("SIEVE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    assert!(
-        p.join("models").is_dir() && p.join("data").is_dir(),
-        "extended test needs the shared folder at {} (set SIEVE_SHARED)",
-        p.display()
-    );
-    p
-}
+use common::shared;
+use std::path::Path;
+use std::process::Command;
 
 fn card_test_top1(model_dir: &Path) -> f64 {
     let text = std::fs::read_to_string(model_dir.join("model.toml")).expect("model card");

@@ -4,52 +4,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{error_line as one_error_line, shared, sieve, stdout_json as ok_json};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn sieve(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sieve"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("running sieve")
-}
-
-fn ok_json(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "sieve failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("stdout is one JSON object")
-}
-
-fn one_error_line(out: &Output) -> String {
-    assert_eq!(out.status.code(), Some(1), "expected exit code 1");
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one error line expected: {err}");
-    assert!(
-        lines[0].starts_with("error: ") && !err.contains("panicked"),
-        "{err}"
-    );
-    lines[0].to_string()
-}
 
 fn tempdir() -> PathBuf {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "sieve-detector-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+    common::tempdir("detector")
 }
 
 /// A copy in `dir` of a small package of the fixture LeNet-5 (designed once
@@ -271,10 +232,6 @@ fn calibration_rejects_labels_outside_the_classes_and_bad_targets() {
     assert!(e.contains("target 1.5"), "{e}");
     // A failed calibration leaves the package untouched.
     assert_eq!(std::fs::read(&pkg).unwrap(), before);
-}
-
-fn shared() -> PathBuf {
-    std::env::var_os("SIEVE_SHARED").map_or_else(|| root().join("../shared"), PathBuf::from)
 }
 
 #[test]
