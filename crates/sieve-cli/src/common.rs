@@ -82,10 +82,12 @@ pub fn load_runner_with_contract(
         },
     };
     let runner = if variant == Variant::Original {
-        Runner::Onnx(
-            pkg.original_model(None)
-                .with_context(|| format!("the original model of {}", path.display()))?,
-        )
+        Runner::Onnx(pkg.original_model(None).with_context(|| {
+            format!(
+                "the original model of {} (or run the source ONNX itself: --model SOURCE.onnx)",
+                path.display()
+            )
+        })?)
     } else {
         Runner::Speculative(pkg.model(variant)?)
     };
