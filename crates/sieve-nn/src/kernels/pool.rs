@@ -105,6 +105,12 @@ fn pool(
     if out.is_empty() {
         return Ok(());
     }
+    // A window that is exactly the whole plane (e.g. MobileNet's final 7x7 AveragePool)
+    // is a global pool: one vectorised reduction per plane instead of the stencil set-up.
+    let no_pad = g.pad_top == 0 && g.pad_left == 0 && g.pad_bottom == 0 && g.pad_right == 0;
+    if (oh, ow) == (1, 1) && (g.kh, g.kw) == (h, w) && (g.dil_h, g.dil_w) == (1, 1) && no_pad {
+        return global_pool(is_max, input, n, c, h * w, out);
+    }
     let inc = g.count_include_pad;
     let cy = counts(
         h,

@@ -475,3 +475,34 @@ fn conv2d_small_geometries_exhaustive() {
         }
     }
 }
+
+/// Windows that cover the whole plane (no pads) take the global-pool shortcut: same
+/// results as the reference, NaN propagation included (seed 0 and 3 plant a NaN).
+#[test]
+fn whole_plane_pools_match_reference() {
+    for h in 1..9 {
+        for w in 1..9 {
+            for stride in 1..3 {
+                for ceil_mode in [false, true] {
+                    for seed in 0..4 {
+                        let g = Pool2dGeom {
+                            kh: h,
+                            kw: w,
+                            stride_h: stride,
+                            stride_w: stride,
+                            dil_h: 1,
+                            dil_w: 1,
+                            pad_top: 0,
+                            pad_left: 0,
+                            pad_bottom: 0,
+                            pad_right: 0,
+                            ceil_mode,
+                            count_include_pad: seed % 2 == 0,
+                        };
+                        check_pool(g, 2, 3, h, w, seed);
+                    }
+                }
+            }
+        }
+    }
+}
