@@ -169,6 +169,18 @@ pub(crate) trait Src: Sync {
     fn fill(&self, start: usize, out: &mut [f32]);
     /// Dense data, if the source is plain `f32` (panels then need no copy).
     fn dense(&self) -> Option<&[f32]>;
+    /// Elements `start .. start + len`: borrowed from dense data, else decoded into
+    /// `buf` (grown as needed).
+    fn panel<'b>(&'b self, start: usize, len: usize, buf: &'b mut Vec<f32>) -> &'b [f32] {
+        match self.dense() {
+            Some(d) => &d[start..start + len],
+            None => {
+                buf.resize(len, 0.0);
+                self.fill(start, &mut buf[..len]);
+                &buf[..len]
+            }
+        }
+    }
     /// 16 values from element `idx`.
     ///
     /// # Safety
@@ -470,14 +482,7 @@ fn gemm_panels<S: Src>(
         let out = OutPtr(c.as_mut_ptr());
         let run = |j0: usize, buf: &mut Vec<f32>| {
             let cols = p.min(n - j0);
-            let w: &[f32] = match s.dense() {
-                Some(d) => &d[j0 * k..(j0 + cols) * k],
-                None => {
-                    buf.resize(cols * k, 0.0);
-                    s.fill(j0 * k, &mut buf[..cols * k]);
-                    &buf[..cols * k]
-                }
-            };
+            let w = s.panel(j0 * k, cols * k, buf);
             let bm = MatRef {
                 data: w,
                 rs: 1,
@@ -509,14 +514,7 @@ fn gemm_panels<S: Src>(
         let mut buf = Vec::new();
         for p0 in (0..k).step_by(p) {
             let rows = p.min(k - p0);
-            let w: &[f32] = match s.dense() {
-                Some(d) => &d[p0 * n..(p0 + rows) * n],
-                None => {
-                    buf.resize(rows * n, 0.0);
-                    s.fill(p0 * n, &mut buf[..rows * n]);
-                    &buf[..rows * n]
-                }
-            };
+            let w = s.panel(p0 * n, rows * n, &mut buf);
             let a_sub = MatRef {
                 data: &a[p0..],
                 rs: k,
