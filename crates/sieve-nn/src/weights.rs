@@ -82,14 +82,33 @@ impl Weights {
         }
     }
 
-    /// The bit-packed codes, if the weights are [`PackedWeights`].
+    /// The bit-packed codes, if the weights are [`PackedWeights`] **without** per-channel
+    /// scales (their codes alone are the values; for scaled ones see
+    /// [`Weights::fc_operand`]).
     pub fn packed(&self) -> Option<&PackedTensor> {
         match self {
             Weights::Dense(_) => None,
             Weights::Encoded(s) => s
                 .as_any()
                 .downcast_ref::<PackedWeights>()
+                .filter(|p| p.shifts().is_none())
                 .map(|p| p.packed()),
+        }
+    }
+
+    /// The operand of the fully-connected kernel if the weights are [`PackedWeights`]
+    /// (packed codes, with their per-row scales if any); `None` for anything else.
+    pub fn fc_operand(&self) -> Option<kernels::packed::FcWeights<'_>> {
+        match self {
+            Weights::Dense(_) => None,
+            Weights::Encoded(s) => {
+                s.as_any()
+                    .downcast_ref::<PackedWeights>()
+                    .map(|p| match p.shifts() {
+                        Some(sh) => kernels::packed::FcWeights::Scaled(p.packed(), sh),
+                        None => kernels::packed::FcWeights::Packed(p.packed()),
+                    })
+            }
         }
     }
 
@@ -195,7 +214,11 @@ pub fn decode_buffer_bytes() -> usize {
     DECODE_BUF.with(|b| b.borrow().len() * 4)
 }
 
-/// A layer's weights kept bit-packed in a custom float format ([`PackedTensor`]).
+/// A layer's weights kept bit-packed in a custom float format ([`PackedTensor`]),
+/// optionally with one power-of-two scale per output channel (slice along axis 0):
+/// the value of element `i` of channel `c` is `decode(code_i) * 2^shifts[c]` — exact,
+/// since every shift is checked to keep the product a normal finite `f32`
+/// ([`kernels::packed::shift_range`]).
 ///
 /// Fully-connected kernels consume the codes directly; other layers decode them
 /// (SIMD, both cores) into the shared per-thread buffer of [`Weights::decoded`].
@@ -203,6 +226,7 @@ pub fn decode_buffer_bytes() -> usize {
 pub struct PackedWeights {
     shape: Vec<usize>,
     packed: PackedTensor,
+    shifts: Option<Vec<i8>>,
 }
 
 impl PackedWeights {
@@ -216,12 +240,42 @@ impl PackedWeights {
                 len: packed.len(),
             });
         }
-        Ok(PackedWeights { shape, packed })
+        Ok(PackedWeights {
+            shape,
+            packed,
+            shifts: None,
+        })
+    }
+
+    /// Wraps `packed` with one power-of-two scale per slice along axis 0 of `shape`
+    /// (`shifts.len() == shape[0]`). Fails on a wrong element count, a wrong number of
+    /// shifts or a shift outside [`kernels::packed::shift_range`] of the format.
+    pub fn with_shifts(
+        shape: Vec<usize>,
+        packed: PackedTensor,
+        shifts: Vec<i8>,
+    ) -> Result<PackedWeights, NnError> {
+        let mut w = PackedWeights::new(shape, packed)?;
+        let rows = w.shape.first().copied().unwrap_or(1);
+        kernels::packed::check_shifts(&w.packed, rows, &shifts).map_err(|e| {
+            NnError::Graph(format!(
+                "packed weights {:?} ({}): {e}",
+                w.shape,
+                w.packed.format()
+            ))
+        })?;
+        w.shifts = Some(shifts);
+        Ok(w)
     }
 
     /// The packed codes.
     pub fn packed(&self) -> &PackedTensor {
         &self.packed
+    }
+
+    /// The per-channel shifts (axis 0), if any.
+    pub fn shifts(&self) -> Option<&[i8]> {
+        self.shifts.as_deref()
     }
 }
 
@@ -231,7 +285,11 @@ impl WeightSource for PackedWeights {
     }
 
     fn decode_into(&self, out: &mut [f32]) -> Result<(), NnError> {
-        kernels::packed::decode_into(&self.packed, out).map_err(|e| {
+        match &self.shifts {
+            Some(s) => kernels::packed::decode_scaled_into(&self.packed, s, out),
+            None => kernels::packed::decode_into(&self.packed, out),
+        }
+        .map_err(|e| {
             NnError::Graph(format!(
                 "decoding packed weights {:?} ({}): {e}",
                 self.shape,
@@ -241,7 +299,7 @@ impl WeightSource for PackedWeights {
     }
 
     fn stored_bytes(&self) -> usize {
-        self.packed.bytes().len()
+        self.packed.bytes().len() + self.shifts.as_ref().map_or(0, Vec::len)
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -287,5 +345,33 @@ mod tests {
         assert!(
             PackedWeights::new(vec![3, 3], PackedTensor::encode_from(f, &[1.0]).unwrap()).is_err()
         );
+    }
+
+    #[test]
+    fn per_channel_shifts_scale_the_decoded_rows() {
+        let f: sieve_float::Format = "s1e4m3b7".parse().unwrap();
+        let vals: Vec<f32> = (0..12).map(|i| (i as f32 - 5.0) / 4.0).collect();
+        let p = PackedTensor::encode_from(f, &vals).unwrap();
+        let plain = p.to_vec();
+        let pw = PackedWeights::with_shifts(vec![3, 2, 2], p.clone(), vec![3, 0, -5]).unwrap();
+        assert_eq!(pw.stored_bytes(), 12 + 3);
+        let w = Weights::Encoded(Arc::new(pw));
+        let d = w.decoded().unwrap();
+        for (i, (&x, &y)) in d.iter().zip(&plain).enumerate() {
+            let s = [3, 0, -5][i / 4];
+            assert_eq!(x.to_bits(), (y * 2f32.powi(s)).to_bits(), "element {i}");
+        }
+        drop(d);
+        // Scaled codes are not plain values: `packed()` hides them, `fc_operand` carries
+        // the shifts.
+        assert!(w.packed().is_none());
+        assert!(matches!(
+            w.fc_operand(),
+            Some(kernels::packed::FcWeights::Scaled(_, &[3, 0, -5]))
+        ));
+        // Wrong count or out-of-range shifts are errors, never a panic.
+        assert!(PackedWeights::with_shifts(vec![3, 4], p.clone(), vec![0, 0]).is_err());
+        let e = PackedWeights::with_shifts(vec![3, 4], p, vec![0, 0, 127]).unwrap_err();
+        assert!(e.to_string().contains("outside"), "{e}");
     }
 }

@@ -83,6 +83,12 @@ pub enum FcWeights<'a> {
     Dense(&'a [f32]),
     /// Bit-packed codes (row-major element order), decoded inside the kernel.
     Packed(&'a PackedTensor),
+    /// Bit-packed codes with one power-of-two scale per stored row of `W` (`[n, k]`
+    /// rows with `trans_b`, `[k, n]` rows otherwise): element value
+    /// `decode(code) * 2^shifts[row]`, applied to the decoded value in registers (an
+    /// exponent addend), so the kernel sees exactly the values of the dense
+    /// reference. Shifts are checked ([`check_shifts`]).
+    Scaled(&'a PackedTensor, &'a [i8]),
 }
 
 impl FcWeights<'_> {
@@ -90,7 +96,7 @@ impl FcWeights<'_> {
     pub fn len(&self) -> usize {
         match self {
             FcWeights::Dense(d) => d.len(),
-            FcWeights::Packed(p) => p.len(),
+            FcWeights::Packed(p) | FcWeights::Scaled(p, _) => p.len(),
         }
     }
 
@@ -140,6 +146,61 @@ impl Consts {
         };
         f32::from_bits(v | ((code << self.sign_shift) & 0x8000_0000))
     }
+
+    /// [`Consts::decode`] times `2^s` where `add = s << 23` (wrapping): the exponent
+    /// addend is applied to non-zero codes only (exact for shifts that passed
+    /// [`check_shifts`]: the result stays a normal finite `f32`).
+    #[inline(always)]
+    pub(crate) fn decode_add(&self, code: u32, add: u32) -> f32 {
+        let mag = (code << self.man_shift) & self.mag_mask;
+        let v = if code & self.exp_mask != 0 {
+            mag.wrapping_add(self.adj).wrapping_add(add)
+        } else {
+            0
+        };
+        f32::from_bits(v | ((code << self.sign_shift) & 0x8000_0000))
+    }
+}
+
+/// The per-row shifts `s` valid for format `f`: every non-zero decoded value times
+/// `2^s` stays a normal, finite `f32` (`bias - 127 <= s <= 128 + bias - 2^e`,
+/// within `i8`). Multiplying by such a power of two is exact.
+pub fn shift_range(f: Format) -> std::ops::RangeInclusive<i32> {
+    let lo = (f.bias() - 127).max(i32::from(i8::MIN));
+    let hi = (128 + f.bias() - (1i32 << f.exp_bits())).min(i32::from(i8::MAX));
+    lo..=hi
+}
+
+/// Checks per-row shifts for a packed tensor of `rows` stored rows: one shift per
+/// row, `rows` dividing the element count, every shift in [`shift_range`].
+pub fn check_shifts(p: &PackedTensor, rows: usize, shifts: &[i8]) -> Result<(), KernelError> {
+    let bad = |reason: String| KernelError::BadGeometry {
+        op: "scaled weights",
+        reason,
+    };
+    if shifts.len() != rows {
+        return Err(bad(format!("{} row shifts for {rows} rows", shifts.len())));
+    }
+    if rows == 0 || !p.len().is_multiple_of(rows) {
+        return Err(bad(format!(
+            "{rows} rows do not divide {} weights",
+            p.len()
+        )));
+    }
+    let range = shift_range(p.format());
+    if let Some((row, s)) = shifts
+        .iter()
+        .enumerate()
+        .find(|(_, &s)| !range.contains(&i32::from(s)))
+    {
+        return Err(bad(format!(
+            "row {row} has shift {s}, outside {}..={} for format {}",
+            range.start(),
+            range.end(),
+            p.format()
+        )));
+    }
+    Ok(())
 }
 
 /// Code of element `idx` of a stream of `width`-bit codes (zero past the end).
@@ -181,18 +242,28 @@ pub(crate) trait Src: Sync {
             }
         }
     }
-    /// 16 values from element `idx`.
+    /// The addend to the `f32` bit pattern of a non-zero decoded value of stored row
+    /// `row` (`shift << 23`, wrapping): the row's power-of-two scale. Always 0 for dense
+    /// weights and for packed weights without per-row scales.
+    #[inline(always)]
+    fn row_add(&self, _row: usize) -> u32 {
+        0
+    }
+    /// 16 values from element `idx`; `add` is [`Src::row_add`] of the row holding them
+    /// (ignored by dense sources).
     ///
     /// # Safety
-    /// AVX-512 (F, BW, VL, VBMI) available; `idx % 8 == 0`; `idx + 16 <= len`.
+    /// AVX-512 (F, BW, VL, VBMI) available; `idx % 8 == 0`; `idx + 16 <= len`; the 16
+    /// elements lie in one stored row when the source has per-row scales.
     #[cfg(target_arch = "x86_64")]
-    unsafe fn v16(&self, idx: usize) -> std::arch::x86_64::__m512;
-    /// 8 values from element `idx`.
+    unsafe fn v16(&self, idx: usize, add: u32) -> std::arch::x86_64::__m512;
+    /// 8 values from element `idx` (`add` as for [`Src::v16`]).
     ///
     /// # Safety
-    /// AVX2 and FMA available; `idx % 8 == 0`; `idx + 8 <= len`.
+    /// AVX2 and FMA available; `idx % 8 == 0`; `idx + 8 <= len`; one stored row as for
+    /// [`Src::v16`].
     #[cfg(target_arch = "x86_64")]
-    unsafe fn v8(&self, idx: usize) -> std::arch::x86_64::__m256;
+    unsafe fn v8(&self, idx: usize, add: u32) -> std::arch::x86_64::__m256;
     /// 64 values from element `idx` as four vectors in the "lane-block" order of the
     /// byte-unpacking decoder: vector `q`, lane `4j + r` holds element `idx + 16j + 4q + r`.
     ///
@@ -200,14 +271,14 @@ pub(crate) trait Src: Sync {
     /// As [`Src::v16`], with `idx + 64 <= len`.
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    unsafe fn v64(&self, idx: usize) -> [std::arch::x86_64::__m512; 4] {
+    unsafe fn v64(&self, idx: usize, add: u32) -> [std::arch::x86_64::__m512; 4] {
         // SAFETY: forwarded contract (four in-bounds 16-element loads).
         unsafe {
             x86::transpose4([
-                self.v16(idx),
-                self.v16(idx + 16),
-                self.v16(idx + 32),
-                self.v16(idx + 48),
+                self.v16(idx, add),
+                self.v16(idx + 16, add),
+                self.v16(idx + 32, add),
+                self.v16(idx + 48, add),
             ])
         }
     }
@@ -229,14 +300,14 @@ impl Src for DenseSrc<'_> {
     }
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    unsafe fn v16(&self, idx: usize) -> std::arch::x86_64::__m512 {
+    unsafe fn v16(&self, idx: usize, _add: u32) -> std::arch::x86_64::__m512 {
         debug_assert!(idx + 16 <= self.0.len());
         // SAFETY: the caller guarantees idx + 16 <= len and AVX-512F.
         unsafe { std::arch::x86_64::_mm512_loadu_ps(self.0.as_ptr().add(idx)) }
     }
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    unsafe fn v8(&self, idx: usize) -> std::arch::x86_64::__m256 {
+    unsafe fn v8(&self, idx: usize, _add: u32) -> std::arch::x86_64::__m256 {
         debug_assert!(idx + 8 <= self.0.len());
         // SAFETY: the caller guarantees idx + 8 <= len and AVX.
         unsafe { std::arch::x86_64::_mm256_loadu_ps(self.0.as_ptr().add(idx)) }
@@ -265,10 +336,16 @@ pub(crate) struct PackedSrc<'a, const MODE: u8> {
     /// Signed 8-bit formats: the high and low byte of the decoded `f32` (whose low 16
     /// bits are zero since `m <= 7`) for each 7-bit magnitude code.
     pub(crate) lut: Option<([u8; 128], [u8; 128])>,
+    /// Per stored row, the power-of-two scale `2^shift` of its decoded values (empty:
+    /// none). Validated by [`check_shifts`].
+    pub(crate) row_shifts: &'a [i8],
+    /// Elements per stored row (`len / shifts.len()`; 0 without shifts).
+    pub(crate) row_len: usize,
 }
 
-impl<const MODE: u8> PackedSrc<'_, MODE> {
-    fn new(p: &PackedTensor) -> PackedSrc<'_, MODE> {
+impl<'a, const MODE: u8> PackedSrc<'a, MODE> {
+    /// `row_shifts` must have passed [`check_shifts`] for `p` (empty: no scales).
+    fn new(p: &'a PackedTensor, row_shifts: &'a [i8]) -> PackedSrc<'a, MODE> {
         let c = Consts::new(p.format());
         let w = c.width as usize;
         let mut perm512 = [0u8; 64];
@@ -302,6 +379,25 @@ impl<const MODE: u8> PackedSrc<'_, MODE> {
             perm256,
             shifts,
             lut,
+            row_len: p.len().checked_div(row_shifts.len()).unwrap_or(0),
+            row_shifts,
+        }
+    }
+
+    /// Writes elements `start .. start + out.len()`, all in rows with addend `add`.
+    fn fill_add(&self, start: usize, out: &mut [f32], add: u32) {
+        match level() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: level() returned Avx512 only after detecting F, BW, VL and VBMI;
+            // the caller keeps the range inside one stored row when there are scales.
+            PackedLevel::Avx512 => unsafe { x86::fill_512(self, start, out, add) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: level() returned Avx2 only after detecting AVX2 and FMA.
+            PackedLevel::Avx2 => unsafe { x86::fill_256(self, start, out, add) },
+            _ => out
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, o)| *o = self.get(start + i)),
         }
     }
 }
@@ -309,20 +405,35 @@ impl<const MODE: u8> PackedSrc<'_, MODE> {
 impl<const MODE: u8> Src for PackedSrc<'_, MODE> {
     #[inline(always)]
     fn get(&self, idx: usize) -> f32 {
-        self.c.decode(extract(self.bytes, self.c.width, idx))
+        let code = extract(self.bytes, self.c.width, idx);
+        if self.row_shifts.is_empty() {
+            self.c.decode(code)
+        } else {
+            self.c.decode_add(
+                code,
+                self.row_add(idx.checked_div(self.row_len).unwrap_or(0)),
+            )
+        }
+    }
+    #[inline(always)]
+    fn row_add(&self, row: usize) -> u32 {
+        self.row_shifts
+            .get(row)
+            .map_or(0, |&s| (i32::from(s) << 23) as u32)
     }
     fn fill(&self, start: usize, out: &mut [f32]) {
-        match level() {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: level() returned Avx512 only after detecting F, BW, VL and VBMI.
-            PackedLevel::Avx512 => unsafe { x86::fill_512(self, start, out) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: level() returned Avx2 only after detecting AVX2 and FMA.
-            PackedLevel::Avx2 => unsafe { x86::fill_256(self, start, out) },
-            _ => out
-                .iter_mut()
-                .enumerate()
-                .for_each(|(i, o)| *o = self.get(start + i)),
+        if self.row_shifts.is_empty() || self.row_len == 0 {
+            self.fill_add(start, out, 0);
+            return;
+        }
+        // One stored row (one scale) at a time.
+        let mut i = 0;
+        while i < out.len() {
+            let idx = start + i;
+            let row = idx / self.row_len;
+            let end = ((row + 1) * self.row_len - start).min(out.len());
+            self.fill_add(idx, &mut out[i..end], self.row_add(row));
+            i = end;
         }
     }
     fn dense(&self) -> Option<&[f32]> {
@@ -330,21 +441,21 @@ impl<const MODE: u8> Src for PackedSrc<'_, MODE> {
     }
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    unsafe fn v16(&self, idx: usize) -> std::arch::x86_64::__m512 {
+    unsafe fn v16(&self, idx: usize, add: u32) -> std::arch::x86_64::__m512 {
         // SAFETY: forwarded contract.
-        unsafe { x86::packed_v16(self, idx) }
+        unsafe { x86::packed_v16(self, idx, add) }
     }
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    unsafe fn v8(&self, idx: usize) -> std::arch::x86_64::__m256 {
+    unsafe fn v8(&self, idx: usize, add: u32) -> std::arch::x86_64::__m256 {
         // SAFETY: forwarded contract.
-        unsafe { x86::packed_v8(self, idx) }
+        unsafe { x86::packed_v8(self, idx, add) }
     }
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    unsafe fn v64(&self, idx: usize) -> [std::arch::x86_64::__m512; 4] {
+    unsafe fn v64(&self, idx: usize, add: u32) -> [std::arch::x86_64::__m512; 4] {
         // SAFETY: forwarded contract.
-        unsafe { x86::packed_v64(self, idx) }
+        unsafe { x86::packed_v64(self, idx, add) }
     }
 }
 
@@ -619,13 +730,20 @@ pub fn fc(
     }
     match w {
         FcWeights::Dense(d) => fc_src(&DenseSrc(d), m, n, k, a, trans_b, alpha, beta, c),
-        FcWeights::Packed(p) => {
+        FcWeights::Packed(p) | FcWeights::Scaled(p, _) => {
+            let shifts: &[i8] = match w {
+                FcWeights::Scaled(_, s) => {
+                    check_shifts(p, if trans_b { n } else { k }, s)?;
+                    s
+                }
+                _ => &[],
+            };
             let args = (m, n, k, a, trans_b, alpha, beta);
             match packed_mode(p.format()) {
-                MODE_W8 => fc_packed::<MODE_W8>(p, args, c),
-                MODE_W16 => fc_packed::<MODE_W16>(p, args, c),
-                MODE_GEN => fc_packed::<MODE_GEN>(p, args, c),
-                _ => fc_packed::<MODE_WIDE>(p, args, c),
+                MODE_W8 => fc_packed::<MODE_W8>(p, shifts, args, c),
+                MODE_W16 => fc_packed::<MODE_W16>(p, shifts, args, c),
+                MODE_GEN => fc_packed::<MODE_GEN>(p, shifts, args, c),
+                _ => fc_packed::<MODE_WIDE>(p, shifts, args, c),
             }
         }
     }
@@ -634,9 +752,9 @@ pub fn fc(
 
 type FcArgs<'a> = (usize, usize, usize, &'a [f32], bool, f32, f32);
 
-fn fc_packed<const MODE: u8>(p: &PackedTensor, args: FcArgs<'_>, c: &mut [f32]) {
+fn fc_packed<const MODE: u8>(p: &PackedTensor, shifts: &[i8], args: FcArgs<'_>, c: &mut [f32]) {
     let (m, n, k, a, trans_b, alpha, beta) = args;
-    let s = PackedSrc::<MODE>::new(p);
+    let s = PackedSrc::<MODE>::new(p, shifts);
     fc_src(&s, m, n, k, a, trans_b, alpha, beta, c);
 }
 
@@ -653,12 +771,28 @@ fn packed_mode(f: Format) -> u8 {
 /// decoder of this module, split across the rayon pool for large tensors. Values are
 /// exactly `sieve_float::decode` of each code.
 pub fn decode_into(p: &PackedTensor, out: &mut [f32]) -> Result<(), KernelError> {
+    decode_rows(p, &[], out)
+}
+
+/// [`decode_into`] with one power-of-two scale per stored row: element `i` of row
+/// `r` (`rows = shifts.len()` equal rows) is `decode(code_i) * 2^shifts[r]`, exact.
+/// The shifts are checked with [`check_shifts`].
+pub fn decode_scaled_into(
+    p: &PackedTensor,
+    shifts: &[i8],
+    out: &mut [f32],
+) -> Result<(), KernelError> {
+    check_shifts(p, shifts.len(), shifts)?;
+    decode_rows(p, shifts, out)
+}
+
+fn decode_rows(p: &PackedTensor, shifts: &[i8], out: &mut [f32]) -> Result<(), KernelError> {
     check_len("decode", "out", p.len(), out.len())?;
     match packed_mode(p.format()) {
-        MODE_W8 => decode_par(&PackedSrc::<MODE_W8>::new(p), out),
-        MODE_W16 => decode_par(&PackedSrc::<MODE_W16>::new(p), out),
-        MODE_GEN => decode_par(&PackedSrc::<MODE_GEN>::new(p), out),
-        _ => decode_par(&PackedSrc::<MODE_WIDE>::new(p), out),
+        MODE_W8 => decode_par(&PackedSrc::<MODE_W8>::new(p, shifts), out),
+        MODE_W16 => decode_par(&PackedSrc::<MODE_W16>::new(p, shifts), out),
+        MODE_GEN => decode_par(&PackedSrc::<MODE_GEN>::new(p, shifts), out),
+        _ => decode_par(&PackedSrc::<MODE_WIDE>::new(p, shifts), out),
     }
     Ok(())
 }

@@ -66,7 +66,7 @@ proptest! {
         prop_assert_eq!(bits(&out), bits(&p.to_vec()));
         // Ranges starting anywhere (unaligned heads).
         if len > 3 {
-            let s = PackedSrc::<MODE_GEN>::new(&p);
+            let s = PackedSrc::<MODE_GEN>::new(&p, &[]);
             if f.width() < 16 && f.width() != 8 {
                 let mut part = vec![0.0; len - 3];
                 s.fill(3, &mut part);
@@ -269,4 +269,212 @@ fn several_panels() {
             assert!((x - y).abs() <= 1e-3 * (1.0 + y.abs()), "{x} vs {y}");
         }
     }
+}
+
+/// Per-row shifts for `rows` rows of format `f`: a spread of values inside
+/// [`shift_range`], with the extremes of the range on rows 0 and 1.
+fn row_shifts(f: Format, rows: usize, seed: u32) -> Vec<i8> {
+    let r = shift_range(f);
+    (0..rows)
+        .map(|i| {
+            let s = match i {
+                0 => *r.end(),
+                1 => *r.start(),
+                _ => {
+                    let h = (i as u32 ^ seed).wrapping_mul(2654435761) >> 8;
+                    (h % 41) as i32 - 20
+                }
+            };
+            s.clamp(*r.start(), *r.end()) as i8
+        })
+        .collect()
+}
+
+/// Codes whose row `zero_row` is all zeros (±0).
+fn packed_with_zero_row(f: Format, rows: usize, cols: usize, zero_row: usize) -> PackedTensor {
+    let mut v = data(rows * cols, 9);
+    for (i, x) in v.iter_mut().enumerate() {
+        if i / cols.max(1) == zero_row {
+            *x = if i % 2 == 0 { 0.0 } else { -0.0 };
+        } else if i % 13 == 5 {
+            *x = 0.0;
+        }
+    }
+    PackedTensor::encode_from(f, &v).unwrap()
+}
+
+/// The scaled values computed independently: `decode(code) * 2^s` in f64, which must
+/// be an exact f32.
+fn scaled_reference(p: &PackedTensor, shifts: &[i8]) -> Vec<f32> {
+    let rl = p.len() / shifts.len();
+    p.to_vec()
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let y = f64::from(v) * 2f64.powi(i32::from(shifts[i / rl]));
+            let out = y as f32;
+            assert_eq!(f64::from(out), y, "not exact: {v} * 2^{}", shifts[i / rl]);
+            assert!(out == 0.0 || out.is_normal(), "{out} not normal");
+            out
+        })
+        .collect()
+}
+
+#[test]
+fn shift_range_keeps_values_normal() {
+    for f in [
+        "s1e4m3b7",
+        "s1e2m0b1",
+        "u0e3m5b127",
+        "s1e7m6b0",
+        "s1e5m10b15",
+    ] {
+        let f: Format = f.parse().unwrap();
+        let r = shift_range(f);
+        assert!(r.start() <= r.end(), "{f}");
+        // Max * 2^hi finite, Min * 2^lo normal; one step further is not.
+        let (lo, hi) = (*r.start(), *r.end());
+        assert!(
+            (f64::from(f.max()) * 2f64.powi(hi)) < f64::from(f32::MAX),
+            "{f}"
+        );
+        assert!((f64::from(f.min()) * 2f64.powi(lo)) >= f64::from(f32::MIN_POSITIVE));
+        if hi < 127 {
+            assert!(
+                (f64::from(f.max()) * 2f64.powi(hi + 1)) > f64::from(f32::MAX),
+                "{f}"
+            );
+        }
+        if lo > -128 {
+            assert!((f64::from(f.min()) * 2f64.powi(lo - 1)) < f64::from(f32::MIN_POSITIVE));
+        }
+    }
+}
+
+/// Scaled packed weights: decode equals `decode(code) * 2^shift` (independent f64
+/// computation), and the FC kernel on them equals the dense kernel on those values bit
+/// for bit — batch 1 and 3, both layouts, every decoder mode (incl. the signed 8-bit
+/// table path), a row with the largest and one with the smallest valid shift, a row of
+/// zeros, odd and multiple-of-8 `k`, one thread and the pool.
+#[test]
+fn scaled_packed_fc_equals_dense_bit_for_bit() {
+    for (n, k) in [(37, 200), (301, 517), (9, 64), (5, 3)] {
+        for f in [
+            "s1e4m3b7",
+            "u0e4m4b9",
+            "s1e5m10b15",
+            "s1e3m2b3",
+            "s1e6m12b31",
+            "s1e2m0b1",
+            "s1e7m8b63",
+        ] {
+            let f: Format = f.parse().unwrap();
+            for trans_b in [true, false] {
+                let (rows, cols) = if trans_b { (n, k) } else { (k, n) };
+                let p = packed_with_zero_row(f, rows, cols, 2.min(rows - 1));
+                let shifts = row_shifts(f, rows, 5);
+                let mut dense = vec![f32::NAN; p.len()];
+                decode_scaled_into(&p, &shifts, &mut dense).unwrap();
+                assert_eq!(bits(&dense), bits(&scaled_reference(&p, &shifts)), "{f}");
+                // The shifts matter (the test could fail).
+                if shifts.iter().any(|&s| s != 0) {
+                    assert_ne!(bits(&dense), bits(&p.to_vec()), "{f}");
+                }
+                for m in [1, 3] {
+                    let a = data(m * k, 4);
+                    let mut c1 = vec![0.0; m * n];
+                    let mut c2 = vec![0.0; m * n];
+                    let w = FcWeights::Scaled(&p, &shifts);
+                    fc(m, n, k, &a, w, trans_b, 1.0, 0.0, &mut c1).unwrap();
+                    let d = FcWeights::Dense(&dense);
+                    fc(m, n, k, &a, d, trans_b, 1.0, 0.0, &mut c2).unwrap();
+                    assert_eq!(bits(&c1), bits(&c2), "{f} n={n} k={k} m={m} {trans_b}");
+                    let one = rayon::ThreadPoolBuilder::new()
+                        .num_threads(1)
+                        .build()
+                        .unwrap();
+                    let mut c3 = vec![0.0; m * n];
+                    one.install(|| fc(m, n, k, &a, w, trans_b, 1.0, 0.0, &mut c3).unwrap());
+                    let mut c4 = vec![0.0; m * n];
+                    one.install(|| fc(m, n, k, &a, d, trans_b, 1.0, 0.0, &mut c4).unwrap());
+                    assert_eq!(bits(&c3), bits(&c4), "{f} one thread");
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn scaled_fc_equals_dense_random(
+        width in 2u32..=16, signed: bool, es in 0u32..8, bs in 0i32..5,
+        m in 1usize..4, n in 1usize..24, k in 1usize..70, trans_b: bool,
+        beta_sel in 0usize..3, alpha in -2.0f32..2.0, seed: u32,
+    ) {
+        let f = format(width, signed, es, bs);
+        let beta = [0.0f32, 1.0, -0.5][beta_sel];
+        let rows = if trans_b { n } else { k };
+        let p = packed(f, n * k, 7);
+        let shifts = row_shifts(f, rows, seed);
+        let mut dense = vec![0.0; p.len()];
+        decode_scaled_into(&p, &shifts, &mut dense).unwrap();
+        prop_assert_eq!(bits(&dense), bits(&scaled_reference(&p, &shifts)));
+        let a = data(m * k, 1);
+        let c0 = data(m * n, 2);
+        let mut c_packed = c0.clone();
+        let mut c_dense = c0.clone();
+        fc(m, n, k, &a, FcWeights::Scaled(&p, &shifts), trans_b, alpha, beta, &mut c_packed).unwrap();
+        fc(m, n, k, &a, FcWeights::Dense(&dense), trans_b, alpha, beta, &mut c_dense).unwrap();
+        prop_assert_eq!(bits(&c_packed), bits(&c_dense));
+    }
+}
+
+#[test]
+fn bad_shifts_are_errors() {
+    let f: Format = "s1e4m3b7".parse().unwrap();
+    let p = PackedTensor::encode_from(f, &[1.0; 6]).unwrap();
+    let mut c = vec![0.0; 2];
+    let a = [1.0f32; 3];
+    // Wrong count (2 rows of 3 with trans_b need 2 shifts).
+    for shifts in [&[0i8][..], &[0, 0, 0][..], &[][..]] {
+        let e = fc(
+            1,
+            2,
+            3,
+            &a,
+            FcWeights::Scaled(&p, shifts),
+            true,
+            1.0,
+            0.0,
+            &mut c,
+        );
+        assert!(matches!(e, Err(KernelError::BadGeometry { .. })), "{e:?}");
+    }
+    // Out of range for the format: s1e4m3b7 allows -120 ..= 119.
+    let r = shift_range(f);
+    assert_eq!((*r.start(), *r.end()), (-120, 119));
+    for bad in [120i8, -121, i8::MAX, i8::MIN] {
+        let e = fc(
+            1,
+            2,
+            3,
+            &a,
+            FcWeights::Scaled(&p, &[0, bad]),
+            true,
+            1.0,
+            0.0,
+            &mut c,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("outside"), "{e}");
+        let mut out = vec![0.0; 6];
+        assert!(decode_scaled_into(&p, &[bad, 0], &mut out).is_err());
+    }
+    // Rows not dividing the element count.
+    let mut out = vec![0.0; 6];
+    assert!(decode_scaled_into(&p, &[0, 0, 0, 0], &mut out).is_err());
+    assert!(decode_scaled_into(&p, &[], &mut out).is_err());
+    assert!(decode_scaled_into(&p, &[119, -120], &mut out).is_ok());
 }

@@ -34,10 +34,12 @@ unsafe fn codes16<const MODE: u8>(s: &PackedSrc<'_, MODE>, idx: usize) -> __m512
     }
 }
 
-/// Decodes 16 widened codes (the bit arithmetic of `Consts::decode`).
+/// Decodes 16 widened codes (the bit arithmetic of `Consts::decode_add`; `add` is the
+/// row's exponent addend, 0 without scales).
 #[inline(always)]
-unsafe fn decode16<const MODE: u8>(s: &PackedSrc<'_, MODE>, c: __m512i) -> __m512 {
+unsafe fn decode16<const MODE: u8>(s: &PackedSrc<'_, MODE>, c: __m512i, add: u32) -> __m512 {
     let k = &s.c;
+    let adj = k.adj.wrapping_add(add);
     // SAFETY: the caller runs with AVX-512F enabled.
     unsafe {
         let mag = _mm512_and_si512(
@@ -45,7 +47,7 @@ unsafe fn decode16<const MODE: u8>(s: &PackedSrc<'_, MODE>, c: __m512i) -> __m51
             _mm512_set1_epi32(k.mag_mask as i32),
         );
         let nz = _mm512_test_epi32_mask(c, _mm512_set1_epi32(k.exp_mask as i32));
-        let v = _mm512_maskz_add_epi32(nz, mag, _mm512_set1_epi32(k.adj as i32));
+        let v = _mm512_maskz_add_epi32(nz, mag, _mm512_set1_epi32(adj as i32));
         let sign = _mm512_sllv_epi32(c, _mm512_set1_epi32(k.sign_shift as i32));
         // v | (sign & 0x8000_0000)
         let r = _mm512_ternarylogic_epi32::<0xF8>(v, sign, _mm512_set1_epi32(i32::MIN));
@@ -55,8 +57,13 @@ unsafe fn decode16<const MODE: u8>(s: &PackedSrc<'_, MODE>, c: __m512i) -> __m51
 
 /// 16 decoded values from element `idx` (contract of `Src::v16`).
 #[inline(always)]
-pub(super) unsafe fn packed_v16<const MODE: u8>(s: &PackedSrc<'_, MODE>, idx: usize) -> __m512 {
+pub(super) unsafe fn packed_v16<const MODE: u8>(
+    s: &PackedSrc<'_, MODE>,
+    idx: usize,
+    add: u32,
+) -> __m512 {
     if MODE > MODE_GEN {
+        // `get` applies the row's scale itself.
         let mut tmp = [0f32; 16];
         for (i, t) in tmp.iter_mut().enumerate() {
             *t = s.get(idx + i);
@@ -65,7 +72,7 @@ pub(super) unsafe fn packed_v16<const MODE: u8>(s: &PackedSrc<'_, MODE>, idx: us
         return unsafe { _mm512_loadu_ps(tmp.as_ptr()) };
     }
     // SAFETY: forwarded contract.
-    unsafe { decode16(s, codes16(s, idx)) }
+    unsafe { decode16(s, codes16(s, idx), add) }
 }
 
 /// 4x4 transpose of 128-bit chunks: lane block `j` of output `q` is chunk `q` of
@@ -94,6 +101,7 @@ pub(super) unsafe fn transpose4(l: [__m512; 4]) -> [__m512; 4] {
 pub(super) unsafe fn packed_v64<const MODE: u8>(
     s: &PackedSrc<'_, MODE>,
     idx: usize,
+    add: u32,
 ) -> [__m512; 4] {
     if let (MODE_W8, Some((hi, lo))) = (MODE, s.lut.as_ref()) {
         // SAFETY: 64 codes of one byte each from `idx` lie in `bytes` (contract); the
@@ -115,29 +123,44 @@ pub(super) unsafe fn packed_v64<const MODE: u8>(
             let w0 = _mm512_unpacklo_epi8(tl, th);
             let w1 = _mm512_unpackhi_epi8(tl, th);
             let z = _mm512_setzero_si512();
-            return [
-                _mm512_castsi512_ps(_mm512_unpacklo_epi16(z, w0)),
-                _mm512_castsi512_ps(_mm512_unpackhi_epi16(z, w0)),
-                _mm512_castsi512_ps(_mm512_unpacklo_epi16(z, w1)),
-                _mm512_castsi512_ps(_mm512_unpackhi_epi16(z, w1)),
+            let mut out = [
+                _mm512_unpacklo_epi16(z, w0),
+                _mm512_unpackhi_epi16(z, w0),
+                _mm512_unpacklo_epi16(z, w1),
+                _mm512_unpackhi_epi16(z, w1),
             ];
+            if add != 0 {
+                // The row's scale: add to the exponent of the non-zero values only.
+                let mag = _mm512_set1_epi32(i32::MAX);
+                let addv = _mm512_set1_epi32(add as i32);
+                for v in &mut out {
+                    let nz = _mm512_test_epi32_mask(*v, mag);
+                    *v = _mm512_mask_add_epi32(*v, nz, *v, addv);
+                }
+            }
+            return out.map(|v| _mm512_castsi512_ps(v));
         }
     }
     // SAFETY: forwarded contract.
     unsafe {
         transpose4([
-            packed_v16(s, idx),
-            packed_v16(s, idx + 16),
-            packed_v16(s, idx + 32),
-            packed_v16(s, idx + 48),
+            packed_v16(s, idx, add),
+            packed_v16(s, idx + 16, add),
+            packed_v16(s, idx + 32, add),
+            packed_v16(s, idx + 48, add),
         ])
     }
 }
 
 /// 8 decoded values from element `idx` (contract of `Src::v8`).
 #[inline(always)]
-pub(super) unsafe fn packed_v8<const MODE: u8>(s: &PackedSrc<'_, MODE>, idx: usize) -> __m256 {
+pub(super) unsafe fn packed_v8<const MODE: u8>(
+    s: &PackedSrc<'_, MODE>,
+    idx: usize,
+    add: u32,
+) -> __m256 {
     let k = &s.c;
+    let adj = k.adj.wrapping_add(add);
     let w = k.width as usize;
     let off = idx / 8 * w;
     // SAFETY: AVX2 by contract; every load below reads inside `bytes` (the w bytes of
@@ -164,6 +187,7 @@ pub(super) unsafe fn packed_v8<const MODE: u8>(s: &PackedSrc<'_, MODE>, idx: usi
                 _mm256_and_si256(_mm256_srlv_epi32(bytes, shifts), wmask)
             }
             _ => {
+                // `get` applies the row's scale itself.
                 let mut tmp = [0f32; 8];
                 for (i, t) in tmp.iter_mut().enumerate() {
                     *t = s.get(idx + i);
@@ -179,7 +203,7 @@ pub(super) unsafe fn packed_v8<const MODE: u8>(s: &PackedSrc<'_, MODE>, idx: usi
             _mm256_and_si256(c, _mm256_set1_epi32(k.exp_mask as i32)),
             _mm256_setzero_si256(),
         );
-        let v = _mm256_andnot_si256(zero, _mm256_add_epi32(mag, _mm256_set1_epi32(k.adj as i32)));
+        let v = _mm256_andnot_si256(zero, _mm256_add_epi32(mag, _mm256_set1_epi32(adj as i32)));
         let sign = _mm256_and_si256(
             _mm256_sllv_epi32(c, _mm256_set1_epi32(k.sign_shift as i32)),
             _mm256_set1_epi32(i32::MIN),
@@ -188,12 +212,14 @@ pub(super) unsafe fn packed_v8<const MODE: u8>(s: &PackedSrc<'_, MODE>, idx: usi
     }
 }
 
-/// Writes elements `start .. start + out.len()` of `s` into `out`.
+/// Writes elements `start .. start + out.len()` of `s` into `out`; `add` is the
+/// exponent addend of the row holding them (see [`Src::row_add`]).
 ///
 /// # Safety
-/// AVX-512 F, BW, VL, VBMI available; the elements exist in `s`.
+/// AVX-512 F, BW, VL, VBMI available; the elements exist in `s` and lie in one stored
+/// row when `s` has per-row scales.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi")]
-pub(super) unsafe fn fill_512<S: Src>(s: &S, start: usize, out: &mut [f32]) {
+pub(super) unsafe fn fill_512<S: Src>(s: &S, start: usize, out: &mut [f32], add: u32) {
     let n = out.len();
     let head = ((8 - start % 8) % 8).min(n);
     for (i, o) in out[..head].iter_mut().enumerate() {
@@ -203,7 +229,7 @@ pub(super) unsafe fn fill_512<S: Src>(s: &S, start: usize, out: &mut [f32]) {
     while i + 16 <= n {
         // SAFETY: start + i is a multiple of 8 and start + i + 16 <= start + n, inside
         // the source; out[i .. i + 16] exists.
-        unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(i), s.v16(start + i)) };
+        unsafe { _mm512_storeu_ps(out.as_mut_ptr().add(i), s.v16(start + i, add)) };
         i += 16;
     }
     for (ii, o) in out[i..].iter_mut().enumerate() {
@@ -216,7 +242,7 @@ pub(super) unsafe fn fill_512<S: Src>(s: &S, start: usize, out: &mut [f32]) {
 /// # Safety
 /// AVX2 and FMA available; the elements exist in `s`.
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn fill_256<S: Src>(s: &S, start: usize, out: &mut [f32]) {
+pub(super) unsafe fn fill_256<S: Src>(s: &S, start: usize, out: &mut [f32], add: u32) {
     let n = out.len();
     let head = ((8 - start % 8) % 8).min(n);
     for (i, o) in out[..head].iter_mut().enumerate() {
@@ -225,7 +251,7 @@ pub(super) unsafe fn fill_256<S: Src>(s: &S, start: usize, out: &mut [f32]) {
     let mut i = head;
     while i + 8 <= n {
         // SAFETY: as in fill_512, 8 elements.
-        unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(i), s.v8(start + i)) };
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(i), s.v8(start + i, add)) };
         i += 8;
     }
     for (ii, o) in out[i..].iter_mut().enumerate() {
@@ -291,6 +317,7 @@ pub(super) unsafe fn dot_rows_512<S: Src>(
         let body = k / 16 * 16;
         while j + 4 <= y.len() {
             let b = (j0 + j) * k;
+            let adds: [u32; 4] = std::array::from_fn(|r| s.row_add(j0 + j + r));
             let mut acc = [_mm512_setzero_ps(); 4];
             let mut i = 0;
             while i < body64 {
@@ -299,7 +326,7 @@ pub(super) unsafe fn dot_rows_512<S: Src>(
                 unsafe {
                     let xv = x64(xp.add(i));
                     for (r, a) in acc.iter_mut().enumerate() {
-                        let wv = s.v64(b + r * k + i);
+                        let wv = s.v64(b + r * k + i, adds[r]);
                         for q in 0..4 {
                             *a = _mm512_fmadd_ps(wv[q], xv[q], *a);
                         }
@@ -312,7 +339,7 @@ pub(super) unsafe fn dot_rows_512<S: Src>(
                 unsafe {
                     let xv = _mm512_loadu_ps(xp.add(i));
                     for (r, a) in acc.iter_mut().enumerate() {
-                        *a = _mm512_fmadd_ps(s.v16(b + r * k + i), xv, *a);
+                        *a = _mm512_fmadd_ps(s.v16(b + r * k + i, adds[r]), xv, *a);
                     }
                 }
                 i += 16;
@@ -331,13 +358,14 @@ pub(super) unsafe fn dot_rows_512<S: Src>(
         let b = (j0 + j) * k;
         let head = ((8 - b % 8) % 8).min(k);
         let h = scalar_part(s, b, x, 0, head);
+        let add = s.row_add(j0 + j);
         let mut acc = _mm512_setzero_ps();
         let mut i = head;
         while i + 64 <= k {
             // SAFETY: as above; b + i is a multiple of 8.
             unsafe {
                 let xv = x64(xp.add(i));
-                let wv = s.v64(b + i);
+                let wv = s.v64(b + i, add);
                 for q in 0..4 {
                     acc = _mm512_fmadd_ps(wv[q], xv[q], acc);
                 }
@@ -346,7 +374,7 @@ pub(super) unsafe fn dot_rows_512<S: Src>(
         }
         while i + 16 <= k {
             // SAFETY: as above; b + i is a multiple of 8.
-            unsafe { acc = _mm512_fmadd_ps(s.v16(b + i), _mm512_loadu_ps(xp.add(i)), acc) };
+            unsafe { acc = _mm512_fmadd_ps(s.v16(b + i, add), _mm512_loadu_ps(xp.add(i)), acc) };
             i += 16;
         }
         let mut lanes = [0f32; 16];
@@ -378,6 +406,7 @@ pub(super) unsafe fn dot_rows_256<S: Src>(
     if k.is_multiple_of(8) {
         while j + 4 <= y.len() {
             let b = (j0 + j) * k;
+            let adds: [u32; 4] = std::array::from_fn(|r| s.row_add(j0 + j + r));
             let mut acc = [_mm256_setzero_ps(); 4];
             let mut i = 0;
             while i < k {
@@ -385,7 +414,7 @@ pub(super) unsafe fn dot_rows_256<S: Src>(
                 unsafe {
                     let xv = _mm256_loadu_ps(xp.add(i));
                     for (r, a) in acc.iter_mut().enumerate() {
-                        *a = _mm256_fmadd_ps(s.v8(b + r * k + i), xv, *a);
+                        *a = _mm256_fmadd_ps(s.v8(b + r * k + i, adds[r]), xv, *a);
                     }
                 }
                 i += 8;
@@ -403,11 +432,12 @@ pub(super) unsafe fn dot_rows_256<S: Src>(
         let b = (j0 + j) * k;
         let head = ((8 - b % 8) % 8).min(k);
         let h = scalar_part(s, b, x, 0, head);
+        let add = s.row_add(j0 + j);
         let mut acc = _mm256_setzero_ps();
         let mut i = head;
         while i + 8 <= k {
             // SAFETY: as above.
-            unsafe { acc = _mm256_fmadd_ps(s.v8(b + i), _mm256_loadu_ps(xp.add(i)), acc) };
+            unsafe { acc = _mm256_fmadd_ps(s.v8(b + i, add), _mm256_loadu_ps(xp.add(i)), acc) };
             i += 8;
         }
         let mut lanes = [0f32; 8];

@@ -193,8 +193,8 @@ impl Op for Gemm {
             // reference agree bit for bit).
             (Some(w), _) if !self.trans_a => {
                 let view;
-                let fw = match w.packed() {
-                    Some(p) => FcWeights::Packed(p),
+                let fw = match w.fc_operand() {
+                    Some(fw) => fw,
                     None => {
                         view = w.decoded()?;
                         FcWeights::Dense(&view)
@@ -378,8 +378,8 @@ impl Op for MatMul {
             match (&self.weights, bt) {
                 (Some(w), _) => {
                     let view;
-                    let fw = match w.packed() {
-                        Some(p) => FcWeights::Packed(p),
+                    let fw = match w.fc_operand() {
+                        Some(fw) => fw,
                         None => {
                             view = w.decoded()?;
                             FcWeights::Dense(&view)
