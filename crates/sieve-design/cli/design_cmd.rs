@@ -44,9 +44,13 @@ pub struct Args {
     pub e_headroom: u8,
     /// The paper's search exactly: every sweep point (no skipping of points that
     /// cannot be chosen by accurate/approximate) and recovery ranked by each tensor's
-    /// own accuracy loss over all tensors.
+    /// own accuracy loss over all tensors; per-tensor weight formats (no channel scales).
     #[arg(long)]
     pub paper: bool,
+    /// Per-tensor weight formats only (no per-output-channel power-of-two scales;
+    /// `--paper` implies it).
+    #[arg(long)]
+    pub no_channel_scales: bool,
     /// The m sweep stops under this normalised accuracy (the paper: 0.998). With a
     /// small validation set one image can be more than 0.2% of it.
     #[arg(long)]
@@ -88,6 +92,9 @@ pub fn run(args: Args) -> Result<()> {
             SearchSettings::default_with_batch(args.batch)
         }
     };
+    if args.no_channel_scales {
+        search.channel_scales = false;
+    }
     if let Some(f) = args.sweep_floor {
         if !(0.0..=1.0).contains(&f) {
             bail!("--sweep-floor must be in [0, 1], got {f}");

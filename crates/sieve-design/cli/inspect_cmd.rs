@@ -24,7 +24,7 @@ pub fn run(args: Args) -> Result<()> {
     if args.json {
         let out = serde_json::json!({
             "package": args.package.display().to_string(), "file_bytes": file_bytes,
-            "format_version": sieve_design::FORMAT_VERSION, "graph_bytes": pkg.graph_bytes().len(),
+            "format_version": pkg.format_version(), "graph_bytes": pkg.graph_bytes().len(),
             "meta": meta,
         });
         println!("{out}");
@@ -35,7 +35,7 @@ pub fn run(args: Args) -> Result<()> {
         "{} ({} bytes, format v{}, checksum ok)",
         args.package.display(),
         file_bytes,
-        sieve_design::FORMAT_VERSION
+        pkg.format_version()
     );
     println!(
         "  tool {}; source model sha256 {} ({} bytes)",
@@ -50,6 +50,16 @@ pub fn run(args: Args) -> Result<()> {
         100.0 * meta.baseline.top1,
         meta.search.points
     );
+    let scaled = meta
+        .tensors
+        .iter()
+        .filter(|t| t.channel_scales.is_some())
+        .count();
+    if scaled > 0 {
+        println!(
+            "  per-channel weight scales on {scaled} weight tensors (formats marked '/cs'; one i8 shift per channel, counted in w bits and bytes)"
+        );
+    }
     println!(
         "  graph {} bytes; {} packed weight tensors",
         pkg.graph_bytes().len(),
@@ -90,7 +100,14 @@ pub fn run(args: Args) -> Result<()> {
                         .get(t.id)
                         .copied()
                         .flatten()
-                        .map_or("f32".to_string(), |f| format!("{f}:{}", f.width()))
+                        .map_or("f32".to_string(), |f| {
+                            let cs = if t.channel_scales.is_some() {
+                                "/cs"
+                            } else {
+                                ""
+                            };
+                            format!("{f}{cs}:{}", f.width())
+                        })
                 )
             })
             .collect();

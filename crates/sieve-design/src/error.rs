@@ -39,7 +39,7 @@ pub enum DesignError {
         computed: String,
     },
     /// The package was written by an incompatible format version.
-    #[error("{path}: package format version {found} is not supported (this build reads version {supported})")]
+    #[error("{path}: package format version {found} is not supported (this build reads versions 1 to {supported})")]
     Version {
         /// The file (or `<bytes>`).
         path: String,

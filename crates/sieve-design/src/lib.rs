@@ -25,13 +25,14 @@ pub mod meta;
 mod package;
 pub mod report;
 mod runner;
+pub mod scales;
 pub mod search;
 mod select;
 pub mod synth;
 
 pub use error::DesignError;
 pub use meta::{Meta, OutputContract, Point, Provenance, TensorInfo, TensorKind, VariantInfo};
-pub use package::{Package, FORMAT_VERSION};
+pub use package::{Package, FORMAT_VERSION, MIN_FORMAT_VERSION};
 pub use runner::{PackedWeights, SpeculativeModel};
 pub use search::{design, DesignOutcome, Progress, Settings};
 

@@ -137,6 +137,12 @@ pub struct SearchSettings {
     /// tensor per step.
     #[serde(default)]
     pub recovery_doubling: bool,
+    /// Per-output-channel power-of-two weight scales ([`crate::scales`]): each weight
+    /// tensor with at least two channels of different magnitude stores one `i8`
+    /// shift per channel and is fitted on the shifted values. `false` (and absent in
+    /// older packages) = the paper's per-tensor format.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub channel_scales: bool,
 }
 
 /// The ranking recovery uses to pick the next tensor to widen.
@@ -198,6 +204,12 @@ pub struct TensorInfo {
     pub zeros: u64,
     /// Every evaluated point, in search order.
     pub points: Vec<Point>,
+    /// Weight tensors with per-channel scales ([`SearchSettings::channel_scales`]):
+    /// the number of channels (axis 0), each with one stored `i8` shift next to the
+    /// codes (package tensor `<weights key>.shifts`). The histogram, `e_max` and
+    /// every point are then those of the shifted values. `None`: no scales.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_scales: Option<u64>,
 }
 
 /// An explored CNN: one tensor in one format, everything else full precision.
@@ -228,11 +240,12 @@ pub struct VariantInfo {
     pub formats: Vec<Option<Format>>,
     /// Per tensor id: for weights stored packed, the package tensor holding them.
     pub weight_keys: Vec<Option<String>>,
-    /// Average bits per weight (weighted by element count; f32 counts 32).
+    /// Average bits per weight (weighted by element count; f32 counts 32; the
+    /// per-channel shifts of a scaled tensor add 8 bits per channel to its total).
     pub avg_weight_bits: f64,
     /// Average bits per activation value (weighted by elements per image).
     pub avg_activation_bits: f64,
-    /// Bytes of this variant's packed weights.
+    /// Bytes of this variant's packed weights (codes, per-channel shifts, f32 tensors).
     pub weight_bytes: u64,
     /// The combination on the validation images.
     pub accuracy: Accuracy,

@@ -6,6 +6,10 @@
 //! - tensors `w<layer>/<format>` (U8): a layer's weights bit-packed in that format
 //!   ([`sieve_float::PackedTensor`] bytes), or `w<layer>/f32` (raw little-endian
 //!   f32) for a tensor a variant keeps at full precision; variants share tensors;
+//! - with per-channel scales (format version 2): `w<layer>/<format>/cs` (U8) the
+//!   codes of the shifted values and `w<layer>/<format>/cs.shifts` (U8) one `i8`
+//!   shift per output channel (two's complement), see [`crate::scales`]; the
+//!   tensor's [`crate::TensorInfo::channel_scales`] gives the channel count;
 //! - `__metadata__["sieve"]`: `{"version":N,"sha256":"<hex>","meta":{...}}` where
 //!   `meta` is [`Meta`] and `sha256` covers the exact `meta` text and every tensor
 //!   (name, length, bytes, in name order). Verified on load.
@@ -23,8 +27,13 @@ use sieve_nn::{Tensor, Weights};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-/// The package format version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest package format version this build reads and writes: 2 = version 1
+/// plus per-channel weight scales. A package without scales is written as version 1
+/// (readable by older builds); one with scales as version 2, which older builds
+/// reject with a version error instead of running the codes without their scales.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest package format version this build reads.
+pub const MIN_FORMAT_VERSION: u32 = 1;
 const GRAPH: &str = "graph.onnx";
 
 /// A speculative model package in memory.
@@ -77,6 +86,16 @@ impl Package {
         }
     }
 
+    /// The format version this package is written as: [`FORMAT_VERSION`] if a weight
+    /// tensor has per-channel scales, else 1 (readable by builds before scales).
+    pub fn format_version(&self) -> u32 {
+        if self.meta.tensors.iter().any(|t| t.channel_scales.is_some()) {
+            FORMAT_VERSION
+        } else {
+            MIN_FORMAT_VERSION
+        }
+    }
+
     /// The metadata.
     pub fn meta(&self) -> &Meta {
         &self.meta
@@ -97,8 +116,9 @@ impl Package {
         let meta_json = serde_json::to_string(&self.meta)
             .map_err(|e| DesignError::Invalid(format!("metadata: {e}")))?;
         let sum = checksum(&meta_json, &self.graph, &self.weights);
+        let version = self.format_version();
         let envelope =
-            format!("{{\"version\":{FORMAT_VERSION},\"sha256\":\"{sum}\",\"meta\":{meta_json}}}");
+            format!("{{\"version\":{version},\"sha256\":\"{sum}\",\"meta\":{meta_json}}}");
         let mut views: Vec<(String, TensorView<'_>)> = vec![];
         let err =
             |e: safetensors::SafeTensorError| DesignError::Invalid(format!("safetensors: {e}"));
@@ -150,7 +170,7 @@ impl Package {
         let version = serde_json::from_str::<VersionOnly>(env_text)
             .map_err(|e| corrupt(format!("metadata envelope: {e}")))?
             .version;
-        if version != FORMAT_VERSION {
+        if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(DesignError::Version {
                 path: label.to_string(),
                 found: version,
@@ -198,6 +218,13 @@ impl Package {
                         "variant {} needs tensor '{k}', which is missing",
                         v.variant
                     )));
+                }
+            }
+            for (ti, t) in meta.tensors.iter().enumerate() {
+                if let (Some(ch), Some(fmt), Some(key)) =
+                    (t.channel_scales, v.formats[ti], &v.weight_keys[ti])
+                {
+                    check_shift_tensor(&weights, key, ch, fmt).map_err(&corrupt)?;
                 }
             }
         }
@@ -318,7 +345,21 @@ impl Package {
                         Some(fmt) => {
                             let p = PackedTensor::from_parts(fmt, n, bytes.clone())
                                 .map_err(|e| corrupt(format!("tensor '{key}': {e}")))?;
-                            weights_from_packed(shape, p, dense)?
+                            let shifts = match t.channel_scales {
+                                Some(ch) => {
+                                    let s = check_shift_tensor(&self.weights, key, ch, fmt)
+                                        .map_err(&corrupt)?;
+                                    if shape.first().map(|&c| c as u64) != Some(ch) {
+                                        return Err(corrupt(format!(
+                                            "tensor '{key}': {ch} channel shifts for weights of shape {shape:?}"
+                                        )));
+                                    }
+                                    Some(s)
+                                }
+                                None => None,
+                            };
+                            weights_from_packed(shape, p, shifts, dense)
+                                .map_err(|e| corrupt(format!("tensor '{key}': {e}")))?
                         }
                         None => {
                             if bytes.len() != n * 4 {
@@ -347,6 +388,40 @@ impl Package {
         }
         Ok(SpeculativeModel::new(model, acts, variant))
     }
+}
+
+/// The shifts stored for the scaled codes under `key`: present, `channels` long, every
+/// shift valid for `fmt` (the decoded values times `2^shift` stay normal and finite).
+fn check_shift_tensor(
+    weights: &BTreeMap<String, Vec<u8>>,
+    key: &str,
+    channels: u64,
+    fmt: sieve_float::Format,
+) -> Result<Vec<i8>, String> {
+    let sk = crate::search::shifts_key(key);
+    let data = weights.get(&sk).ok_or_else(|| {
+        format!("tensor '{key}' has per-channel scales but its shift tensor '{sk}' is missing")
+    })?;
+    if data.len() as u64 != channels {
+        return Err(format!(
+            "shift tensor '{sk}' has {} bytes, expected one per channel ({channels})",
+            data.len()
+        ));
+    }
+    let range = sieve_nn::kernels::packed::shift_range(fmt);
+    let shifts: Vec<i8> = data.iter().map(|&b| b as i8).collect();
+    if let Some((c, s)) = shifts
+        .iter()
+        .enumerate()
+        .find(|(_, &s)| !range.contains(&i32::from(s)))
+    {
+        return Err(format!(
+            "shift tensor '{sk}': channel {c} has shift {s}, outside {}..={} for format {fmt}",
+            range.start(),
+            range.end()
+        ));
+    }
+    Ok(shifts)
 }
 
 #[cfg(test)]
@@ -429,5 +504,128 @@ mod tests {
         let e = p.original_model(None).unwrap_err().to_string();
         assert!(e.contains("/nonexistent/model.onnx"), "{e}");
         assert!(p.original_model(Some(&onnx)).is_ok());
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::panic)]
+mod scale_tests {
+    use super::*;
+    use crate::meta::SearchSettings;
+    use crate::search::Settings;
+
+    fn root() -> std::path::PathBuf {
+        std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+    }
+
+    /// LeNet-5 fixture, 16 images, the paper's search plus channel scales.
+    fn scaled() -> Package {
+        static P: std::sync::OnceLock<Package> = std::sync::OnceLock::new();
+        P.get_or_init(|| {
+            let bytes = std::fs::read(root().join("fixtures/lenet5/model.onnx")).unwrap();
+            let settings = Settings {
+                dataset: format!("mnist:{}", root().join("fixtures/mnist").display()),
+                split: sieve_data::Split::Test,
+                limit: Some(16),
+                background_offset: 0,
+                cache_bytes: 1 << 28,
+                search: SearchSettings {
+                    channel_scales: true,
+                    ..SearchSettings::paper(16)
+                },
+                journal: None,
+                max_evals: None,
+                output: None,
+                source_path: None,
+            };
+            Package::from_outcome(crate::design(&bytes, &settings, &|_| {}).unwrap())
+        })
+        .clone()
+    }
+
+    fn corrupt_msg(p: &Package) -> String {
+        let bytes = p.to_bytes().unwrap();
+        match Package::from_bytes(&bytes, "bad.sieve") {
+            Err(e @ DesignError::Corrupt { .. }) => e.to_string(),
+            Err(e) => panic!("expected Corrupt, got {e}"),
+            Ok(_) => panic!("corrupted shifts accepted"),
+        }
+    }
+
+    #[test]
+    fn corrupted_shift_tensors_are_rejected() {
+        let good = scaled();
+        assert!(Package::from_bytes(&good.to_bytes().unwrap(), "ok").is_ok());
+        let key = good
+            .weights
+            .keys()
+            .find(|k| k.ends_with(".shifts"))
+            .expect("a shift tensor")
+            .clone();
+        // Wrong length (checksum recomputed: only the shift check can catch it).
+        let mut p = good.clone();
+        p.weights.get_mut(&key).unwrap().pop();
+        let msg = corrupt_msg(&p);
+        assert!(
+            msg.contains(&key) && msg.contains("one per channel"),
+            "{msg}"
+        );
+        let mut p = good.clone();
+        p.weights.get_mut(&key).unwrap().push(0);
+        assert!(corrupt_msg(&p).contains("one per channel"));
+        // Out-of-range shifts for the tensor's format.
+        let fmt: sieve_float::Format = key.split('/').nth(1).unwrap().parse().unwrap();
+        let range = sieve_nn::kernels::packed::shift_range(fmt);
+        let bad: Vec<i8> = [i8::MIN, i8::MAX, (range.start() - 1).max(-128) as i8]
+            .into_iter()
+            .filter(|&s| !range.contains(&i32::from(s)))
+            .collect();
+        assert!(!bad.is_empty(), "{fmt}: every i8 shift is valid");
+        for bad in bad {
+            let mut p = good.clone();
+            p.weights.get_mut(&key).unwrap()[0] = bad as u8;
+            let msg = corrupt_msg(&p);
+            assert!(msg.contains("outside") && msg.contains(&key), "{msg}");
+        }
+        // Missing shift tensor.
+        let mut p = good.clone();
+        p.weights.remove(&key);
+        let msg = corrupt_msg(&p);
+        assert!(msg.contains("missing") && msg.contains(".shifts"), "{msg}");
+        // Metadata claiming another channel count than the weights' shape: caught
+        // when the variant is built, as an error.
+        let mut p = good.clone();
+        let ti = p
+            .meta
+            .tensors
+            .iter()
+            .position(|t| t.channel_scales.is_some())
+            .unwrap();
+        let ch = p.meta.tensors[ti].channel_scales.unwrap();
+        p.meta.tensors[ti].channel_scales = Some(ch + 1);
+        for k in p.weights.keys().cloned().collect::<Vec<_>>() {
+            if k.ends_with(".shifts") && k.starts_with(&format!("w{}/", p.meta.tensors[ti].layer)) {
+                p.weights.get_mut(&k).unwrap().push(0);
+            }
+        }
+        let q = Package::from_bytes(&p.to_bytes().unwrap(), "bad.sieve").unwrap();
+        let e = q.model(Variant::Accurate).unwrap_err().to_string();
+        assert!(e.contains("channel shifts"), "{e}");
+    }
+
+    #[test]
+    fn old_version_one_packages_still_load() {
+        let good = scaled();
+        let mut p = good.clone();
+        // No scales anywhere: written as version 1, as before the extension.
+        for t in &mut p.meta.tensors {
+            t.channel_scales = None;
+        }
+        p.meta.settings.channel_scales = false;
+        assert_eq!(p.format_version(), 1);
+        let text = String::from_utf8_lossy(&p.to_bytes().unwrap()).to_string();
+        assert!(text.contains("{\\\"version\\\":1,"));
+        assert!(!text.contains("channel_scales"));
+        assert!(Package::from_bytes(&p.to_bytes().unwrap(), "v1").is_ok());
     }
 }

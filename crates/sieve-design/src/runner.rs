@@ -108,19 +108,26 @@ pub(crate) fn quantize_tensor(fmt: Format, t: &mut Tensor) {
     }
 }
 
-/// Weights for layer `layer` from a packed tensor: packed in memory, or decoded
-/// to dense `f32` for the reference path.
+/// Weights for layer `layer` from a packed tensor (with its per-channel shifts, if
+/// any): packed in memory, or decoded to dense `f32` for the reference path.
 pub(crate) fn weights_from_packed(
     shape: Vec<usize>,
     packed: PackedTensor,
+    shifts: Option<Vec<i8>>,
     dense: bool,
 ) -> Result<Weights, DesignError> {
+    let pw = match shifts {
+        Some(s) => PackedWeights::with_shifts(shape, packed, s)?,
+        None => PackedWeights::new(shape, packed)?,
+    };
     if dense {
-        let v = packed.to_vec();
-        Ok(Weights::Dense(Tensor::from_f32(shape, v)?))
+        let mut v = vec![0.0; pw.packed().len()];
+        sieve_nn::WeightSource::decode_into(&pw, &mut v)?;
+        Ok(Weights::Dense(Tensor::from_f32(
+            sieve_nn::WeightSource::shape(&pw).to_vec(),
+            v,
+        )?))
     } else {
-        Ok(Weights::Encoded(Arc::new(PackedWeights::new(
-            shape, packed,
-        )?)))
+        Ok(Weights::Encoded(Arc::new(pw)))
     }
 }

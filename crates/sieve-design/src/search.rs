@@ -11,6 +11,7 @@
 use crate::eval::{Evaluator, Score};
 use crate::meta::*;
 use crate::runner::{quantize_tensor, weights_from_packed};
+use crate::scales;
 use crate::select::{select, widen, worst_tensor};
 use crate::{sha256_hex, DesignError, Variant};
 use sieve_data::{DatasetSpec, InputSpec, Split};
@@ -64,15 +65,18 @@ impl SearchSettings {
             widen_activations_first: false,
             max_recovery_steps: None,
             recovery_doubling: false,
+            channel_scales: false,
         }
     }
 
     /// The defaults of `sieve design`: the paper's settings plus the faster sweep
-    /// ([`SearchSettings::skip_dominated`]) and fidelity-ranked recovery that
-    /// widens activations first, at most `2 x tensors` steps.
+    /// ([`SearchSettings::skip_dominated`]), fidelity-ranked recovery that
+    /// widens activations first, at most `2 x tensors` steps, and per-channel
+    /// weight scales ([`SearchSettings::channel_scales`]).
     pub fn default_with_batch(batch: usize) -> SearchSettings {
         SearchSettings {
             skip_dominated: true,
+            channel_scales: true,
             recovery_rank: RecoveryRank::Fidelity,
             widen_activations_first: true,
             recovery_doubling: true,
@@ -406,13 +410,25 @@ pub fn design(
     timing.baseline = t.elapsed().as_secs_f64();
     let nonneg = non_negative_layers(&model, &onnx);
     let mut dense_weights: Vec<Tensor> = vec![];
+    // Per layer: the weight tensor's channel shifts before clamping (channel scales).
+    let mut wshifts: Vec<Option<Vec<i32>>> = vec![];
     let mut tensors: Vec<TensorInfo> = vec![];
     let mut hists: Vec<ExpHistogram> = vec![];
     for (k, l) in layers.iter().enumerate() {
         let wt = model.weights(k)?.to_tensor()?;
-        let wh = ExpHistogram::from_slice(wt.f32s()?);
+        let shifts = if s.channel_scales {
+            let rows = wt.shape().first().copied().unwrap_or(1);
+            scales::channel_shifts(wt.f32s()?, rows)
+        } else {
+            None
+        };
+        let wh = match &shifts {
+            Some(b) => ExpHistogram::from_slice(&scales::histogram_values(wt.f32s()?, b)),
+            None => ExpHistogram::from_slice(wt.f32s()?),
+        };
+        let channels = shifts.as_ref().map(|b| b.len() as u64);
         let an = model.value_name(l.output).unwrap_or_default().to_string();
-        for (kind, hist, name, elements, signed) in [
+        for (kind, hist, name, elements, signed, channel_scales) in [
             (
                 TensorKind::Weight,
                 wh,
@@ -423,6 +439,7 @@ pub fn design(
                 },
                 wt.len() as u64,
                 true,
+                channels,
             ),
             (
                 TensorKind::Activation,
@@ -430,6 +447,7 @@ pub fn design(
                 an,
                 act_sizes[k],
                 !(nonneg[k] && act_hists[k].negatives() == 0),
+                None,
             ),
         ] {
             tensors.push(TensorInfo {
@@ -444,10 +462,12 @@ pub fn design(
                 histogram: histogram_pairs(&hist),
                 zeros: hist.zeros(),
                 points: vec![],
+                channel_scales,
             });
             hists.push(hist);
         }
         dense_weights.push(wt);
+        wshifts.push(shifts);
     }
     let m_steps = usize::from(s.m_max) + 1;
     let total = hists
@@ -485,9 +505,15 @@ pub fn design(
                         done += 1;
                         continue;
                     }
+                    // Channel-scaled weight points are other numerics: own journal key.
                     let jkey = format!(
-                        "{}{k}:{fmt}",
-                        if kind == TensorKind::Weight { "w" } else { "a" }
+                        "{}{k}:{fmt}{}",
+                        if kind == TensorKind::Weight { "w" } else { "a" },
+                        if kind == TensorKind::Weight && wshifts[k].is_some() {
+                            "/cs"
+                        } else {
+                            ""
+                        }
                     );
                     report(
                         done,
@@ -503,9 +529,22 @@ pub fn design(
                     );
                     let score = journal.get_or(&jkey, || match kind {
                         TensorKind::Weight => {
-                            let mut v = dense_weights[k].f32s()?.to_vec();
-                            quantize_slice(fmt, &mut v);
-                            let wt = Tensor::from_f32(dense_weights[k].shape().to_vec(), v)?;
+                            let dw = &dense_weights[k];
+                            let v = match &wshifts[k] {
+                                Some(b) => scales::quantize_scaled(
+                                    fmt,
+                                    dw.f32s()?,
+                                    dw.shape(),
+                                    b,
+                                    &info.name,
+                                )?,
+                                None => {
+                                    let mut v = dw.f32s()?.to_vec();
+                                    quantize_slice(fmt, &mut v);
+                                    v
+                                }
+                            };
+                            let wt = Tensor::from_f32(dw.shape().to_vec(), v)?;
                             let m2 = model.with_weights(k, Weights::Dense(wt))?;
                             ev.score(&m2, ev.base(), None, None)
                         }
@@ -592,11 +631,16 @@ pub fn design(
             report(done, format!("{variant} variant"));
             let spelled: Vec<String> = formats
                 .iter()
-                .map(|f| f.map_or("f32".to_string(), |f| f.to_string()))
+                .zip(&tensors)
+                .map(|(f, t)| match f {
+                    None => "f32".to_string(),
+                    Some(f) if t.channel_scales.is_some() => format!("{f}/cs"),
+                    Some(f) => f.to_string(),
+                })
                 .collect();
             let vkey = format!("v:{}", sha256_hex(spelled.join(",").as_bytes()));
             let score = journal.get_or(&vkey, || {
-                let sm = build_reference(&model, &dense_weights, &tensors, &formats)?;
+                let sm = build_reference(&model, &dense_weights, &wshifts, &tensors, &formats)?;
                 ev.score_from_inputs(
                     sm.0.as_ref().unwrap_or(&model),
                     Some(&|v: ValueId, t: &mut Tensor| {
@@ -697,7 +741,7 @@ pub fn design(
 
     // 4. Package contents.
     let (graph, weights, variants) =
-        package_contents(&model, &onnx, &dense_weights, &tensors, variants)?;
+        package_contents(&model, &onnx, &dense_weights, &wshifts, &tensors, variants)?;
     let meta = Meta {
         tool: format!("sieve-design {}", env!("CARGO_PKG_VERSION")),
         provenance,
@@ -733,6 +777,7 @@ type Reference = (Option<Model>, Vec<(ValueId, Format)>);
 fn build_reference(
     model: &Model,
     dense: &[Tensor],
+    wshifts: &[Option<Vec<i32>>],
     tensors: &[TensorInfo],
     formats: &[Option<Format>],
 ) -> Result<Reference, DesignError> {
@@ -743,20 +788,47 @@ fn build_reference(
         match ti.kind {
             TensorKind::Weight => {
                 let w = &dense[ti.layer];
-                let p = PackedTensor::encode_from(fmt, w.f32s()?).map_err(|source| {
-                    DesignError::Float {
-                        tensor: ti.name.clone(),
-                        source,
-                    }
-                })?;
+                let (p, shifts) = encode_weights(fmt, w, wshifts[ti.layer].as_deref(), &ti.name)?;
                 let mm = m.get_or_insert_with(|| model.clone());
-                mm.set_weights(ti.layer, weights_from_packed(w.shape().to_vec(), p, true)?)?;
+                mm.set_weights(
+                    ti.layer,
+                    weights_from_packed(w.shape().to_vec(), p, shifts, true)?,
+                )?;
             }
             TensorKind::Activation => acts.push((model.layers()[ti.layer].output, fmt)),
         }
     }
     acts.sort_by_key(|(v, _)| v.0);
     Ok((m, acts))
+}
+
+/// The package tensor holding the per-channel shifts of the codes stored under `key`.
+pub(crate) fn shifts_key(key: &str) -> String {
+    format!("{key}.shifts")
+}
+
+/// A weight tensor encoded in `fmt`: plain codes, or with channel scales (codes of
+/// the shifted values and the stored shifts) when the tensor has base shifts.
+fn encode_weights(
+    fmt: Format,
+    w: &Tensor,
+    base: Option<&[i32]>,
+    name: &str,
+) -> Result<(PackedTensor, Option<Vec<i8>>), DesignError> {
+    match base {
+        Some(b) => {
+            let (p, s) = scales::encode_scaled(fmt, w.f32s()?, b, name)?;
+            Ok((p, Some(s)))
+        }
+        None => {
+            let p =
+                PackedTensor::encode_from(fmt, w.f32s()?).map_err(|source| DesignError::Float {
+                    tensor: name.to_string(),
+                    source,
+                })?;
+            Ok((p, None))
+        }
+    }
 }
 
 fn variant_info(
@@ -774,6 +846,10 @@ fn variant_info(
             if t.kind == kind {
                 bits += t.elements as f64 * f.map_or(32.0, |f| f64::from(f.width()));
                 n += t.elements as f64;
+                // One i8 shift per channel is stored with scaled codes.
+                if let (Some(_), Some(c)) = (f, t.channel_scales) {
+                    bits += 8.0 * c as f64;
+                }
             }
         }
         if n > 0.0 {
@@ -807,6 +883,7 @@ fn package_contents(
     model: &Model,
     onnx: &proto::ModelProto,
     dense: &[Tensor],
+    wshifts: &[Option<Vec<i32>>],
     tensors: &[TensorInfo],
     mut variants: Vec<VariantInfo>,
 ) -> Result<Contents, DesignError> {
@@ -851,13 +928,18 @@ fn package_contents(
             }
             let (key, data) = match v.formats[ti] {
                 Some(fmt) => {
-                    let p = PackedTensor::encode_from(fmt, dense[t.layer].f32s()?).map_err(
-                        |source| DesignError::Float {
-                            tensor: t.name.clone(),
-                            source,
-                        },
-                    )?;
-                    (format!("w{}/{fmt}", t.layer), p.bytes().to_vec())
+                    let (p, shifts) =
+                        encode_weights(fmt, &dense[t.layer], wshifts[t.layer].as_deref(), &t.name)?;
+                    match shifts {
+                        Some(sh) => {
+                            let key = format!("w{}/{fmt}/cs", t.layer);
+                            let data: Vec<u8> = sh.iter().map(|&s| s as u8).collect();
+                            bytes += data.len() as u64;
+                            weights.entry(shifts_key(&key)).or_insert(data);
+                            (key, p.bytes().to_vec())
+                        }
+                        None => (format!("w{}/{fmt}", t.layer), p.bytes().to_vec()),
+                    }
                 }
                 None => (
                     format!("w{}/f32", t.layer),

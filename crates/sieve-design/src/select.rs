@@ -107,6 +107,7 @@ mod tests {
             e_max: 3,
             histogram: vec![],
             zeros: 0,
+            channel_scales: None,
             points: points
                 .into_iter()
                 .map(|(m, correct, agree)| {

@@ -127,7 +127,7 @@ pub fn synthetic_model(
         let fmt = fit_format(values, sf)?;
         let packed = PackedTensor::encode_from(fmt, values)
             .map_err(|e| DesignError::Invalid(format!("layer {name}: encoding {fmt}: {e}")))?;
-        let w = weights_from_packed(shape, packed, dense)?;
+        let w = weights_from_packed(shape, packed, None, dense)?;
         model.set_weights(i, w)?;
     }
     Ok(SpeculativeModel::new(model, Vec::new(), variant))
@@ -219,7 +219,7 @@ pub fn synthetic_model_from_onnx(
                 l.name, names[i].0
             )));
         }
-        model.set_weights(i, weights_from_packed(shape, p, dense)?)?;
+        model.set_weights(i, weights_from_packed(shape, p, None, dense)?)?;
     }
     Ok(SpeculativeModel::new(model, Vec::new(), variant))
 }

@@ -304,7 +304,7 @@ fn wrong_version_is_rejected() {
             err,
             DesignError::Version {
                 found: 9,
-                supported: 1,
+                supported: 2,
                 ..
             }
         ),
@@ -354,11 +354,14 @@ fn report_has_markdown_json_and_plots() {
 
 #[test]
 fn default_settings_skip_dominated_points_and_record_agreement() {
-    let paper = &package().0;
+    // The defaults include per-channel weight scales: compare with the paper's sweep
+    // with scales (the same numerics per point).
+    let paper = &scaled_package().0;
     let mut s = settings(None, None);
     s.search = SearchSettings::default_with_batch(16);
     let out = design(&model_bytes(), &s, &|_| {}).unwrap();
     let meta = &out.meta;
+    assert!(meta.settings.channel_scales);
     assert!(meta.search.points <= paper.meta().search.points);
     let base = meta.baseline.correct as f64;
     for t in &meta.tensors {
@@ -390,4 +393,90 @@ fn default_settings_skip_dominated_points_and_record_agreement() {
         let agree = v.agree.unwrap();
         assert!(agree <= meta.provenance.images as u64);
     }
+}
+
+/// The paper's search with per-channel weight scales, shared by the tests below.
+fn scaled_package() -> &'static (Package, Vec<u8>) {
+    static P: OnceLock<(Package, Vec<u8>)> = OnceLock::new();
+    P.get_or_init(|| {
+        let mut st = settings(None, None);
+        st.search.channel_scales = true;
+        let out = design(&model_bytes(), &st, &|_| {}).unwrap();
+        let p = Package::from_outcome(out);
+        let bytes = p.to_bytes().unwrap();
+        (p, bytes)
+    })
+}
+
+#[test]
+fn channel_scaled_package_round_trips_bit_exact() {
+    let (p, bytes) = scaled_package();
+    let m = p.meta();
+    assert!(m.settings.channel_scales);
+    assert_eq!(p.format_version(), 2);
+    let scaled: Vec<_> = m
+        .tensors
+        .iter()
+        .filter(|t| t.channel_scales.is_some())
+        .collect();
+    assert!(
+        !scaled.is_empty(),
+        "no LeNet-5 weight tensor got channel scales"
+    );
+    assert!(scaled.iter().all(|t| t.kind == TensorKind::Weight));
+    // Every scaled tensor a variant stores packed has its shift tensor, one i8 per
+    // channel; the shifts count in the bytes and the average bits.
+    for v in &m.variants {
+        let mut bytes_total = 0u64;
+        let (mut bits, mut n) = (0f64, 0f64);
+        for (ti, t) in m.tensors.iter().enumerate() {
+            if t.kind != TensorKind::Weight {
+                continue;
+            }
+            let key = v.weight_keys[ti].as_ref().unwrap();
+            bytes_total += p.weight_tensors()[key].len() as u64;
+            n += t.elements as f64;
+            bits += t.elements as f64 * v.formats[ti].map_or(32.0, |f| f64::from(f.width()));
+            if let (Some(ch), Some(_)) = (t.channel_scales, v.formats[ti]) {
+                assert!(key.ends_with("/cs"), "{key}");
+                let sh = &p.weight_tensors()[&format!("{key}.shifts")];
+                assert_eq!(sh.len() as u64, ch);
+                bytes_total += ch;
+                bits += 8.0 * ch as f64;
+            }
+        }
+        assert_eq!(v.weight_bytes, bytes_total, "{}", v.variant);
+        assert!((v.avg_weight_bits - bits / n).abs() < 1e-9, "{}", v.variant);
+    }
+    // Written as version 2; reads back and re-serialises identically.
+    assert!(String::from_utf8_lossy(bytes).contains("{\\\"version\\\":2,"));
+    let q = Package::from_bytes(bytes, "scaled").unwrap();
+    assert_eq!(q.meta(), m);
+    assert_eq!(&q.to_bytes().unwrap(), bytes);
+    // Packed (shifts applied in the kernels) == reference (decoded f32) bit for bit,
+    // and == the search's count; and the scales really change the numerics.
+    let (x, labels) = images(LIMIT);
+    for v in Variant::SPECULATIVE {
+        let a = q.model(v).unwrap().run(vec![x.clone()]).unwrap();
+        let b = p.reference_model(v).unwrap().run(vec![x.clone()]).unwrap();
+        let (a, b) = (a[0].as_f32().unwrap(), b[0].as_f32().unwrap());
+        assert!(
+            a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{v}: packed != reference"
+        );
+        let correct = a
+            .chunks_exact(10)
+            .zip(&labels)
+            .filter(|(r, &l)| sieve_design::eval::argmax(r) as i64 == l)
+            .count() as u64;
+        assert_eq!(correct, m.variant(v).unwrap().accuracy.correct, "{v}");
+    }
+    let plain = package().0.meta();
+    let differs = m.tensors.iter().zip(&plain.tensors).any(|(a, b)| {
+        a.channel_scales.is_some() && (a.histogram != b.histogram || a.points != b.points)
+    });
+    assert!(
+        differs,
+        "the scaled tensors were fitted on the unshifted values"
+    );
 }
