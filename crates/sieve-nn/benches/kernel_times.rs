@@ -129,6 +129,7 @@ fn main() {
                     Activation::Relu,
                     &mut out,
                     &mut scratch,
+                    None,
                 )
                 .expect("conv");
                 black_box(&out);

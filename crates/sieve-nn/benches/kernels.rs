@@ -114,6 +114,7 @@ fn conv(c: &mut Criterion) {
                     Activation::Relu,
                     &mut out,
                     &mut scratch,
+                    None,
                 )
                 .expect("conv");
                 black_box(&out);

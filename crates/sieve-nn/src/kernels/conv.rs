@@ -17,9 +17,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
-use super::matmul::{matmul, matmul_raw, MatRef};
+use super::matmul::{gemv_rows, matmul, matmul_raw, MatRef};
+#[cfg(target_arch = "x86_64")]
+use super::sgemm;
 use super::stencil::Stencil;
 use super::{check_len, checked_product, depthwise, direct, Activation, Conv2dGeom, KernelError};
+
+/// Rows of the packed GEMM's micro-kernel (output channels per block).
+#[cfg(target_arch = "x86_64")]
+const PK_MR: usize = sgemm::MR;
+#[cfg(not(target_arch = "x86_64"))]
+const PK_MR: usize = 8;
+/// Fewest output columns per packed-GEMM tile (four micro-kernel widths).
+const PK_MIN_COLS: usize = 192;
 
 /// Below this many multiply-adds the whole convolution runs on the calling thread.
 const PAR_MIN_MACS: usize = 1 << 20;
@@ -119,6 +129,7 @@ pub(crate) fn conv2d(
     act: Activation,
     out: &mut [f32],
     scratch: &mut Vec<f32>,
+    pack: Option<&ConvPack>,
 ) -> Result<(), KernelError> {
     conv2d_with(
         g,
@@ -131,12 +142,82 @@ pub(crate) fn conv2d(
         act,
         out,
         scratch,
-        direct_max_floats(),
+        Paths {
+            direct_max: direct_max_floats(),
+            packed_gemm: packed_gemm_enabled(),
+            pack,
+        },
     )
 }
 
-/// [`conv2d`] with an explicit [`direct`]-kernel size limit (`0` = GEMM path only,
-/// `usize::MAX` = direct kernel whenever the CPU has it); tests run both paths.
+/// Which kernels [`conv2d_with`] may use (tests force each path).
+#[derive(Clone, Copy)]
+pub(crate) struct Paths<'a> {
+    /// Largest unit input (floats) for the [`direct`] kernel: `0` = never,
+    /// `usize::MAX` = whenever the CPU has it.
+    pub direct_max: usize,
+    /// Use the packed AVX-512 GEMM ([`sgemm`]) where the CPU has it, instead of the
+    /// `gemm` crate.
+    pub packed_gemm: bool,
+    /// The layer's cached packed weights, if the caller keeps them.
+    pub pack: Option<&'a ConvPack>,
+}
+
+/// The packed GEMM is on unless `SIEVE_CONV_PACKED=0` (a benchmark knob), read once.
+fn packed_gemm_enabled() -> bool {
+    static V: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *V.get_or_init(|| std::env::var("SIEVE_CONV_PACKED").map_or(true, |v| v != "0"))
+}
+
+/// True if the packed AVX-512 GEMM runs on this CPU.
+fn sgemm_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        sgemm::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// A convolution's weights packed for [`sgemm`] (per group, `[panel][k][MR]`), built on
+/// the first run that needs them and then kept (dense weights only: the op owns one).
+#[derive(Debug, Default)]
+pub struct ConvPack(std::sync::OnceLock<Vec<f32>>);
+
+impl ConvPack {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes held (0 until the first run that packs).
+    pub fn bytes(&self) -> usize {
+        self.0.get().map_or(0, |v| v.len() * 4)
+    }
+}
+
+/// Packs every group's `cog x kdim` weight matrix for [`sgemm`].
+fn pack_weights(g: &Conv2dGeom, weights: &[f32]) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let (cog, kdim) = (g.c_out_per_group(), g.c_in_per_group() * g.kh * g.kw);
+        let per = sgemm::packed_a_len(cog, kdim);
+        let mut out = vec![0.0f32; per * g.groups];
+        for (gi, dst) in out.chunks_mut(per.max(1)).enumerate().take(g.groups) {
+            sgemm::pack_a(&weights[gi * cog * kdim..], cog, kdim, kdim, dst);
+        }
+        out
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (g, weights);
+        Vec::new()
+    }
+}
+
+/// [`conv2d`] with an explicit choice of kernels ([`Paths`]); tests run every path.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv2d_with(
     g: &Conv2dGeom,
@@ -149,7 +230,7 @@ pub(crate) fn conv2d_with(
     act: Activation,
     out: &mut [f32],
     scratch: &mut Vec<f32>,
-    direct_max: usize,
+    paths: Paths<'_>,
 ) -> Result<(), KernelError> {
     let (oh, ow) = conv_checks(g, input, n, h, w, weights, bias, out)?;
     if out.is_empty() {
@@ -170,6 +251,26 @@ pub(crate) fn conv2d_with(
         && g.stride_h == 1
         && g.stride_w == 1
         && g.pad_top + g.pad_left + g.pad_bottom + g.pad_right == 0;
+    if direct && n == 1 && h * w == 1 {
+        // One pixel per image (a classifier as a 1x1 convolution on a 1x1 map): a
+        // matrix-vector product per group, memory-bound on the weights.
+        let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
+        for gi in 0..g.groups {
+            let y = &mut out[gi * cog..(gi + 1) * cog];
+            gemv_rows(
+                &weights[gi * cog * cig..(gi + 1) * cog * cig],
+                &input[gi * cig..(gi + 1) * cig],
+                cig,
+                1.0,
+                0.0,
+                y,
+            );
+            for (co, v) in y.iter_mut().enumerate() {
+                *v = act.apply(*v + bias.map_or(0.0, |b| b[gi * cog + co]));
+            }
+        }
+        return Ok(());
+    }
     let units = n * g.groups;
     // With few units, cut rows finely enough that every worker gets about two tiles.
     let min_tiles = if threads > 1 && units < 2 * threads {
@@ -177,8 +278,21 @@ pub(crate) fn conv2d_with(
     } else {
         1
     };
+    let mut own_pack = Vec::new();
     let ctx = Ctx::new(
-        g, input, h, w, weights, bias, act, oh, ow, direct, min_tiles, direct_max,
+        g,
+        input,
+        h,
+        w,
+        weights,
+        bias,
+        act,
+        oh,
+        ow,
+        direct,
+        min_tiles,
+        paths,
+        &mut own_pack,
     );
     let out_ptr = OutPtr(out.as_mut_ptr());
     let (unit_len, work_len) = (ctx.unit_len(), ctx.work_len());
@@ -286,6 +400,17 @@ struct Ctx<'a> {
     dk: bool,
     /// Row ranges per row block when `dk`.
     ytiles: usize,
+    /// Use the packed [`sgemm`]; tiles are then (row range, output-channel block) pairs.
+    pk: bool,
+    /// Weights packed for [`sgemm`] (all groups), when `pk`.
+    packed: &'a [f32],
+    /// Output-channel blocks per row range when `pk` (1 otherwise).
+    mblocks: usize,
+    /// Output channels per block when `pk` (a multiple of the micro-kernel rows).
+    mrows: usize,
+    /// Start of each im2col row (input channel, tap) in the unit buffer, from the flat
+    /// output index, when `pk` and not `direct`.
+    offs: Vec<usize>,
 }
 
 /// Tap list of a 1x1 stride-1 convolution read straight from the input planes.
@@ -307,7 +432,8 @@ impl<'a> Ctx<'a> {
         ow: usize,
         direct: bool,
         min_tiles: usize,
-        direct_max: usize,
+        paths: Paths<'a>,
+        own_pack: &'a mut Vec<f32>,
     ) -> Self {
         let st = Stencil {
             kh: g.kh,
@@ -340,10 +466,44 @@ impl<'a> Ctx<'a> {
         // Fewer than one vector of flat outputs (e.g. a classifier as a 1x1 convolution
         // on a 1x1 map) would waste most lanes: the GEMM (matrix-vector) path is better.
         let dk = direct::available()
-            && unit_floats <= direct_max
+            && unit_floats <= paths.direct_max
             && g.c_out_per_group() > 0
             && oh * pitch >= 16;
-        let (tile_rows, tiles, ytiles) = if dk {
+        let pk = !dk && paths.packed_gemm && sgemm_available() && g.c_out_per_group() > 0;
+        let mut packed: &'a [f32] = &[];
+        let mut offs = Vec::new();
+        let (mut mblocks, mut mrows) = (1, g.c_out_per_group());
+        let (tile_rows, tiles, ytiles) = if pk {
+            packed = match paths.pack {
+                Some(cache) => cache.0.get_or_init(|| pack_weights(g, weights)),
+                None => {
+                    *own_pack = pack_weights(g, weights);
+                    let own: &'a Vec<f32> = own_pack;
+                    own
+                }
+            };
+            if !direct {
+                let bl = st.buf_len();
+                offs = (0..g.c_in_per_group())
+                    .flat_map(|ci| taps.iter().map(move |&t| ci * bl + t))
+                    .collect();
+            }
+            // The C tile plus the input rows it reads, per output column.
+            let per_col = g.c_out_per_group() + g.c_in_per_group();
+            // At least PK_MIN_COLS output columns per tile: fewer leave the micro-kernel
+            // partly idle; split the output channels instead.
+            let min_rows = PK_MIN_COLS.div_ceil(pitch).clamp(1, oh);
+            let tile_rows = (TILE_FLOATS / (per_col * pitch).max(1))
+                .min(oh.div_ceil(min_tiles))
+                .max(min_rows)
+                .clamp(1, oh);
+            let ntiles = oh.div_ceil(tile_rows);
+            let panels = g.c_out_per_group().div_ceil(PK_MR);
+            mblocks = min_tiles.div_ceil(ntiles).clamp(1, panels);
+            mrows = panels.div_ceil(mblocks) * PK_MR;
+            mblocks = g.c_out_per_group().div_ceil(mrows);
+            (tile_rows, ntiles * mblocks, 1)
+        } else if dk {
             let row_blocks = g.c_out_per_group().div_ceil(direct::ROWS);
             let tile_rows = oh.div_ceil(min_tiles.div_ceil(row_blocks).clamp(1, oh));
             let ytiles = oh.div_ceil(tile_rows);
@@ -373,6 +533,11 @@ impl<'a> Ctx<'a> {
             tiles,
             dk,
             ytiles,
+            pk,
+            packed,
+            mblocks,
+            mrows,
+            offs,
         }
     }
 
@@ -387,6 +552,16 @@ impl<'a> Ctx<'a> {
 
     /// Floats of the per-worker tile buffer: im2col block and GEMM output block.
     fn work_len(&self) -> usize {
+        if self.pk {
+            #[cfg(target_arch = "x86_64")]
+            {
+                // 1x1 convolutions read the input in place and write the output directly.
+                if self.direct {
+                    return 0;
+                }
+                return self.g.c_out_per_group() * self.tile_rows * self.pitch;
+            }
+        }
         if self.direct {
             0
         } else if self.dk {
@@ -442,6 +617,12 @@ impl<'a> Ctx<'a> {
         if self.dk {
             // SAFETY: forwarded from the caller.
             unsafe { self.run_direct(u, t, ubuf, work, out) };
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if self.pk {
+            // SAFETY: forwarded from the caller.
+            unsafe { self.run_packed(u, t, ubuf, work, out) };
             return;
         }
         let g = self.g;
@@ -543,6 +724,97 @@ impl<'a> Ctx<'a> {
                     std::slice::from_raw_parts_mut(out.0.add(plane_base + oy * self.ow), self.ow)
                 };
                 epilogue(dst, src, bias, self.act);
+            }
+        }
+    }
+
+    /// Tile `t` (row range, output-channel block) of unit `u` with the packed [`sgemm`]:
+    /// the im2col rows (or, 1x1, the input rows) are packed straight into the GEMM's
+    /// `B` layout; bias and activation are applied by the GEMM's epilogue.
+    ///
+    /// # Safety
+    /// As [`Ctx::run_tile`]; the CPU has AVX-512 (`pk` is only set then).
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn run_packed(&self, u: usize, t: usize, ubuf: &[f32], work: &mut [f32], out: OutPtr) {
+        let g = self.g;
+        let (b, gi) = (u / g.groups, u % g.groups);
+        let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
+        let (nt, mb) = (t / self.mblocks, t % self.mblocks);
+        let oy0 = nt * self.tile_rows;
+        let oy1 = (oy0 + self.tile_rows).min(self.oh);
+        let rows = mb * self.mrows..((mb + 1) * self.mrows).min(cog);
+        let per = sgemm::packed_a_len(cog, self.kdim);
+        let ap = &self.packed[gi * per..(gi + 1) * per];
+        let co0 = gi * cog;
+        let bias = self.bias.map(|bs| &bs[co0..co0 + cog]);
+        let ohw = self.oh * self.ow;
+        let k = self.kdim;
+        if self.direct {
+            let hw = self.h * self.w;
+            let img = &self.input[(b * g.c_in + gi * cig) * hw..][..cig * hw];
+            let cols = (oy1 - oy0) * self.ow;
+            // The input planes are B's rows: read in place, no packing.
+            let bsrc = sgemm::BSrc::Strided {
+                data: &img[oy0 * self.ow..],
+                ld: hw,
+            };
+            let base = (b * g.c_out + co0) * ohw + oy0 * self.ow;
+            // SAFETY: AVX-512 (caller); `ap` packed for these sizes, `img` holds `k`
+            // planes of `hw`; rows `rows` of channels co0.. of image b, columns
+            // [oy0*ow, oy1*ow) are inside the output and owned by this tile (caller
+            // contract).
+            unsafe {
+                sgemm::gemm(
+                    cog,
+                    rows,
+                    cols,
+                    k,
+                    ap,
+                    bsrc,
+                    out.0.add(base),
+                    ohw,
+                    bias,
+                    self.act,
+                )
+            };
+            return;
+        }
+        let p = self.pitch;
+        let colsf = (oy1 - oy0) * p;
+        let tmp = &mut work[..cog * colsf];
+        // The im2col rows are read in place: row (ci, tap) starts at `offs[..]` from the
+        // tile's first flat output.
+        let bsrc = sgemm::BSrc::Indirect {
+            data: &ubuf[oy0 * p..],
+            offs: &self.offs,
+        };
+        // SAFETY: AVX-512 (caller); `ap` packed for these sizes; every im2col row of the
+        // tile lies in `ubuf` (stencil slack); `tmp` holds `cog` rows of `colsf` floats,
+        // exclusively borrowed.
+        unsafe {
+            sgemm::gemm(
+                cog,
+                rows.clone(),
+                colsf,
+                k,
+                ap,
+                bsrc,
+                tmp.as_mut_ptr(),
+                colsf,
+                bias,
+                self.act,
+            )
+        };
+        for co in rows {
+            let plane_base = (b * g.c_out + co0 + co) * ohw;
+            for oy in oy0..oy1 {
+                let src = &tmp[co * colsf + (oy - oy0) * p..][..self.ow];
+                // SAFETY: output row oy of channel co0+co of image b is inside the output
+                // and owned by this tile (caller contract).
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(out.0.add(plane_base + oy * self.ow), self.ow)
+                };
+                dst.copy_from_slice(src);
             }
         }
     }

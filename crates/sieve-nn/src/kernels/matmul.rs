@@ -130,7 +130,7 @@ pub(crate) unsafe fn matmul_raw(
 }
 
 /// `y[j] = alpha * dot(mat[j*k .. (j+1)*k], x) + beta * y[j]` for `j < y.len()`.
-fn gemv_rows(mat: &[f32], x: &[f32], k: usize, alpha: f32, beta: f32, y: &mut [f32]) {
+pub(crate) fn gemv_rows(mat: &[f32], x: &[f32], k: usize, alpha: f32, beta: f32, y: &mut [f32]) {
     let body = |j0: usize, ys: &mut [f32]| {
         let finish = |yv: &mut f32, d: f32| {
             *yv = if beta == 0.0 {

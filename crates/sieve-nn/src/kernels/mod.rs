@@ -16,12 +16,15 @@
 //! thread. `docs/KERNELS.md` has the design notes and measured throughput.
 
 mod conv;
+pub use conv::ConvPack;
 mod depthwise;
 mod direct;
 mod matmul;
 pub mod packed;
 mod pool;
 pub mod reference;
+#[cfg(target_arch = "x86_64")]
+mod sgemm;
 pub mod simd;
 mod stencil;
 mod stencil_simd;
@@ -416,8 +419,10 @@ pub(crate) fn check_len(
 /// * `out`: NCHW `[n, g.c_out, oh, ow]` with `(oh, ow) = g.out_hw(h, w)`; fully overwritten.
 ///
 /// `scratch` is a caller-owned buffer reused across calls (im2col columns); its contents
-/// on entry are ignored and on exit unspecified. Weights are taken at run time, not
-/// prepacked, so a caller may decode compressed weights into a buffer right before.
+/// on entry are ignored and on exit unspecified. Weights are taken at run time, so a
+/// caller may decode compressed weights into a buffer right before; the GEMM path then
+/// packs them per call. A caller with fixed weights passes a [`ConvPack`] it keeps, and
+/// the packed copy is built on the first run that needs it and reused after.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(
     g: &Conv2dGeom,
@@ -430,8 +435,9 @@ pub fn conv2d(
     act: Activation,
     out: &mut [f32],
     scratch: &mut Vec<f32>,
+    pack: Option<&ConvPack>,
 ) -> Result<(), KernelError> {
-    conv::conv2d(g, input, n, h, w, weights, bias, act, out, scratch)
+    conv::conv2d(g, input, n, h, w, weights, bias, act, out, scratch, pack)
 }
 
 /// Max pooling over NCHW `input` `[n, c, h, w]` into `out` `[n, c, oh, ow]`

@@ -44,6 +44,7 @@ fn check_conv(g: Conv2dGeom, n: usize, h: usize, w: usize, with_bias: bool, act:
                 act,
                 &mut out,
                 &mut Vec::new(),
+                None,
             );
             assert_eq!(fast.unwrap_err(), e);
             return;
@@ -64,11 +65,20 @@ fn check_conv(g: Conv2dGeom, n: usize, h: usize, w: usize, with_bias: bool, act:
         act,
         &mut fast,
         &mut scratch,
+        None,
     )
     .unwrap();
     assert_close(&fast, &want, g.c_in_per_group() * g.kh * g.kw);
-    // Both convolution paths: GEMM only, and the direct kernel wherever it applies.
-    for direct_max in [0, usize::MAX] {
+    // Every convolution path: the gemm crate, the packed GEMM (per-call packing, and a
+    // kept pack used twice), and the direct kernel wherever it applies.
+    let pack = conv::ConvPack::new();
+    for (direct_max, packed_gemm, pack) in [
+        (0, false, None),
+        (0, true, None),
+        (0, true, Some(&pack)),
+        (0, true, Some(&pack)),
+        (usize::MAX, false, None),
+    ] {
         let mut fast = vec![f32::NAN; out_len];
         conv::conv2d_with(
             &g,
@@ -81,7 +91,11 @@ fn check_conv(g: Conv2dGeom, n: usize, h: usize, w: usize, with_bias: bool, act:
             act,
             &mut fast,
             &mut scratch,
-            direct_max,
+            conv::Paths {
+                direct_max,
+                packed_gemm,
+                pack,
+            },
         )
         .unwrap();
         assert_close(&fast, &want, g.c_in_per_group() * g.kh * g.kw);
@@ -174,6 +188,22 @@ fn conv2d_large_shapes_take_parallel_paths() {
     check_conv(geom(4, 64, 1, 1, 0, 1), 1, 130, 130, true, Activation::None);
     // Pointwise, direct GEMM on the input planes.
     check_conv(geom(32, 64, 1, 1, 0, 1), 1, 40, 40, true, Activation::Relu);
+    // Pointwise on a 1x1 map (a classifier head): matrix-vector product at batch 1
+    // (also grouped), GEMM at batch 3; large enough for the parallel matrix-vector path.
+    check_conv(
+        geom(1280, 1001, 1, 1, 0, 1),
+        1,
+        1,
+        1,
+        true,
+        Activation::None,
+    );
+    check_conv(geom(64, 36, 1, 1, 0, 4), 1, 1, 1, true, Activation::Relu);
+    check_conv(geom(64, 36, 1, 1, 0, 1), 3, 1, 1, false, Activation::Relu);
+    // Packed GEMM edge shapes: 8 < c_out < 16 (one partial row panel), an output width
+    // with a 16-column tail (56 = 32 + 32), many k blocks (k = 2304).
+    check_conv(geom(256, 12, 3, 1, 1, 1), 1, 7, 8, true, Activation::Relu);
+    check_conv(geom(16, 40, 3, 1, 1, 1), 1, 56, 56, true, Activation::None);
     check_conv(geom(32, 64, 1, 1, 0, 1), 3, 20, 21, false, Activation::None);
     // Depthwise 3x3 stride 1 and 2 (MobileNet), parallel over planes.
     check_conv(
@@ -204,6 +234,7 @@ fn conv2d_rejects_bad_lengths() {
         Activation::None,
         &mut out,
         &mut Vec::new(),
+        None,
     );
     assert_eq!(
         e.unwrap_err(),
@@ -225,6 +256,7 @@ fn conv2d_rejects_bad_lengths() {
         Activation::None,
         &mut out,
         &mut Vec::new(),
+        None,
     );
     assert_eq!(
         e.unwrap_err(),

@@ -116,6 +116,9 @@ pub struct Conv {
     pub bias: Option<Tensor>,
     /// Fused activation.
     pub act: Activation,
+    /// The bound dense weights packed for the GEMM kernel, built on first use (shared by
+    /// clones that keep the same weights; [`Conv::bound`] starts a new one).
+    pub pack: Arc<kernels::ConvPack>,
 }
 
 impl Conv {
@@ -152,6 +155,7 @@ impl Conv {
             weights: None,
             bias: None,
             act: Activation::None,
+            pack: Arc::default(),
         }))
     }
 
@@ -244,6 +248,7 @@ impl Conv {
         Conv {
             weights: Some(weights),
             bias,
+            pack: Arc::default(),
             ..self.clone()
         }
     }
@@ -360,8 +365,25 @@ impl Op for Conv {
             (None, Some(t)) => t.f32s()?,
             (None, None) => return Err(NnError::op("missing weights")),
         };
-        kernels::conv2d(&g, x.f32s()?, n, h, w, wdata, bias, self.act, &mut out, buf)
-            .map_err(|e| NnError::op(format!("input {xs:?}, weights {wshape:?}: {e}")))?;
+        // Only dense bound weights are the same on every run; decoded ones pack per call.
+        let pack = match &self.weights {
+            Some(Weights::Dense(_)) => Some(&*self.pack),
+            _ => None,
+        };
+        kernels::conv2d(
+            &g,
+            x.f32s()?,
+            n,
+            h,
+            w,
+            wdata,
+            bias,
+            self.act,
+            &mut out,
+            buf,
+            pack,
+        )
+        .map_err(|e| NnError::op(format!("input {xs:?}, weights {wshape:?}: {e}")))?;
         let mut oshape = vec![n, g.c_out];
         if xs.len() == 4 {
             oshape.push(oh);
