@@ -134,7 +134,13 @@ impl Op for Unary {
     fn eval(&self, inputs: &Inputs<'_>, _s: &mut Scratch) -> Result<Vec<Tensor>, NnError> {
         let x = inputs.get(0)?;
         let k = self.kind;
-        let out: Vec<f32> = x.f32s()?.iter().map(|&v| k.apply(v)).collect();
+        let xs = x.f32s()?;
+        // Relu (the common one, e.g. after ResNet's residual Add) as its own loop so that
+        // it vectorises; the generic loop matches on the kind per element.
+        let out: Vec<f32> = match k {
+            UnaryKind::Relu => xs.iter().map(|&v| v.max(0.0)).collect(),
+            _ => xs.iter().map(|&v| k.apply(v)).collect(),
+        };
         Ok(vec![Tensor::from_f32(x.shape().to_vec(), out)?])
     }
     fn as_any(&self) -> &dyn Any {
