@@ -3,9 +3,12 @@
 //!
 //! `cargo run --release -p sieve-design --example uniform_weights -- MODEL.onnx DATASET SPLIT OFFSET LIMIT CONFIG...`
 //! where CONFIG is `E:M` (E exponent bits, `max` = each tensor's e_max, `max+1`),
-//! or `w8` (8 bits: e = e_max, m = 7 - e).
+//! or `w8` (8 bits: e = e_max, m = 7 - e); a `/cs` suffix (`3:4/cs`) adds per-channel
+//! power-of-two scales (`sieve_design::scales`; `e_max` then of the shifted values; the
+//! shifts count 8 bits per channel).
 use anyhow::{Context, Result};
 use sieve_design::eval::Evaluator;
+use sieve_design::scales;
 use sieve_float::{quantize_slice, ExpHistogram, Format};
 use sieve_nn::{Tensor, Weights};
 
@@ -36,6 +39,10 @@ fn main() -> Result<()> {
     for c0 in configs {
         // `CONFIG@last`: only the last layer; `CONFIG@rest`: all but the last.
         let (c, only) = c0.split_once('@').unwrap_or((c0.as_str(), ""));
+        let (c, cs) = match c.strip_suffix("/cs") {
+            Some(c) => (c, true),
+            None => (c, false),
+        };
         let last = model.layers().len() - 1;
         let mut m2 = model.clone();
         let (mut bits, mut n) = (0f64, 0f64);
@@ -44,7 +51,16 @@ fn main() -> Result<()> {
                 continue;
             }
             let w = model.weights(k)?.to_tensor()?;
-            let h = ExpHistogram::from_slice(w.f32s()?);
+            let rows = w.shape().first().copied().unwrap_or(1);
+            let base = if cs {
+                scales::channel_shifts(w.f32s()?, rows)
+            } else {
+                None
+            };
+            let h = match &base {
+                Some(b) => ExpHistogram::from_slice(&scales::histogram_values(w.f32s()?, b)),
+                None => ExpHistogram::from_slice(w.f32s()?),
+            };
             let (e, m) = match c.split_once(':') {
                 Some((e, m)) => {
                     let e = match e {
@@ -60,8 +76,17 @@ fn main() -> Result<()> {
             };
             let win = h.best_window(e)?;
             let f = Format::new(true, e, m, win.bias)?;
-            let mut v = w.f32s()?.to_vec();
-            quantize_slice(f, &mut v);
+            let v = match &base {
+                Some(b) => {
+                    bits += 8.0 * b.len() as f64;
+                    scales::quantize_scaled(f, w.f32s()?, w.shape(), b, "w")?
+                }
+                None => {
+                    let mut v = w.f32s()?.to_vec();
+                    quantize_slice(f, &mut v);
+                    v
+                }
+            };
             bits += f64::from(f.width()) * v.len() as f64;
             n += v.len() as f64;
             m2.set_weights(k, Weights::Dense(Tensor::from_f32(w.shape().to_vec(), v)?))?;
