@@ -198,22 +198,58 @@ impl ConvPack {
     }
 }
 
-/// Packs every group's `cog x kdim` weight matrix for [`sgemm`].
-fn pack_weights(g: &Conv2dGeom, weights: &[f32]) -> Vec<f32> {
+/// Packs every group's `cog x kdim` weight matrix for [`sgemm`] into `out` (resized).
+fn pack_weights_into(g: &Conv2dGeom, weights: &[f32], out: &mut Vec<f32>) {
+    out.clear();
     #[cfg(target_arch = "x86_64")]
     {
         let (cog, kdim) = (g.c_out_per_group(), g.c_in_per_group() * g.kh * g.kw);
         let per = sgemm::packed_a_len(cog, kdim);
-        let mut out = vec![0.0f32; per * g.groups];
+        out.resize(per * g.groups, 0.0);
         for (gi, dst) in out.chunks_mut(per.max(1)).enumerate().take(g.groups) {
             sgemm::pack_a(&weights[gi * cog * kdim..], cog, kdim, kdim, dst);
         }
-        out
     }
     #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (g, weights);
-        Vec::new()
+    let _ = (g, weights);
+}
+
+/// Packs every group's weights into a new vector (for a [`ConvPack`]).
+fn pack_weights(g: &Conv2dGeom, weights: &[f32]) -> Vec<f32> {
+    let mut v = Vec::new();
+    pack_weights_into(g, weights, &mut v);
+    v
+}
+
+thread_local! {
+    /// Per-thread buffer for weights packed per call (decoded compressed weights, or
+    /// weights given as a run-time input): reused across layers and runs, so that a
+    /// compressed model does not allocate (and page-fault) a packed copy per layer.
+    static PACK_BUF: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// This thread's [`PACK_BUF`], handed back on drop.
+struct PackBuf(Vec<f32>);
+
+impl PackBuf {
+    fn take() -> PackBuf {
+        let v = PACK_BUF.with(|b| {
+            b.try_borrow_mut()
+                .map(|mut v| std::mem::take(&mut *v))
+                .unwrap_or_default()
+        });
+        PackBuf(v)
+    }
+}
+
+impl Drop for PackBuf {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.0);
+        PACK_BUF.with(|b| {
+            if let Ok(mut slot) = b.try_borrow_mut() {
+                *slot = v;
+            }
+        });
     }
 }
 
@@ -278,7 +314,8 @@ pub(crate) fn conv2d_with(
     } else {
         1
     };
-    let mut own_pack = Vec::new();
+    // Declared before `ctx` (which borrows it), so it is handed back after `ctx` is gone.
+    let mut own_pack = PackBuf::take();
     let ctx = Ctx::new(
         g,
         input,
@@ -292,7 +329,7 @@ pub(crate) fn conv2d_with(
         direct,
         min_tiles,
         paths,
-        &mut own_pack,
+        &mut own_pack.0,
     );
     let out_ptr = OutPtr(out.as_mut_ptr());
     let (unit_len, work_len) = (ctx.unit_len(), ctx.work_len());
@@ -477,7 +514,7 @@ impl<'a> Ctx<'a> {
             packed = match paths.pack {
                 Some(cache) => cache.0.get_or_init(|| pack_weights(g, weights)),
                 None => {
-                    *own_pack = pack_weights(g, weights);
+                    pack_weights_into(g, weights, own_pack);
                     let own: &'a Vec<f32> = own_pack;
                     own
                 }
