@@ -200,7 +200,7 @@ pub fn markdown(meta: &Meta) -> String {
         let _ = writeln!(s, "### {} — {} {} `{}`\n", t.id, t.layer_name, kind, t.name);
         let _ = writeln!(
             s,
-            "{} values{}, {}, e_max {}, zeros {}. ![histogram](plots/{}.svg)\n",
+            "{} values{}, {}{}, e_max {}, zeros {}. ![histogram](plots/{}.svg)\n",
             t.elements,
             if t.kind == TensorKind::Activation {
                 " per image"
@@ -211,6 +211,13 @@ pub fn markdown(meta: &Meta) -> String {
                 "signed"
             } else {
                 "unsigned (non-negative by construction)"
+            },
+            match t.channel_scales {
+                Some(c) => format!(
+                    ", per-channel power-of-two scales on {c} channels (histogram, e_max and \
+                     points of the shifted values; +8 bits per channel)"
+                ),
+                None => String::new(),
             },
             t.e_max,
             t.zeros,
