@@ -36,6 +36,11 @@ pub struct Args {
     /// (normal mode uses 1.0, power-saving the smallest).
     #[arg(long = "target", default_values_t = [1.0, 0.99])]
     targets: Vec<f64>,
+    /// Margin: every threshold must also replay at least this share (0..=1) of
+    /// the validation's correctable inputs (speculative wrong, original right).
+    /// 0 is the paper's rule (net accuracy only); see docs/DETECTOR.md.
+    #[arg(long, default_value_t = 0.0)]
+    catch_share: f64,
     /// Use only the first N items of the split.
     #[arg(long)]
     limit: Option<usize>,
@@ -167,6 +172,12 @@ pub fn run(args: Args) -> Result<()> {
             return Err(RuntimeError::Target(t).into());
         }
     }
+    if !(0.0..=1.0).contains(&args.catch_share) {
+        bail!(
+            "--catch-share {} is outside [0, 1]: it is the share of the correctable inputs to replay",
+            args.catch_share
+        );
+    }
     let (mut pkg, original, scores) = open_all(&args.package, args.model.as_deref(), args.threads)?;
     let ds = open_dataset(&args.val, &args.split, args.limit, &original)?;
     let variants: Vec<Variant> = pkg.meta().variants.iter().map(|v| v.variant).collect();
@@ -188,7 +199,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut vars = BTreeMap::new();
     for (v, run) in variants.iter().zip(&runs) {
         let recs = records(run, &orig, &scores)?;
-        let vc = VariantCalibration::calibrate(&recs, &args.targets)?;
+        let vc = VariantCalibration::calibrate(&recs, &args.targets, args.catch_share)?;
         if let Some(dir) = &args.plots {
             let info = PlotInfo {
                 model: &name,
@@ -221,9 +232,17 @@ pub fn run(args: Args) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{}: calibrated on {data}; original top-1 {:.2}%",
+        "{}: calibrated on {data}; original top-1 {:.2}%{}",
         args.package.display(),
-        100.0 * section.original_top1
+        100.0 * section.original_top1,
+        if args.catch_share > 0.0 {
+            format!(
+                "; thresholds also catch >= {:.0}% of the correctable inputs",
+                100.0 * args.catch_share
+            )
+        } else {
+            String::new()
+        }
     );
     println!(
         "variant      top-1   correctable uncorrectable  target  threshold   P_r     final top-1"

@@ -126,6 +126,11 @@ pub fn run(args: Args) -> Result<()> {
                     replay_rate: r.replay_rate,
                     final_top1: r.final_top1,
                     tally: r.tally,
+                    catch_share: section
+                        .variants
+                        .get(v.name())
+                        .and_then(|c| c.choice(t))
+                        .map_or(0.0, |c| c.catch_share),
                 });
             }
             rows.push((*v, m, target, val_rate, r));

@@ -121,6 +121,11 @@ pub struct TargetChoice {
     pub final_top1: f64,
     /// The counts.
     pub tally: Tally,
+    /// Share of the calibration's correctable inputs the threshold had to catch
+    /// (`sieve calibrate --catch-share`; 0 = the paper's rule; absent in
+    /// sections written before it existed).
+    #[serde(default)]
+    pub catch_share: f64,
 }
 
 impl TargetChoice {
@@ -132,6 +137,7 @@ impl TargetChoice {
             replay_rate: c.tally.replay_rate(),
             final_top1: c.tally.final_top1(),
             tally: c.tally,
+            catch_share: c.catch_share,
         }
     }
 
@@ -159,12 +165,21 @@ pub struct VariantCalibration {
 }
 
 impl VariantCalibration {
-    /// Classifies `records` and searches a threshold for each target.
-    pub fn calibrate(records: &[Record], targets: &[f64]) -> Result<Self, RuntimeError> {
+    /// Classifies `records` and searches a threshold for each target, each
+    /// also catching at least `catch_share` of the correctable inputs (0: the
+    /// plain rule; see [`crate::choose_threshold_with`]).
+    pub fn calibrate(
+        records: &[Record],
+        targets: &[f64],
+        catch_share: f64,
+    ) -> Result<Self, RuntimeError> {
         let count = |o: Outcome| records.iter().filter(|r| r.outcome() == o).count() as u64;
         let choices = targets
             .iter()
-            .map(|&t| crate::choose_threshold(records, t).map(|c| TargetChoice::from_choice(&c)))
+            .map(|&t| {
+                crate::choose_threshold_with(records, t, catch_share)
+                    .map(|c| TargetChoice::from_choice(&c))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let correct = count(Outcome::Correct);
         Ok(VariantCalibration {
@@ -296,7 +311,7 @@ mod tests {
             })
             .collect();
         let targets = [1.0, 0.9];
-        let vc = VariantCalibration::calibrate(&rs, &targets).unwrap();
+        let vc = VariantCalibration::calibrate(&rs, &targets, 0.0).unwrap();
         DetectorSection {
             version: SECTION_VERSION,
             rule: RULE.into(),
@@ -318,6 +333,7 @@ mod tests {
                             original_correct: true,
                         }],
                         &targets,
+                        0.5,
                     )
                     .unwrap(),
                 ),

@@ -25,6 +25,18 @@
 //! With `target <= 1` a threshold always exists (replaying everything gives
 //! `A0`); the comparison is made on integer counts, `final_correct >= target *
 //! original_correct - 1e-9`.
+//!
+//! **Catch share (margin).** [`choose_threshold_with`] adds a second condition:
+//! the replayed inputs must include at least `catch_share` of the calibration
+//! set's correctable inputs (`ceil(catch_share * correctable - 1e-9)` of them).
+//! `A(t) >= target * A0` only counts net correct answers, so on a small or
+//! unrepresentative validation set a variant that happens to match the original
+//! there gets `t = 0` and replays nothing, while it loses on other data; asking
+//! for a share of the correctable errors (the paper's "distribution of
+//! correctable errors", Fig. 3) is a margin that does not depend on that luck.
+//! The result is the smallest split meeting both; `catch_share = 0` is the plain
+//! rule. Replaying everything catches every correctable input, so it still
+//! always exists.
 
 use crate::RuntimeError;
 
@@ -110,6 +122,8 @@ pub struct CurvePoint {
     pub replayed: u64,
     /// Correct final answers.
     pub final_correct: u64,
+    /// Correctable inputs among the replayed ones (caught).
+    pub caught: u64,
 }
 
 fn validate(records: &[Record]) -> Result<(), RuntimeError> {
@@ -140,10 +154,12 @@ pub fn curve(records: &[Record]) -> Result<Vec<CurvePoint>, RuntimeError> {
     let mut sorted: Vec<&Record> = records.iter().collect();
     sorted.sort_by(|a, b| a.confidence.total_cmp(&b.confidence));
     let mut correct = records.iter().filter(|r| r.speculative_correct).count() as u64;
+    let mut caught = 0u64;
     let mut points = vec![CurvePoint {
         threshold: 0.0,
         replayed: 0,
         final_correct: correct,
+        caught,
     }];
     let mut i = 0;
     while i < sorted.len() {
@@ -151,6 +167,7 @@ pub fn curve(records: &[Record]) -> Result<Vec<CurvePoint>, RuntimeError> {
         while i < sorted.len() && sorted[i].confidence == v {
             let r = sorted[i];
             correct = correct + u64::from(r.original_correct) - u64::from(r.speculative_correct);
+            caught += u64::from(r.outcome() == Outcome::Correctable);
             i += 1;
         }
         let threshold = if i == sorted.len() {
@@ -162,6 +179,7 @@ pub fn curve(records: &[Record]) -> Result<Vec<CurvePoint>, RuntimeError> {
             threshold,
             replayed: i as u64,
             final_correct: correct,
+            caught,
         });
     }
     Ok(points)
@@ -267,21 +285,43 @@ pub struct Choice {
     pub detector: Detector,
     /// The threshold applied to the calibration inputs.
     pub tally: Tally,
+    /// Share of the calibration set's correctable inputs the threshold had to
+    /// catch (0: the plain rule).
+    pub catch_share: f64,
 }
 
 /// The smallest threshold whose final accuracy on `records` reaches `target`
 /// times the original's (see the module doc for ties and the extremes).
 /// Errors: empty set, a confidence outside `[0, 1]`, a target outside `(0, 1]`.
 pub fn choose_threshold(records: &[Record], target: f64) -> Result<Choice, RuntimeError> {
+    choose_threshold_with(records, target, 0.0)
+}
+
+/// [`choose_threshold`] with a catch share: the smallest threshold that also
+/// replays at least `catch_share` of the correctable inputs (module doc).
+/// Errors as [`choose_threshold`], and a catch share outside `[0, 1]`.
+pub fn choose_threshold_with(
+    records: &[Record],
+    target: f64,
+    catch_share: f64,
+) -> Result<Choice, RuntimeError> {
     if !(target > 0.0 && target <= 1.0) {
         return Err(RuntimeError::Target(target));
     }
+    if !(0.0..=1.0).contains(&catch_share) {
+        return Err(RuntimeError::Calibration(format!(
+            "catch share {catch_share} is outside [0, 1]: it is the fraction of the correctable inputs to replay"
+        )));
+    }
     let points = curve(records)?;
     let need = target * records.iter().filter(|r| r.original_correct).count() as f64 - 1e-9;
-    // Replaying everything reaches A0 >= target * A0, so the search succeeds.
+    let correctable = points.last().map_or(0, |p| p.caught);
+    let need_caught = (catch_share * correctable as f64 - 1e-9).ceil().max(0.0) as u64;
+    // Replaying everything reaches A0 >= target * A0 and catches every
+    // correctable input, so the search succeeds.
     let p = points
         .iter()
-        .find(|p| p.final_correct as f64 >= need)
+        .find(|p| p.final_correct as f64 >= need && p.caught >= need_caught)
         .or(points.last())
         .ok_or_else(|| RuntimeError::Empty("no split".into()))?;
     let detector = Detector {
@@ -291,6 +331,7 @@ pub fn choose_threshold(records: &[Record], target: f64) -> Result<Choice, Runti
         target,
         detector,
         tally: Tally::of(records, detector),
+        catch_share,
     })
 }
 
@@ -329,6 +370,34 @@ mod tests {
         unreachable!("replaying everything always reaches the target")
     }
 
+    /// Brute force with a catch share: the smallest candidate threshold meeting
+    /// the target and catching `ceil(share * correctable)` correctable inputs.
+    fn brute_share(records: &[Record], target: f64, share: f64) -> f64 {
+        let max = records.iter().map(|r| r.confidence).fold(0f32, f32::max);
+        let mut cands: Vec<f64> = records
+            .iter()
+            .filter(|r| r.confidence < max)
+            .map(|r| f64::from(next_up(r.confidence)))
+            .collect();
+        cands.push(0.0);
+        cands.push(f64::INFINITY);
+        cands.sort_by(f64::total_cmp);
+        let a0 = records.iter().filter(|r| r.original_correct).count() as f64;
+        let correctable = records
+            .iter()
+            .filter(|r| r.outcome() == Outcome::Correctable)
+            .count() as f64;
+        for t in cands {
+            let tally = Tally::of(records, Detector { threshold: t });
+            if tally.final_correct as f64 >= target * a0 - 1e-9
+                && tally.correctable_caught as f64 >= share * correctable - 1e-9
+            {
+                return t;
+            }
+        }
+        unreachable!("replaying everything catches every correctable input")
+    }
+
     fn records() -> impl Strategy<Value = Vec<Record>> {
         // Few distinct confidences so that ties are common.
         prop::collection::vec(
@@ -358,6 +427,22 @@ mod tests {
         }
 
         #[test]
+        fn catch_share_search_equals_brute_force(
+            rs in records(),
+            t in prop::sample::select(vec![1.0, 0.99, 0.8]),
+            share in prop::sample::select(vec![0.0, 0.1, 0.5, 0.75, 1.0]),
+        ) {
+            let c = choose_threshold_with(&rs, t, share).unwrap();
+            prop_assert_eq!(c.detector.threshold, brute_share(&rs, t, share));
+            let plain = choose_threshold(&rs, t).unwrap();
+            // A margin never lowers the threshold; share 0 is the plain rule.
+            prop_assert!(c.detector.threshold >= plain.detector.threshold);
+            if share == 0.0 {
+                prop_assert_eq!(c.detector.threshold, plain.detector.threshold);
+            }
+        }
+
+        #[test]
         fn curve_matches_direct_counts(rs in records()) {
             let pts = curve(&rs).unwrap();
             prop_assert_eq!(pts.first().unwrap().replayed, 0);
@@ -366,7 +451,37 @@ mod tests {
                 let tl = Tally::of(&rs, Detector { threshold: p.threshold });
                 prop_assert_eq!(tl.replayed, p.replayed);
                 prop_assert_eq!(tl.final_correct, p.final_correct);
+                prop_assert_eq!(tl.correctable_caught, p.caught);
             }
+        }
+    }
+
+    #[test]
+    fn catch_share_replays_correctable_errors_the_net_rule_skips() {
+        // The variant is wrong on two inputs the original gets right (0.1, 0.3)
+        // and right on two the original gets wrong (0.2, 0.4): net equal, so the
+        // plain rule replays nothing; half the correctable ones need t > 0.1,
+        // all of them t > 0.3 — and then A(t) must still reach A0.
+        let rs = vec![
+            rec(0.1, false, true),
+            rec(0.2, true, false),
+            rec(0.3, false, true),
+            rec(0.4, true, false),
+            rec(0.9, true, true),
+        ];
+        assert_eq!(choose_threshold(&rs, 1.0).unwrap().detector.threshold, 0.0);
+        let half = choose_threshold_with(&rs, 1.0, 0.5).unwrap();
+        assert_eq!(half.detector.threshold, f64::from(next_up(0.1)));
+        assert_eq!(half.tally.correctable_caught, 1);
+        assert_eq!(half.catch_share, 0.5);
+        let all = choose_threshold_with(&rs, 1.0, 1.0).unwrap();
+        assert_eq!(all.detector.threshold, f64::from(next_up(0.3)));
+        assert_eq!(all.tally.correctable_caught, 2);
+        for bad in [-0.1, 1.5, f64::NAN] {
+            let e = choose_threshold_with(&rs, 1.0, bad)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("catch share"), "{e}");
         }
     }
 

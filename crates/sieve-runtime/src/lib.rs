@@ -31,7 +31,9 @@ pub mod record;
 pub mod scores;
 
 pub use calibration::{DetectorSection, Mode, TargetChoice, VariantCalibration};
-pub use detector::{choose_threshold, curve, Choice, CurvePoint, Detector, Outcome, Record};
+pub use detector::{
+    choose_threshold, choose_threshold_with, curve, Choice, CurvePoint, Detector, Outcome, Record,
+};
 pub use error::RuntimeError;
 pub use offline::{speculate, SpeculationResult};
 pub use scores::{Prediction, ScoreKind, Scores};
