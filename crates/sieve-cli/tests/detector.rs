@@ -120,6 +120,39 @@ fn calibrate_stores_thresholds_and_speculate_uses_them() {
         }
     }
 
+    // With a catch share of 1, every correctable input is replayed, and the
+    // thresholds are never below the plain rule's.
+    let pkg2 = dir.join("lenet5_cs.sieve");
+    std::fs::copy(&pkg, &pkg2).unwrap();
+    let m = ok_json(&sieve(&[
+        "calibrate",
+        "--package",
+        pkg2.to_str().expect("utf-8"),
+        "--val",
+        "mnist:fixtures/mnist",
+        "--split",
+        "test",
+        "--limit",
+        "400",
+        "--target",
+        "1.0",
+        "--catch-share",
+        "1",
+        "--json",
+    ]));
+    for (name, c) in m["variants"].as_object().expect("variants") {
+        let ch = &c["choices"][0];
+        assert_eq!(ch["catch_share"], 1.0, "{name}: {c}");
+        assert_eq!(
+            ch["tally"]["correctable_caught"], c["correctable"],
+            "{name}: {c}"
+        );
+        let plain = v["variants"][name.as_str()]["choices"][0]["replay_rate"]
+            .as_f64()
+            .unwrap();
+        assert!(ch["replay_rate"].as_f64().unwrap() >= plain, "{name}: {c}");
+    }
+
     // The section is in the package (checksum still valid) and inspect shows it.
     let meta = ok_json(&sieve(&["inspect", pkg_s, "--json"]));
     assert_eq!(meta["meta"]["calibration"]["detector"], v);
@@ -230,6 +263,18 @@ fn calibration_rejects_labels_outside_the_classes_and_bad_targets() {
         "1.5",
     ]));
     assert!(e.contains("target 1.5"), "{e}");
+    let e = one_error_line(&sieve(&[
+        "calibrate",
+        "--package",
+        pkg_s,
+        "--val",
+        "mnist:fixtures/mnist",
+        "--split",
+        "test",
+        "--catch-share",
+        "1.5",
+    ]));
+    assert!(e.contains("--catch-share 1.5"), "{e}");
     // A failed calibration leaves the package untouched.
     assert_eq!(std::fs::read(&pkg).unwrap(), before);
 }
