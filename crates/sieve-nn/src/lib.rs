@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::needless_range_loop))]
 
+pub mod buffers;
 mod error;
 pub mod graph;
 pub mod kernels;

@@ -399,11 +399,7 @@ impl Model {
             slots[id.0] = Some(t);
         }
         let all = (0..self.nodes.len()).collect::<Vec<_>>();
-        // The whole run on a pool worker (called from outside the pool, `scope` injects
-        // its body once): every kernel's parallel section then starts from a worker,
-        // instead of each one injecting a job and parking the calling thread until it
-        // is done (one cross-thread wake-up per layer, ~50 layers per MobileNet).
-        rayon::scope(|_| self.execute(&mut slots, &all, &self.frees, None, None))?;
+        self.execute(&mut slots, &all, &self.frees, None, None)?;
         self.output_ids
             .iter()
             .map(|&v| self.take_value(&mut slots, v))
@@ -616,7 +612,10 @@ impl Model {
                 slots[o.0] = Some(t);
             }
             for v in &frees[i] {
-                slots[v.0] = None;
+                // Unshared data goes back to the output-buffer pool (crate::buffers).
+                if let Some(buf) = slots[v.0].take().and_then(Tensor::into_unique_f32) {
+                    crate::buffers::recycle(buf);
+                }
             }
         }
         Ok(())

@@ -192,6 +192,14 @@ impl Tensor {
         }
     }
 
+    /// The `f32` data if this tensor is its only holder (no copy), else `None`.
+    pub fn into_unique_f32(self) -> Option<Vec<f32>> {
+        match self.data {
+            Data::F32(d) => Arc::try_unwrap(d).ok(),
+            Data::I64(_) => None,
+        }
+    }
+
     /// Takes the `i64` data out (no copy unless shared); errors if the tensor is `f32`.
     pub fn into_i64(self) -> Result<Vec<i64>, NnError> {
         match self.data {

@@ -347,7 +347,7 @@ impl Op for Conv {
             .out_hw(h, w)
             .map_err(|e| NnError::op(format!("input {xs:?}: {e}")))?;
         let n = xs[0];
-        let mut out = vec![0.0f32; n * g.c_out * oh * ow];
+        let mut out = crate::buffers::take_zeroed(n * g.c_out * oh * ow);
         let bias_t = match &self.bias {
             Some(b) => Some(b),
             None if self.weights.is_none() => inputs.opt(2),

@@ -533,8 +533,8 @@ impl Op for Concat {
         let outer: usize = first.shape()[..ax].iter().product();
         let inner: usize = first.shape()[ax + 1..].iter().product();
         macro_rules! cat {
-            ($get:ident, $mk:ident) => {{
-                let mut out = Vec::with_capacity(out_shape.iter().product());
+            ($get:ident, $mk:ident, $alloc:expr) => {{
+                let mut out = $alloc(out_shape.iter().product());
                 for o in 0..outer {
                     for x in &xs {
                         let chunk = x.shape()[ax] * inner;
@@ -545,8 +545,8 @@ impl Op for Concat {
             }};
         }
         let t = match first.dtype() {
-            DType::F32 => cat!(f32s, from_f32),
-            DType::I64 => cat!(i64s, from_i64),
+            DType::F32 => cat!(f32s, from_f32, crate::buffers::take_empty),
+            DType::I64 => cat!(i64s, from_i64, Vec::with_capacity),
         };
         Ok(vec![t])
     }
