@@ -83,7 +83,8 @@ mod tests {
 
     #[test]
     fn recycled_buffers_come_back_zeroed_and_bounded() {
-        // Runs on its own test thread: the pool starts empty.
+        // Start from an empty pool whatever ran on this thread before.
+        POOL.with(|p| p.borrow_mut().clear());
         assert_eq!(pooled_floats(), 0);
         let mut a = take_zeroed(MIN_LEN * 2);
         a.iter_mut().for_each(|x| *x = f32::NAN);
