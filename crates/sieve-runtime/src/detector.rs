@@ -351,23 +351,7 @@ mod tests {
     /// Brute force: every candidate threshold, counted directly. Replaying
     /// everything is `+inf` by definition (not the next f32 above the maximum).
     fn brute(records: &[Record], target: f64) -> f64 {
-        let max = records.iter().map(|r| r.confidence).fold(0f32, f32::max);
-        let mut cands: Vec<f64> = records
-            .iter()
-            .filter(|r| r.confidence < max)
-            .map(|r| f64::from(next_up(r.confidence)))
-            .collect();
-        cands.push(0.0);
-        cands.push(f64::INFINITY);
-        cands.sort_by(f64::total_cmp);
-        let a0 = records.iter().filter(|r| r.original_correct).count() as f64;
-        for t in cands {
-            let tally = Tally::of(records, Detector { threshold: t });
-            if tally.final_correct as f64 >= target * a0 - 1e-9 {
-                return t;
-            }
-        }
-        unreachable!("replaying everything always reaches the target")
+        brute_share(records, target, 0.0)
     }
 
     /// Brute force with a catch share: the smallest candidate threshold meeting
