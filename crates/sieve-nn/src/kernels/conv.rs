@@ -530,11 +530,19 @@ impl<'a> Ctx<'a> {
             // At least PK_MIN_COLS output columns per tile: fewer leave the micro-kernel
             // partly idle; split the output channels instead.
             let min_rows = PK_MIN_COLS.div_ceil(pitch).clamp(1, oh);
-            let tile_rows = (TILE_FLOATS / (per_col * pitch).max(1))
+            let mut tile_rows = (TILE_FLOATS / (per_col * pitch).max(1))
                 .min(oh.div_ceil(min_tiles))
                 .max(min_rows)
                 .clamp(1, oh);
-            let ntiles = oh.div_ceil(tile_rows);
+            let mut ntiles = oh.div_ceil(tile_rows);
+            if min_tiles > 1 && ntiles > min_tiles && ntiles % min_tiles != 0 {
+                // Few units shared by the workers: a tile count that is a multiple of
+                // `min_tiles` (a multiple of the thread count at batch 1) keeps them even
+                // (SqueezeNet's conv1: 5 tiles on 2 threads = 3 + 2, now 8 = 4 + 4).
+                let want = ntiles.next_multiple_of(min_tiles).min(oh);
+                tile_rows = oh.div_ceil(want).max(1);
+                ntiles = oh.div_ceil(tile_rows);
+            }
             let panels = g.c_out_per_group().div_ceil(PK_MR);
             mblocks = min_tiles.div_ceil(ntiles).clamp(1, panels);
             mrows = panels.div_ceil(mblocks) * PK_MR;
