@@ -72,8 +72,9 @@ pub fn recycle(v: Vec<f32>) {
     });
 }
 
-/// Floats held by this thread's pool (for tests).
-pub fn pooled_floats() -> usize {
+/// Floats held by this thread's pool.
+#[cfg(test)]
+fn pooled_floats() -> usize {
     POOL.with(|p| p.borrow().iter().map(|b| b.capacity()).sum())
 }
 

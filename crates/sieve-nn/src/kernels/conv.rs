@@ -191,11 +191,6 @@ impl ConvPack {
     pub fn new() -> Self {
         Self::default()
     }
-
-    /// Bytes held (0 until the first run that packs).
-    pub fn bytes(&self) -> usize {
-        self.0.get().map_or(0, |v| v.len() * 4)
-    }
 }
 
 /// Packs every group's `cog x kdim` weight matrix for [`sgemm`] into `out` (resized).
@@ -598,14 +593,13 @@ impl<'a> Ctx<'a> {
     /// Floats of the per-worker tile buffer: im2col block and GEMM output block.
     fn work_len(&self) -> usize {
         if self.pk {
-            #[cfg(target_arch = "x86_64")]
-            {
-                // 1x1 convolutions read the input in place and write the output directly.
-                if self.direct {
-                    return 0;
-                }
-                return self.g.c_out_per_group() * self.tile_rows * self.pitch;
-            }
+            // 1x1 convolutions read the input in place and write the output directly;
+            // the others need the tile's C block (all channels of the group).
+            return if self.direct {
+                0
+            } else {
+                self.g.c_out_per_group() * self.tile_rows * self.pitch
+            };
         }
         if self.direct {
             0
@@ -773,9 +767,10 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Tile `t` (row range, output-channel block) of unit `u` with the packed [`sgemm`]:
-    /// the im2col rows (or, 1x1, the input rows) are packed straight into the GEMM's
-    /// `B` layout; bias and activation are applied by the GEMM's epilogue.
+    /// Tile `t` (row range, output-channel block) of unit `u` with [`sgemm`]: its `B` is
+    /// read in place (1x1: the input rows by stride; otherwise the im2col rows as tap
+    /// offsets into the unit's stencil buffer); bias and activation are applied by the
+    /// GEMM's epilogue.
     ///
     /// # Safety
     /// As [`Ctx::run_tile`]; the CPU has AVX-512 (`pk` is only set then).
@@ -850,14 +845,38 @@ impl<'a> Ctx<'a> {
                 self.act,
             )
         };
-        for co in rows {
-            let plane_base = (b * g.c_out + co0 + co) * ohw;
+        // SAFETY: forwarded from the caller (these rows and channels belong to the tile).
+        unsafe { self.copy_out(tmp, colsf, rows, (b * g.c_out + co0) * ohw, oy0, oy1, out) };
+    }
+
+    /// Copies output rows `oy0..oy1` of channels `chans` from a flat tile (channel `c`,
+    /// row `oy` at `tile[c * ld + (oy - oy0) * pitch..][..ow]`) to the output planes
+    /// (channel `c`'s plane at `base + c * oh * ow`), dropping the junk columns.
+    ///
+    /// # Safety
+    /// Those output rows must be inside the output and owned by the calling tile.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn copy_out(
+        &self,
+        tile: &[f32],
+        ld: usize,
+        chans: std::ops::Range<usize>,
+        base: usize,
+        oy0: usize,
+        oy1: usize,
+        out: OutPtr,
+    ) {
+        let ohw = self.oh * self.ow;
+        for c in chans {
             for oy in oy0..oy1 {
-                let src = &tmp[co * colsf + (oy - oy0) * p..][..self.ow];
-                // SAFETY: output row oy of channel co0+co of image b is inside the output
-                // and owned by this tile (caller contract).
+                let src = &tile[c * ld + (oy - oy0) * self.pitch..][..self.ow];
+                // SAFETY: output row oy of plane `base / ohw + c` is inside the output and
+                // owned by this tile (function contract).
                 let dst = unsafe {
-                    std::slice::from_raw_parts_mut(out.0.add(plane_base + oy * self.ow), self.ow)
+                    std::slice::from_raw_parts_mut(
+                        out.0.add(base + c * ohw + oy * self.ow),
+                        self.ow,
+                    )
                 };
                 dst.copy_from_slice(src);
             }
@@ -916,19 +935,7 @@ impl<'a> Ctx<'a> {
         let tmp = &mut work[..rows * len];
         // SAFETY: `tmp` holds `rows * len` floats, exclusively borrowed.
         unsafe { direct::run_raw(&blk, tmp.as_mut_ptr(), len) };
-        for r in 0..rows {
-            for oy in oy0..oy1 {
-                let src = &tmp[r * len + (oy - oy0) * p..][..self.ow];
-                // SAFETY: output row oy of channel co+r of image b is inside the output
-                // and owned by this tile (caller contract).
-                let dst = unsafe {
-                    std::slice::from_raw_parts_mut(
-                        out.0.add(base + r * ohw + oy * self.ow),
-                        self.ow,
-                    )
-                };
-                dst.copy_from_slice(src);
-            }
-        }
+        // SAFETY: forwarded from the caller (these rows and channels belong to the tile).
+        unsafe { self.copy_out(tmp, len, 0..rows, base, oy0, oy1, out) };
     }
 }
