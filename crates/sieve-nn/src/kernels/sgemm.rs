@@ -18,9 +18,8 @@
 //! * The epilogue of the last `k` block adds the bias and applies the activation in
 //!   registers (no separate pass over the output).
 //!
-//! Measured on this machine (one core, operands in L2): 140-158 GFLOP/s, the same as
-//! OpenBLAS `sgemm` single-threaded (docs/KERNELS.md). Other CPUs keep using the `gemm`
-//! crate (see [`super::conv`]).
+//! Measured per layer on one thread with `examples/conv_single.rs` (docs/KERNELS.md):
+//! 125-143 GFLOP/s. Other CPUs keep using the `gemm` crate (see [`super::conv`]).
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;

@@ -1,0 +1,72 @@
+//! One convolution layer on one thread, best of 30 runs: the figure docs/KERNELS.md quotes
+//! for the convolution GEMM. Run once per path, e.g.
+//! `SIEVE_CONV_PACKED=1 target/release/examples/conv_single` and
+//! `SIEVE_CONV_PACKED=0 target/release/examples/conv_single` (the `gemm` crate path).
+//!
+//! Shapes (c_in, c_out, k, stride, pad, h=w): ResNet-18's 64->64 3x3 at 56x56, SqueezeNet's
+//! 512->1000 1x1 at 13x13 and 3->96 7x7/2 at 227x227, a 512->512 3x3 at 7x7.
+#![allow(clippy::unwrap_used)]
+
+use sieve_nn::kernels::{self, Activation, Conv2dGeom};
+
+fn main() {
+    sieve_nn::set_threads(1).unwrap();
+    for &(ci, co, k, s, p, hw) in &[
+        (64usize, 64usize, 3usize, 1usize, 1usize, 56usize),
+        (512, 1000, 1, 1, 0, 13),
+        (3, 96, 7, 2, 0, 227),
+        (512, 512, 3, 1, 1, 7),
+    ] {
+        let g = Conv2dGeom {
+            c_in: ci,
+            c_out: co,
+            kh: k,
+            kw: k,
+            stride_h: s,
+            stride_w: s,
+            dil_h: 1,
+            dil_w: 1,
+            pad_top: p,
+            pad_left: p,
+            pad_bottom: p,
+            pad_right: p,
+            groups: 1,
+        };
+        let (oh, ow) = g.out_hw(hw, hw).unwrap();
+        let input: Vec<f32> = (0..ci * hw * hw)
+            .map(|i| (i % 251) as f32 / 251.0)
+            .collect();
+        let weights: Vec<f32> = (0..co * ci * k * k)
+            .map(|i| (i % 17) as f32 * 1e-3)
+            .collect();
+        let bias = vec![0.1f32; co];
+        let mut out = vec![0.0f32; co * oh * ow];
+        let mut scratch = Vec::new();
+        let pack = kernels::ConvPack::new();
+        let mut best = f64::MAX;
+        for _ in 0..30 {
+            let t = std::time::Instant::now();
+            kernels::conv2d(
+                &g,
+                &input,
+                1,
+                hw,
+                hw,
+                &weights,
+                Some(&bias),
+                Activation::Relu,
+                &mut out,
+                &mut scratch,
+                Some(&pack),
+            )
+            .unwrap();
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        let macs = (co * oh * ow * ci * k * k) as f64;
+        println!(
+            "c_in {ci} c_out {co} k {k} stride {s} {hw}x{hw}: {:.3} ms, {:.1} GFLOP/s",
+            best * 1e3,
+            2.0 * macs / best / 1e9
+        );
+    }
+}
