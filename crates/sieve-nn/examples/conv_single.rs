@@ -4,19 +4,39 @@
 //! `SIEVE_CONV_PACKED=0 target/release/examples/conv_single` (the `gemm` crate path).
 //!
 //! Shapes (c_in, c_out, k, stride, pad, h=w): ResNet-18's 64->64 3x3 at 56x56, SqueezeNet's
-//! 512->1000 1x1 at 13x13 and 3->96 7x7/2 at 227x227, a 512->512 3x3 at 7x7.
+//! 512->1000 1x1 at 13x13 and 3->96 7x7/2 at 227x227, a 512->512 3x3 at 7x7. Other shapes
+//! as arguments `c_in,c_out,k,stride,pad,hw[,groups]`, e.g. MobileNet v2's depthwise
+//! `96,96,3,2,1,112,96`.
 #![allow(clippy::unwrap_used)]
 
 use sieve_nn::kernels::{self, Activation, Conv2dGeom};
 
 fn main() {
     sieve_nn::set_threads(1).unwrap();
-    for &(ci, co, k, s, p, hw) in &[
-        (64usize, 64usize, 3usize, 1usize, 1usize, 56usize),
-        (512, 1000, 1, 1, 0, 13),
-        (3, 96, 7, 2, 0, 227),
-        (512, 512, 3, 1, 1, 7),
-    ] {
+    let mut shapes: Vec<[usize; 7]> = std::env::args()
+        .skip(1)
+        .map(|a| {
+            let v: Vec<usize> = a.split(',').map(|x| x.parse().unwrap()).collect();
+            [
+                v[0],
+                v[1],
+                v[2],
+                v[3],
+                v[4],
+                v[5],
+                v.get(6).copied().unwrap_or(1),
+            ]
+        })
+        .collect();
+    if shapes.is_empty() {
+        shapes = vec![
+            [64, 64, 3, 1, 1, 56, 1],
+            [512, 1000, 1, 1, 0, 13, 1],
+            [3, 96, 7, 2, 0, 227, 1],
+            [512, 512, 3, 1, 1, 7, 1],
+        ];
+    }
+    for &[ci, co, k, s, p, hw, groups] in &shapes {
         let g = Conv2dGeom {
             c_in: ci,
             c_out: co,
@@ -30,13 +50,13 @@ fn main() {
             pad_left: p,
             pad_bottom: p,
             pad_right: p,
-            groups: 1,
+            groups,
         };
         let (oh, ow) = g.out_hw(hw, hw).unwrap();
         let input: Vec<f32> = (0..ci * hw * hw)
             .map(|i| (i % 251) as f32 / 251.0)
             .collect();
-        let weights: Vec<f32> = (0..co * ci * k * k)
+        let weights: Vec<f32> = (0..co * (ci / groups) * k * k)
             .map(|i| (i % 17) as f32 * 1e-3)
             .collect();
         let bias = vec![0.1f32; co];
@@ -62,9 +82,9 @@ fn main() {
             .unwrap();
             best = best.min(t.elapsed().as_secs_f64());
         }
-        let macs = (co * oh * ow * ci * k * k) as f64;
+        let macs = (co * oh * ow * (ci / groups) * k * k) as f64;
         println!(
-            "c_in {ci} c_out {co} k {k} stride {s} {hw}x{hw}: {:.3} ms, {:.1} GFLOP/s",
+            "c_in {ci} c_out {co} k {k} stride {s} {hw}x{hw} groups {groups}: {:.3} ms, {:.1} GFLOP/s",
             best * 1e3,
             2.0 * macs / best / 1e9
         );

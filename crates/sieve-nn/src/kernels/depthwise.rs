@@ -1,10 +1,18 @@
 //! Depthwise (and channel-multiplier) convolution: `c_in / groups == 1`, so every output
 //! channel reads one input plane. MobileNet's 3x3 stride 1/2 layers are the target.
 //!
-//! Each input plane is copied into a padded, phase-split buffer ([`Stencil`]), so every
-//! tap is a constant offset and the whole plane is computed as one flat loop in register
-//! blocks of 16 outputs (bias fused), then compacted with the activation. The body is
-//! compiled for AVX-512, AVX2+FMA and portable targets and chosen once at run time.
+//! * AVX-512, square 3x3 or 5x5 kernels, stride 1 or 2, no dilation (MobileNets): the
+//!   plane is read in place ([`x86`]). Each output row is computed in vectors of 16
+//!   outputs; a tap's 16 inputs are one unaligned load from the input row (stride 2: two
+//!   loads and an even-lane permute), masked where the window hangs over the left or
+//!   right edge, so padding costs nothing and no copy of the plane is made. Input rows
+//!   above or below the plane are skipped. The masks depend only on the column block
+//!   and the tap column, so they are computed once per call.
+//! * Otherwise each input plane is copied into a padded, phase-split buffer
+//!   ([`Stencil`]), so every tap is a constant offset and the whole plane is computed as
+//!   one flat loop in register blocks of 16 outputs (bias fused), then compacted with the
+//!   activation. The body is compiled for AVX-512, AVX2+FMA and portable targets and
+//!   chosen once at run time.
 
 use rayon::prelude::*;
 
@@ -45,6 +53,33 @@ pub(crate) fn conv(
     let ohw = oh * ow;
     let planes = n * g.c_out;
     let khw = g.kh * g.kw;
+    #[cfg(target_arch = "x86_64")]
+    if let Some(direct) = x86::Direct::new(&st) {
+        let run = |p0: usize, dst: &mut [f32]| {
+            for (i, plane_out) in dst.chunks_exact_mut(ohw).enumerate() {
+                let p = p0 + i;
+                let (b, co) = (p / g.c_out, p % g.c_out);
+                let src_idx = b * g.c_in + co / g.c_out_per_group();
+                let bv = bias.map_or(0.0, |bs| bs[co]);
+                direct.plane(
+                    &input[src_idx * h * w..][..h * w],
+                    &weights[co * khw..(co + 1) * khw],
+                    bv,
+                    act,
+                    plane_out,
+                );
+            }
+        };
+        if threads <= 1 || planes < 2 {
+            run(0, out);
+        } else {
+            let per = planes.div_ceil(threads * 4).max(1);
+            out.par_chunks_mut(per * ohw)
+                .enumerate()
+                .for_each(|(ci, dst)| run(ci * per, dst));
+        }
+        return Ok(());
+    }
     let run = |p0: usize, dst: &mut [f32]| {
         with_bufs(&st, 0.0, |bufs: &mut Bufs| {
             let mut prev_src = usize::MAX;
@@ -74,4 +109,210 @@ pub(crate) fn conv(
         .enumerate()
         .for_each(|(ci, dst)| run(ci * per, dst));
     Ok(())
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::super::simd::{self, Level};
+    use super::super::stencil::Stencil;
+    use super::Activation;
+    use std::arch::x86_64::*;
+
+    /// The in-place AVX-512 path for one geometry: kernel size `K`, stride `S`, and the
+    /// load masks of every (column block, tap column, half) — see the module docs.
+    pub(super) struct Direct {
+        k: usize,
+        s: usize,
+        h: usize,
+        w: usize,
+        oh: usize,
+        ow: usize,
+        pad_top: usize,
+        pad_left: usize,
+        /// `masks[xb * 10 + kx * s + half]` (`k * s <= 10`): lanes `i` whose input
+        /// column `xb * 16 * s + 16 * half + kx - pad_left + i` is inside `0..w`.
+        masks: Vec<u16>,
+        /// A zero input row (`w` floats), read for rows above and below the plane.
+        zeros: Vec<f32>,
+    }
+
+    /// Lanes `i < 16` with `0 <= b + i < w`.
+    fn lane_mask(b: isize, w: isize) -> u16 {
+        let lo = (-b).clamp(0, 16);
+        let hi = (w - b).clamp(0, 16);
+        if hi <= lo {
+            0
+        } else {
+            (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16
+        }
+    }
+
+    impl Direct {
+        /// The direct path for `st`, if it applies (AVX-512, square 3x3/5x5 kernel,
+        /// stride 1 or 2 both ways, no dilation).
+        pub(super) fn new(st: &Stencil) -> Option<Direct> {
+            let k = st.kh;
+            let s = st.sh;
+            let ok = matches!(simd::level(), Level::Avx512)
+                && st.kw == k
+                && (k == 3 || k == 5)
+                && st.sw == s
+                && (s == 1 || s == 2)
+                && st.dh == 1
+                && st.dw == 1
+                && st.h > 0
+                && st.w > 0
+                && st.oh > 0
+                && st.ow > 0
+                && isize::try_from(st.w * s + 64).is_ok();
+            if !ok {
+                return None;
+            }
+            let blocks = st.ow.div_ceil(16);
+            let mut masks = vec![0; blocks * 10];
+            for xb in 0..blocks {
+                for kx in 0..k {
+                    for half in 0..s {
+                        let b = (xb * 16 * s + 16 * half + kx) as isize - st.pad_left as isize;
+                        masks[xb * 10 + kx * s + half] = lane_mask(b, st.w as isize);
+                    }
+                }
+            }
+            Some(Direct {
+                k,
+                s,
+                h: st.h,
+                w: st.w,
+                oh: st.oh,
+                ow: st.ow,
+                pad_top: st.pad_top,
+                pad_left: st.pad_left,
+                masks,
+                zeros: vec![0.0; st.w],
+            })
+        }
+
+        /// One plane: `out[oy][ox] = act(bias + sum w[ky][kx] * in[oy*s+ky-pt][ox*s+kx-pl])`
+        /// with out-of-plane inputs as zero.
+        ///
+        /// # Panics
+        /// If a slice does not match the geometry (a caller bug).
+        pub(super) fn plane(
+            &self,
+            src: &[f32],
+            wts: &[f32],
+            bias: f32,
+            act: Activation,
+            out: &mut [f32],
+        ) {
+            assert!(
+                src.len() >= self.h * self.w
+                    && wts.len() >= self.k * self.k
+                    && out.len() >= self.oh * self.ow,
+                "depthwise: operands do not match the geometry"
+            );
+            // SAFETY: AVX-512F was checked in `new`; the bounds above are what the
+            // kernels rely on (their loads are masked to `0..w` of rows `0..h`, their
+            // stores to `0..ow` of rows `0..oh`).
+            unsafe {
+                match (self.k, self.s) {
+                    (3, 1) => self.run::<3, 1>(src, wts, bias, act, out),
+                    (3, 2) => self.run::<3, 2>(src, wts, bias, act, out),
+                    (5, 1) => self.run::<5, 1>(src, wts, bias, act, out),
+                    _ => self.run::<5, 2>(src, wts, bias, act, out),
+                }
+            }
+        }
+
+        /// # Safety
+        /// AVX-512F; operands as checked by [`Direct::plane`].
+        #[target_feature(enable = "avx512f")]
+        unsafe fn run<const K: usize, const S: usize>(
+            &self,
+            src: &[f32],
+            wts: &[f32],
+            bias: f32,
+            act: Activation,
+            out: &mut [f32],
+        ) {
+            let (kind, lo, hi) = match act {
+                Activation::None => (0u8, 0.0, 0.0),
+                Activation::Relu => (1, 0.0, 0.0),
+                Activation::Clip { min, max } => (2, min, max),
+            };
+            let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
+            let bv = _mm512_set1_ps(bias);
+            let mut wv = [[_mm512_setzero_ps(); K]; K];
+            for (ky, row) in wv.iter_mut().enumerate() {
+                for (kx, v) in row.iter_mut().enumerate() {
+                    *v = _mm512_set1_ps(wts[ky * K + kx]);
+                }
+            }
+            // Even lanes of the 32 floats `a ++ b`.
+            let even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+            let (sp, op) = (src.as_ptr(), out.as_mut_ptr());
+            let (w, pl) = (self.w as isize, self.pad_left as isize);
+            for oy in 0..self.oh {
+                let iy0 = (oy * S) as isize - self.pad_top as isize;
+                // Rows above or below the plane read the zero row (same masks apply:
+                // it is `w` long and more).
+                let mut rows = [self.zeros.as_ptr(); K];
+                for (ky, r) in rows.iter_mut().enumerate() {
+                    let iy = iy0 + ky as isize;
+                    if iy >= 0 && iy < self.h as isize {
+                        *r = sp.wrapping_offset(iy * w);
+                    }
+                }
+                let orow = op.wrapping_add(oy * self.ow);
+                let mut x0 = 0;
+                let mut xb = 0;
+                while x0 < self.ow {
+                    let n = (self.ow - x0).min(16);
+                    let m: &[u16; 10] = match self.masks[xb * 10..].first_chunk() {
+                        Some(m) => m,
+                        None => unreachable!("one mask row per column block"),
+                    };
+                    let (mut acc0, mut acc1) = (bv, _mm512_setzero_ps());
+                    // `K` is a constant: both loops unroll, so the accumulators stay in
+                    // registers.
+                    for (ky, &irow) in rows.iter().enumerate() {
+                        for kx in 0..K {
+                            let b = (x0 * S + kx) as isize - pl;
+                            // SAFETY: lanes outside the mask (inputs outside `0..w` of
+                            // this row, which is inside the plane) are not read.
+                            let v = unsafe {
+                                if S == 1 {
+                                    _mm512_maskz_loadu_ps(m[kx], irow.wrapping_offset(b))
+                                } else {
+                                    let a =
+                                        _mm512_maskz_loadu_ps(m[kx * 2], irow.wrapping_offset(b));
+                                    let c = _mm512_maskz_loadu_ps(
+                                        m[kx * 2 + 1],
+                                        irow.wrapping_offset(b + 16),
+                                    );
+                                    _mm512_permutex2var_ps(a, even, c)
+                                }
+                            };
+                            if ky % 2 == 0 {
+                                acc0 = _mm512_fmadd_ps(v, wv[ky][kx], acc0);
+                            } else {
+                                acc1 = _mm512_fmadd_ps(v, wv[ky][kx], acc1);
+                            }
+                        }
+                    }
+                    let v = _mm512_add_ps(acc0, acc1);
+                    let v = match kind {
+                        0 => v,
+                        1 => _mm512_max_ps(v, lo),
+                        _ => _mm512_min_ps(_mm512_max_ps(v, lo), hi),
+                    };
+                    let omask = if n == 16 { 0xFFFF } else { (1u16 << n) - 1 };
+                    // SAFETY: lanes `< n` are outputs `x0..x0 + n` of row `oy`.
+                    unsafe { _mm512_mask_storeu_ps(orow.wrapping_add(x0), omask, v) };
+                    x0 += 16;
+                    xb += 1;
+                }
+            }
+        }
+    }
 }

@@ -538,3 +538,56 @@ fn whole_plane_pools_match_reference() {
         }
     }
 }
+
+/// The in-place depthwise kernel (3x3 and 5x5, stride 1 and 2): every pad combination up
+/// to the kernel size, planes narrower than a vector, exactly one and several vectors
+/// wide with and without a tail, a channel multiplier of 2, all three activations.
+#[test]
+fn depthwise_direct_geometries_match_reference() {
+    let acts = [
+        Activation::None,
+        Activation::Relu,
+        Activation::Clip {
+            min: -0.25,
+            max: 0.5,
+        },
+    ];
+    let mut case = 0usize;
+    for k in [3usize, 5] {
+        for s in [1usize, 2] {
+            for (pt, pl, pb, pr) in [
+                (0, 0, 0, 0),
+                (1, 1, 1, 1),
+                (0, 0, 1, 1),
+                (2, 2, 2, 2),
+                (k, 1, 0, k),
+            ] {
+                for (h, w) in [(5, 5), (7, 7), (6, 16), (9, 17), (8, 33), (5, 40), (3, 64)] {
+                    for mult in [1usize, 2] {
+                        let g = Conv2dGeom {
+                            c_in: 3,
+                            c_out: 3 * mult,
+                            kh: k,
+                            kw: k,
+                            stride_h: s,
+                            stride_w: s,
+                            dil_h: 1,
+                            dil_w: 1,
+                            pad_top: pt,
+                            pad_left: pl,
+                            pad_bottom: pb,
+                            pad_right: pr,
+                            groups: 3,
+                        };
+                        if g.out_hw(h, w).is_err() {
+                            continue;
+                        }
+                        check_conv(g, 2, h, w, case % 2 == 0, acts[case % 3]);
+                        case += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(case > 200, "{case} cases");
+}
