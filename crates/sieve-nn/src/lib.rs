@@ -16,6 +16,7 @@ mod model;
 pub mod op;
 pub mod ops;
 pub mod passes;
+pub(crate) mod team;
 mod tensor;
 mod weights;
 

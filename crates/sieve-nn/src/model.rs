@@ -556,9 +556,12 @@ impl Model {
         scratch.resize_with(self.nodes.len(), Scratch::default);
         // Run the whole graph on a pool worker: every parallel kernel then starts from
         // inside the pool (work stealing, no cross-thread hand-off and wake-up of the
-        // caller per layer). Already on a worker, this runs in place.
+        // caller per layer). Already on a worker, this runs in place. An idle worker
+        // spins beside the run and takes part in its parallel sections (crate::team).
         let res = rayon::scope(|_| {
-            self.execute_inner(slots, order, frees, transform, visit, &mut scratch)
+            crate::team::with_team(|| {
+                self.execute_inner(slots, order, frees, transform, visit, &mut scratch)
+            })
         });
         if let Ok(mut p) = self.pool.lock() {
             p.push(scratch);

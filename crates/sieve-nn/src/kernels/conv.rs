@@ -15,7 +15,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rayon::prelude::*;
+use std::sync::Mutex;
 
 use super::matmul::{gemv_rows, matmul, matmul_raw, MatRef};
 #[cfg(target_arch = "x86_64")]
@@ -32,7 +32,7 @@ const PK_MR: usize = 8;
 const PK_MIN_COLS: usize = 192;
 
 /// Below this many multiply-adds the whole convolution runs on the calling thread.
-const PAR_MIN_MACS: usize = 1 << 20;
+const PAR_MIN_MACS: usize = 200_000;
 
 /// [`PAR_MIN_MACS`], or the value of the `SIEVE_CONV_PAR_MIN_MACS` environment
 /// variable (a tuning knob for benchmarks), read once.
@@ -335,8 +335,9 @@ pub(crate) fn conv2d_with(
             scratch.resize(threads * per_worker, 0.0);
         }
         let next = AtomicUsize::new(0);
-        let mut chunks = split_n(&mut scratch[..threads * per_worker], threads, per_worker);
-        chunks.par_iter_mut().for_each(|chunk| {
+        let chunks = worker_bufs(&mut scratch[..threads * per_worker], threads, per_worker);
+        crate::team::for_workers(threads, &|wi| {
+            let mut chunk = lock(&chunks[wi]);
             let (ubuf, work) = chunk.split_at_mut(unit_len);
             loop {
                 let u = next.fetch_add(1, Ordering::Relaxed);
@@ -382,9 +383,10 @@ pub(crate) fn conv2d_with(
         return Ok(());
     }
     let next = AtomicUsize::new(0);
-    split_n(work, workers, work_len)
-        .par_iter_mut()
-        .for_each(|wbuf| loop {
+    let wbufs = worker_bufs(work, workers, work_len);
+    crate::team::for_workers(workers, &|wi| {
+        let mut wbuf = lock(&wbufs[wi]);
+        loop {
             let item = next.fetch_add(1, Ordering::Relaxed);
             if item >= items {
                 break;
@@ -392,18 +394,26 @@ pub(crate) fn conv2d_with(
             let (u, t) = (item / ctx.tiles, item % ctx.tiles);
             // SAFETY: the counter hands each item to one worker; items write disjoint
             // output rows; `out` is borrowed for the whole call.
-            unsafe { ctx.run_tile(u, t, ubuf(u), wbuf, out_ptr, false) };
-        });
+            unsafe { ctx.run_tile(u, t, ubuf(u), &mut wbuf, out_ptr, false) };
+        }
+    });
     Ok(())
 }
 
 /// `count` disjoint slices of `len` floats from the front of `buf` (empty ones if
-/// `len == 0`).
-fn split_n(buf: &mut [f32], count: usize, len: usize) -> Vec<&mut [f32]> {
+/// `len == 0`), one per worker slot of a [`crate::team::for_workers`] section (each
+/// locked by its slot only, so the locks never contend).
+fn worker_bufs(buf: &mut [f32], count: usize, len: usize) -> Vec<Mutex<&mut [f32]>> {
     if len == 0 {
-        return (0..count).map(|_| &mut [][..]).collect();
+        return (0..count).map(|_| Mutex::new(&mut [][..])).collect();
     }
-    buf[..count * len].chunks_mut(len).collect()
+    buf[..count * len].chunks_mut(len).map(Mutex::new).collect()
+}
+
+/// Locks a worker buffer (a poisoned lock only means another slot panicked, which the
+/// section reports anyway).
+fn lock<'a, 'b>(m: &'a Mutex<&'b mut [f32]>) -> std::sync::MutexGuard<'a, &'b mut [f32]> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Everything a tile needs, shared read-only by the workers.
@@ -629,9 +639,7 @@ impl<'a> Ctx<'a> {
         };
         let ubuf = &mut ubuf[..cig * bl];
         if parallel && cig > 1 {
-            ubuf.par_chunks_mut(bl)
-                .enumerate()
-                .for_each(|(ci, r)| fill(ci, r));
+            crate::team::par_chunks_mut(ubuf, bl, rayon::current_num_threads(), fill);
         } else {
             ubuf.chunks_mut(bl)
                 .enumerate()

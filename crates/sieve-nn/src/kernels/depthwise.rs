@@ -14,8 +14,6 @@
 //!   activation. The body is compiled for AVX-512, AVX2+FMA and portable targets and
 //!   chosen once at run time.
 
-use rayon::prelude::*;
-
 use super::stencil::{with_bufs, Bufs, Stencil};
 use super::stencil_simd::conv_flat;
 use super::{Activation, Conv2dGeom, KernelError};
@@ -74,9 +72,7 @@ pub(crate) fn conv(
             run(0, out);
         } else {
             let per = planes.div_ceil(threads * 4).max(1);
-            out.par_chunks_mut(per * ohw)
-                .enumerate()
-                .for_each(|(ci, dst)| run(ci * per, dst));
+            crate::team::par_chunks_mut(out, per * ohw, threads, |ci, dst| run(ci * per, dst));
         }
         return Ok(());
     }
@@ -105,9 +101,7 @@ pub(crate) fn conv(
         return Ok(());
     }
     let per = planes.div_ceil(threads * 4).max(1);
-    out.par_chunks_mut(per * ohw)
-        .enumerate()
-        .for_each(|(ci, dst)| run(ci * per, dst));
+    crate::team::par_chunks_mut(out, per * ohw, threads, |ci, dst| run(ci * per, dst));
     Ok(())
 }
 

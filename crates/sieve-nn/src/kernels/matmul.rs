@@ -3,8 +3,6 @@
 //! (fully-connected layers at batch 1 are memory-bound: stream the weights once,
 //! split across the rayon pool).
 
-use rayon::prelude::*;
-
 use super::reference::gemm_checks;
 use super::{simd, KernelError};
 
@@ -162,9 +160,9 @@ pub(crate) fn gemv_rows(mat: &[f32], x: &[f32], k: usize, alpha: f32, beta: f32,
         .len()
         .div_ceil(rayon::current_num_threads() * 4)
         .next_multiple_of(4);
-    y.par_chunks_mut(chunk)
-        .enumerate()
-        .for_each(|(ci, ys)| body(ci * chunk, ys));
+    crate::team::par_chunks_mut(y, chunk, rayon::current_num_threads(), |ci, ys| {
+        body(ci * chunk, ys)
+    });
 }
 
 /// `y = alpha * sum_p x[p] * mat[p*n .. (p+1)*n] + beta * y` with `n = y.len()`.
@@ -204,9 +202,9 @@ fn gemv_cols(mat: &[f32], x: &[f32], n: usize, alpha: f32, beta: f32, y: &mut [f
         }
         return;
     }
-    y.par_chunks_mut(BLOCK)
-        .enumerate()
-        .for_each(|(ci, ys)| body(ci * BLOCK, ys));
+    crate::team::par_chunks_mut(y, BLOCK, rayon::current_num_threads(), |ci, ys| {
+        body(ci * BLOCK, ys)
+    });
 }
 
 /// Fast path behind [`super::gemm`]; same contract.

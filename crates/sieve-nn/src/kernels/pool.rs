@@ -1,8 +1,6 @@
 //! Fast pooling, global pooling and LRN: row-wise loops that vectorise over the output
 //! width, parallel over `(n, c)` planes (or pixels for LRN) when the problem is large.
 
-use rayon::prelude::*;
-
 use super::reference::lrn_checks;
 use super::stencil::{with_bufs, Stencil};
 use super::stencil_simd::pool_flat;
@@ -29,9 +27,9 @@ fn for_plane_chunks(
     }
     let planes = out.len() / out_plane_len;
     let per = planes.div_ceil(threads * 4).max(1);
-    out.par_chunks_mut(per * out_plane_len)
-        .enumerate()
-        .for_each(|(ci, chunk)| f(ci * per, chunk));
+    crate::team::par_chunks_mut(out, per * out_plane_len, threads, |ci, chunk| {
+        f(ci * per, chunk)
+    });
 }
 
 /// Runs `f(plane_index, out_plane)` for every output plane (see [`for_plane_chunks`]).

@@ -1,0 +1,379 @@
+//! Run-scoped worker team: the intra-op parallelism of one model run.
+//!
+//! Why: a batch-1 run of a small CNN is a chain of layers of 20-500 us each. Handing
+//! every layer to rayon costs a wake-up of the other worker whenever it has gone to
+//! sleep between layers (tens of microseconds on a VM), so the second core joined
+//! late or not at all: MobileNet v2 ran only 1.24x faster on two threads than on one,
+//! onnxruntime (whose pool spins) 1.9x.
+//!
+//! How: [`Model::run`](crate::Model::run) runs its layers as one side of a
+//! `rayon::join`; the other side, [`Team::help`], is picked up by an idle rayon worker
+//! and spins for the length of the run, taking part in every parallel section the
+//! layers publish through [`for_workers`] (and running other rayon work in between,
+//! via `rayon::yield_now`). The publishing thread always takes part itself and claims
+//! any worker slot nobody else has claimed yet, so a late or absent helper (the pool
+//! busy with other runs) costs nothing but parallelism — never a wait.
+//!
+//! Outside a run (tests, direct kernel calls) and for nested sections, [`for_workers`]
+//! falls back to rayon.
+
+use std::any::Any;
+use std::cell::{Cell, UnsafeCell};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// A section's body with its lifetime erased (see [`Team::run`]).
+type Body = *const (dyn Fn(usize) + Sync + 'static);
+
+/// Largest worker count of one section (the slot fields of the state word).
+const MAX_WORKERS: usize = 0xffff;
+
+/// Shared state of one run's team.
+///
+/// Protocol: the publisher writes the section's body, then the state word
+/// `epoch << 32 | workers << 16 | claimed` (release). Anyone claims slot `claimed` by a
+/// compare-and-swap of the whole word to `claimed + 1`, so a claim can only succeed
+/// for the section the word describes, and only while it has unclaimed slots. Only
+/// after a successful claim does a helper read the body: it stays valid until every
+/// slot is done (the publisher waits for `done == workers` before it returns or
+/// writes the next body).
+pub(crate) struct Team {
+    state: AtomicU64,
+    /// The current section's body (written only while no slot is unfinished).
+    body: UnsafeCell<Option<Body>>,
+    /// Finished slots of the current section.
+    done: AtomicUsize,
+    /// The first panic of a slot of the current section, re-raised by the publisher.
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
+    /// The run is over: helpers leave.
+    finished: AtomicBool,
+    /// The publishing thread is inside a section (nested sections run serially).
+    busy: AtomicBool,
+}
+
+// SAFETY: `body` is written by the publisher only while no claimed slot is unfinished
+// and read by a slot's runner only between its claim and its `done` increment (see the
+// protocol above); everything else is atomic.
+unsafe impl Sync for Team {}
+
+thread_local! {
+    /// The team of the run executing on this thread, if any.
+    static CURRENT: Cell<*const Team> = const { Cell::new(std::ptr::null()) };
+}
+
+impl Team {
+    fn new() -> Team {
+        Team {
+            state: AtomicU64::new(0),
+            body: UnsafeCell::new(None),
+            done: AtomicUsize::new(0),
+            panic: Mutex::new(None),
+            finished: AtomicBool::new(false),
+            busy: AtomicBool::new(false),
+        }
+    }
+
+    /// Claims the next slot of the section in state word `s`: `Ok(slot)`, or `Err(true)`
+    /// if the section has no unclaimed slot, `Err(false)` if the word changed meanwhile.
+    fn try_claim(&self, s: u64) -> Result<usize, bool> {
+        let claimed = (s & 0xffff) as usize;
+        let workers = ((s >> 16) & 0xffff) as usize;
+        if claimed >= workers {
+            return Err(true);
+        }
+        self.state
+            .compare_exchange(s, s + 1, Ordering::AcqRel, Ordering::Acquire)
+            .map(|_| claimed)
+            .map_err(|_| false)
+    }
+
+    /// Runs a claimed slot of the current section.
+    fn run_slot(&self, slot: usize) {
+        // SAFETY: the slot was claimed, so the section is unfinished and its body (written
+        // before the state word that announced it, which the claim acquired) is live
+        // until our `done` increment below.
+        let body = unsafe { *self.body.get() };
+        if let Some(f) = body {
+            // SAFETY: as above.
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| unsafe { (*f)(slot) })) {
+                let mut first = self.panic.lock().unwrap_or_else(|e| e.into_inner());
+                first.get_or_insert(p);
+            }
+        }
+        self.done.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The helper side: takes part in sections until the run finishes.
+    fn help(&self) {
+        let mut seen = 0u64;
+        let mut spins = 0u32;
+        while !self.finished.load(Ordering::Acquire) {
+            let s = self.state.load(Ordering::Acquire);
+            if s >> 32 != seen {
+                match self.try_claim(s) {
+                    Ok(slot) => {
+                        self.run_slot(slot);
+                        continue;
+                    }
+                    Err(false) => continue,
+                    Err(true) => seen = s >> 32,
+                }
+            }
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(256) {
+                // Other rayon work queued on the pool (ops that still use rayon).
+                let _ = rayon::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
+    /// Publishes a section and takes part in it until every slot is done.
+    fn run(&self, workers: usize, f: &(dyn Fn(usize) + Sync)) {
+        debug_assert!(workers <= MAX_WORKERS);
+        // SAFETY (lifetime erasure): the body is read only by runners of claimed slots of
+        // this section, and this function returns only after all of them are done.
+        let body: Body = unsafe {
+            std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), Body>(f as *const _)
+        };
+        // SAFETY: the previous section is finished (every slot done), so nobody reads
+        // the body now; the state store below publishes the write.
+        unsafe { *self.body.get() = Some(body) };
+        self.done.store(0, Ordering::Relaxed);
+        let epoch = ((self.state.load(Ordering::Acquire) >> 32) + 1) & 0xffff_ffff;
+        self.state
+            .store(epoch << 32 | (workers as u64) << 16, Ordering::Release);
+        loop {
+            match self.try_claim(self.state.load(Ordering::Acquire)) {
+                Ok(slot) => self.run_slot(slot),
+                Err(false) => {}
+                Err(true) => break,
+            }
+        }
+        while self.done.load(Ordering::Acquire) < workers {
+            std::hint::spin_loop();
+        }
+        let panic = self.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(p) = panic {
+            std::panic::resume_unwind(p);
+        }
+    }
+}
+
+/// Runs `body` (a model run, on a rayon worker) with a team: an idle rayon worker spins
+/// beside it and takes part in its [`for_workers`] sections. Single-threaded pools
+/// (and nested runs) just call `body`.
+pub(crate) fn with_team<R: Send>(body: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_num_threads() < 2 || !CURRENT.with(|c| c.get().is_null()) {
+        return body();
+    }
+    let team = Team::new();
+    let (r, ()) = rayon::join(
+        || {
+            CURRENT.with(|c| c.set(&team));
+            // Whatever happens in `body`, the helper must be released.
+            struct Release<'a>(&'a Team);
+            impl Drop for Release<'_> {
+                fn drop(&mut self) {
+                    CURRENT.with(|c| c.set(std::ptr::null()));
+                    self.0.finished.store(true, Ordering::Release);
+                }
+            }
+            let _release = Release(&team);
+            body()
+        },
+        || team.help(),
+    );
+    r
+}
+
+/// Runs `f(w)` for every worker slot `w < workers` in parallel and returns when all are
+/// done: on the current run's team if there is one (see the module docs), else on
+/// rayon. Every slot runs exactly once, on some thread; callers share work between
+/// slots with their own atomic counter, so the number of threads that actually take
+/// part does not matter for correctness.
+pub(crate) fn for_workers(workers: usize, f: &(dyn Fn(usize) + Sync)) {
+    if workers <= 1 {
+        if workers == 1 {
+            f(0);
+        }
+        return;
+    }
+    let team = CURRENT.with(|c| c.get());
+    if !team.is_null() {
+        // SAFETY: CURRENT points at a team that outlives the run executing on this
+        // thread (`with_team` clears it before the team is dropped).
+        let team = unsafe { &*team };
+        if workers <= MAX_WORKERS && !team.busy.swap(true, Ordering::AcqRel) {
+            struct Idle<'a>(&'a Team);
+            impl Drop for Idle<'_> {
+                fn drop(&mut self) {
+                    self.0.busy.store(false, Ordering::Release);
+                }
+            }
+            let _idle = Idle(team);
+            team.run(workers, f);
+            return;
+        }
+        // Nested in a section of this thread: run in order.
+        (0..workers).for_each(f);
+        return;
+    }
+    use rayon::prelude::*;
+    (0..workers).into_par_iter().for_each(f);
+}
+
+/// Raw output pointer shared by workers that write disjoint ranges.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+// SAFETY: only used to hand out disjoint chunks of one `&mut [f32]` that outlives the
+// parallel section (see `par_chunks_mut`).
+unsafe impl Send for SharedMut {}
+// SAFETY: as above.
+unsafe impl Sync for SharedMut {}
+
+/// `f(i, chunk)` for every `chunk`-float chunk `i` of `out` (the last may be shorter),
+/// shared out between `threads` workers by an atomic counter.
+pub(crate) fn par_chunks_mut(
+    out: &mut [f32],
+    chunk: usize,
+    threads: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync,
+) {
+    let chunk = chunk.max(1);
+    let count = out.len().div_ceil(chunk);
+    let workers = threads.min(count);
+    if workers <= 1 {
+        out.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+        return;
+    }
+    let len = out.len();
+    let base = SharedMut(out.as_mut_ptr());
+    let next = AtomicUsize::new(0);
+    for_workers(workers, &|_| loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= count {
+            break;
+        }
+        let start = i * chunk;
+        let n = chunk.min(len - start);
+        let b = base;
+        // SAFETY: chunk `i` is handed to exactly one worker (the counter), chunks are
+        // disjoint and inside `out`, which is exclusively borrowed for this call.
+        let c = unsafe { std::slice::from_raw_parts_mut(b.0.add(start), n) };
+        f(i, c);
+    });
+}
+
+#[cfg(test)]
+#[allow(clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn pool(n: usize) -> rayon::ThreadPool {
+        match rayon::ThreadPoolBuilder::new().num_threads(n).build() {
+            Ok(p) => p,
+            Err(e) => panic!("thread pool: {e}"),
+        }
+    }
+
+    #[test]
+    fn every_slot_runs_once_inside_and_outside_a_team() {
+        for threads in [1, 2, 3] {
+            pool(threads).install(|| {
+                for in_team in [false, true] {
+                    let check = || {
+                        for workers in [0, 1, 2, 5, 17] {
+                            let hits: Vec<AtomicUsize> =
+                                (0..workers).map(|_| AtomicUsize::new(0)).collect();
+                            for_workers(workers, &|w| {
+                                hits[w].fetch_add(1, Ordering::Relaxed);
+                            });
+                            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+                        }
+                        // Many sections in a row (the helper's epoch bookkeeping), and
+                        // chunked output writes.
+                        for round in 0..200usize {
+                            let mut out = vec![0.0f32; 1000 + round];
+                            par_chunks_mut(&mut out, 7, 4, |i, c| {
+                                for (j, v) in c.iter_mut().enumerate() {
+                                    *v += (i * 7 + j) as f32;
+                                }
+                            });
+                            assert!(out.iter().enumerate().all(|(i, &v)| v == i as f32));
+                        }
+                    };
+                    if in_team {
+                        with_team(check);
+                    } else {
+                        check();
+                    }
+                }
+            });
+        }
+    }
+
+    #[test]
+    fn nested_sections_run_in_order() {
+        pool(2).install(|| {
+            with_team(|| {
+                let total = AtomicUsize::new(0);
+                for_workers(3, &|_| {
+                    for_workers(4, &|_| {
+                        total.fetch_add(1, Ordering::Relaxed);
+                    });
+                });
+                assert_eq!(total.load(Ordering::Relaxed), 12);
+            });
+        });
+    }
+
+    #[test]
+    fn a_panicking_slot_reaches_the_caller_and_the_team_stays_usable() {
+        pool(2).install(|| {
+            with_team(|| {
+                let r = catch_unwind(AssertUnwindSafe(|| {
+                    for_workers(2, &|w| {
+                        if w == 1 {
+                            panic!("slot 1");
+                        }
+                    })
+                }));
+                assert!(r.is_err());
+                let hits = AtomicUsize::new(0);
+                for_workers(2, &|_| {
+                    hits.fetch_add(1, Ordering::Relaxed);
+                });
+                assert_eq!(hits.load(Ordering::Relaxed), 2);
+            });
+        });
+    }
+
+    /// Many short sections of varying width in many runs, slots of uneven length: every
+    /// slot of every section runs exactly once (this caught a helper claiming a slot of
+    /// the next section against the previous section's state).
+    #[test]
+    fn sections_in_quick_succession_run_every_slot_once() {
+        pool(2).install(|| {
+            for run in 0..300usize {
+                with_team(|| {
+                    for sec in 0..100usize {
+                        let workers = 2 + (sec + run) % 3;
+                        let hits: Vec<AtomicUsize> =
+                            (0..workers).map(|_| AtomicUsize::new(0)).collect();
+                        let spin = (sec * 7919 + run) % 300;
+                        for_workers(workers, &|w| {
+                            for _ in 0..spin * w {
+                                std::hint::spin_loop();
+                            }
+                            hits[w].fetch_add(1, Ordering::Relaxed);
+                        });
+                        assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+                    }
+                });
+            }
+        });
+    }
+}
