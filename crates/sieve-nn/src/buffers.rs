@@ -10,8 +10,8 @@
 //!
 //! Bounds: at most [`MAX_BUFFERS`] buffers and [`MAX_BYTES`] in total per thread;
 //! buffers under [`MIN_LEN`] floats are left to the allocator (cheap anyway). The
-//! pool lives on the thread that runs the model (a rayon worker, see
-//! `Model::run`), so buffers freed by one run serve the next one.
+//! pool lives on the thread that runs the model (the caller of `Model::run`), so
+//! buffers freed by one run serve the next one on that thread.
 
 use std::cell::RefCell;
 

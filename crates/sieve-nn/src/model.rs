@@ -554,14 +554,10 @@ impl Model {
             .and_then(|mut p| p.pop())
             .unwrap_or_default();
         scratch.resize_with(self.nodes.len(), Scratch::default);
-        // Run the whole graph on a pool worker: every parallel kernel then starts from
-        // inside the pool (work stealing, no cross-thread hand-off and wake-up of the
-        // caller per layer). Already on a worker, this runs in place. An idle worker
-        // spins beside the run and takes part in its parallel sections (crate::team).
-        let res = rayon::scope(|_| {
-            crate::team::with_team(|| {
-                self.execute_inner(slots, order, frees, transform, visit, &mut scratch)
-            })
+        // The layers run on this thread; a rayon worker spins beside the run and takes
+        // part in its parallel sections (crate::team).
+        let res = crate::team::with_team(|| {
+            self.execute_inner(slots, order, frees, transform, visit, &mut scratch)
         });
         if let Ok(mut p) = self.pool.lock() {
             p.push(scratch);

@@ -6,13 +6,15 @@
 //! late or not at all: MobileNet v2 ran only 1.24x faster on two threads than on one,
 //! onnxruntime (whose pool spins) 1.9x.
 //!
-//! How: [`Model::run`](crate::Model::run) runs its layers as one side of a
-//! `rayon::join`; the other side, [`Team::help`], is picked up by an idle rayon worker
-//! and spins for the length of the run, taking part in every parallel section the
-//! layers publish through [`for_workers`] (and running other rayon work in between,
-//! via `rayon::yield_now`). The publishing thread always takes part itself and claims
-//! any worker slot nobody else has claimed yet, so a late or absent helper (the pool
-//! busy with other runs) costs nothing but parallelism — never a wait.
+//! How: [`Model::run`](crate::Model::run) runs its layers on the calling thread and
+//! spawns [`Team::help`] on the rayon pool; an idle worker picks it up and spins for
+//! the length of the run, taking part in every parallel section the layers publish
+//! through [`for_workers`] (and running other rayon work in between, via
+//! `rayon::yield_now`). The publishing thread always takes part itself and claims any
+//! worker slot nobody else has claimed yet, so a late or absent helper (the pool busy
+//! with other runs) costs nothing but parallelism — never a wait. Running on the
+//! caller (instead of handing the run to a pool worker, as before) also saves two
+//! cross-thread wake-ups per run, which matter for sub-millisecond models.
 //!
 //! Outside a run (tests, direct kernel calls) and for nested sections, [`for_workers`]
 //! falls back to rayon.
@@ -21,7 +23,7 @@ use std::any::Any;
 use std::cell::{Cell, UnsafeCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// A section's body with its lifetime erased (see [`Team::run`]).
 type Body = *const (dyn Fn(usize) + Sync + 'static);
@@ -56,6 +58,9 @@ pub(crate) struct Team {
 // and read by a slot's runner only between its claim and its `done` increment (see the
 // protocol above); everything else is atomic.
 unsafe impl Sync for Team {}
+// SAFETY: as for `Sync`: the raw body pointer is only dereferenced under that protocol,
+// and the bodies themselves are `Sync`.
+unsafe impl Send for Team {}
 
 thread_local! {
     /// The team of the run executing on this thread, if any.
@@ -162,31 +167,29 @@ impl Team {
     }
 }
 
-/// Runs `body` (a model run, on a rayon worker) with a team: an idle rayon worker spins
-/// beside it and takes part in its [`for_workers`] sections. Single-threaded pools
-/// (and nested runs) just call `body`.
-pub(crate) fn with_team<R: Send>(body: impl FnOnce() -> R + Send) -> R {
+/// Runs `body` (a model run) on the calling thread with a team: a helper job spawned on
+/// the rayon pool spins beside it and takes part in its [`for_workers`] sections.
+/// The helper is detached (it holds its own reference to the team), so the run never
+/// waits for it to start or to leave: a helper that starts after the run has finished
+/// returns at once. Single-threaded pools (and nested runs) just call `body`.
+pub(crate) fn with_team<R>(body: impl FnOnce() -> R) -> R {
     if rayon::current_num_threads() < 2 || !CURRENT.with(|c| c.get().is_null()) {
         return body();
     }
-    let team = Team::new();
-    let (r, ()) = rayon::join(
-        || {
-            CURRENT.with(|c| c.set(&team));
-            // Whatever happens in `body`, the helper must be released.
-            struct Release<'a>(&'a Team);
-            impl Drop for Release<'_> {
-                fn drop(&mut self) {
-                    CURRENT.with(|c| c.set(std::ptr::null()));
-                    self.0.finished.store(true, Ordering::Release);
-                }
-            }
-            let _release = Release(&team);
-            body()
-        },
-        || team.help(),
-    );
-    r
+    let team = Arc::new(Team::new());
+    let helper = Arc::clone(&team);
+    rayon::spawn(move || helper.help());
+    CURRENT.with(|c| c.set(Arc::as_ptr(&team)));
+    // Whatever happens in `body`, the helper must be released.
+    struct Release<'a>(&'a Team);
+    impl Drop for Release<'_> {
+        fn drop(&mut self) {
+            CURRENT.with(|c| c.set(std::ptr::null()));
+            self.0.finished.store(true, Ordering::Release);
+        }
+    }
+    let _release = Release(&team);
+    body()
 }
 
 /// Runs `f(w)` for every worker slot `w < workers` in parallel and returns when all are

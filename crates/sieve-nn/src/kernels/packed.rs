@@ -519,9 +519,9 @@ fn gemv_rows<S: Src>(s: &S, n: usize, k: usize, x: &[f32], alpha: f32, beta: f32
         return;
     }
     let chunk = n.div_ceil(threads * 4).next_multiple_of(4);
-    y.par_chunks_mut(chunk)
-        .enumerate()
-        .for_each(|(ci, ys)| dot_rows(s, k, x, ci * chunk, ys, alpha, beta));
+    crate::team::par_chunks_mut(y, chunk, threads, |ci, ys| {
+        dot_rows(s, k, x, ci * chunk, ys, alpha, beta)
+    });
 }
 
 /// Batch 1, `W` `[k, n]`: `y = alpha * sum_p x[p] * W[p, :] + beta * y`, column blocks
@@ -553,9 +553,9 @@ fn gemv_cols<S: Src>(s: &S, n: usize, k: usize, x: &[f32], alpha: f32, beta: f32
         }
         return;
     }
-    y.par_chunks_mut(COL_BLOCK)
-        .enumerate()
-        .for_each(|(ci, ys)| body(ci * COL_BLOCK, ys));
+    crate::team::par_chunks_mut(y, COL_BLOCK, rayon::current_num_threads(), |ci, ys| {
+        body(ci * COL_BLOCK, ys)
+    });
 }
 
 /// Batch > 1: `W` is cut into panels (rows of `W` `[n, k]` = output columns, or rows of
@@ -803,9 +803,9 @@ fn decode_par<S: Src>(s: &S, out: &mut [f32]) {
         s.fill(0, out);
         return;
     }
-    out.par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(i, o)| s.fill(i * CHUNK, o));
+    crate::team::par_chunks_mut(out, CHUNK, rayon::current_num_threads(), |i, o| {
+        s.fill(i * CHUNK, o)
+    });
 }
 
 #[cfg(test)]
