@@ -106,7 +106,7 @@ pub(crate) fn conv(
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(crate) mod x86 {
     use super::super::simd::{self, Level};
     use super::super::stencil::Stencil;
     use super::Activation;
@@ -114,7 +114,7 @@ mod x86 {
 
     /// The in-place AVX-512 path for one geometry: kernel size `K`, stride `S`, and the
     /// load masks of every (column block, tap column, half) — see the module docs.
-    pub(super) struct Direct {
+    pub(crate) struct Direct {
         k: usize,
         s: usize,
         h: usize,
@@ -128,6 +128,8 @@ mod x86 {
         masks: Vec<u16>,
         /// A zero input row (`w` floats), read for rows above and below the plane.
         zeros: Vec<f32>,
+        /// The same filled with `-inf`, for max pooling.
+        neg: Vec<f32>,
     }
 
     /// Lanes `i < 16` with `0 <= b + i < w`.
@@ -142,14 +144,14 @@ mod x86 {
     }
 
     impl Direct {
-        /// The direct path for `st`, if it applies (AVX-512, square 3x3/5x5 kernel,
+        /// The direct path for `st`, if it applies (AVX-512, square 2x2/3x3/5x5 window,
         /// stride 1 or 2 both ways, no dilation).
-        pub(super) fn new(st: &Stencil) -> Option<Direct> {
+        pub(crate) fn new(st: &Stencil) -> Option<Direct> {
             let k = st.kh;
             let s = st.sh;
             let ok = matches!(simd::level(), Level::Avx512)
                 && st.kw == k
-                && (k == 3 || k == 5)
+                && matches!(k, 2 | 3 | 5)
                 && st.sw == s
                 && (s == 1 || s == 2)
                 && st.dh == 1
@@ -183,6 +185,7 @@ mod x86 {
                 pad_left: st.pad_left,
                 masks,
                 zeros: vec![0.0; st.w],
+                neg: vec![f32::NEG_INFINITY; st.w],
             })
         }
 
@@ -208,12 +211,42 @@ mod x86 {
             // SAFETY: AVX-512F was checked in `new`; the bounds above are what the
             // kernels rely on (their loads are masked to `0..w` of rows `0..h`, their
             // stores to `0..ow` of rows `0..oh`).
+            unsafe { self.dispatch::<false>(src, wts, bias, act, out) }
+        }
+
+        /// One plane of max pooling over the window (out-of-plane inputs are `-inf`;
+        /// a NaN anywhere in a window gives NaN, like the portable kernel).
+        ///
+        /// # Panics
+        /// If a slice does not match the geometry (a caller bug).
+        pub(crate) fn max_plane(&self, src: &[f32], out: &mut [f32]) {
+            assert!(
+                src.len() >= self.h * self.w && out.len() >= self.oh * self.ow,
+                "max pool: operands do not match the geometry"
+            );
+            // SAFETY: as in `plane` (the weights are not read when pooling).
+            unsafe { self.dispatch::<true>(src, &[], 0.0, Activation::None, out) }
+        }
+
+        /// # Safety
+        /// AVX-512F; operands as checked by [`Direct::plane`] / [`Direct::max_plane`].
+        unsafe fn dispatch<const MAX: bool>(
+            &self,
+            src: &[f32],
+            wts: &[f32],
+            bias: f32,
+            act: Activation,
+            out: &mut [f32],
+        ) {
+            // SAFETY: forwarded.
             unsafe {
                 match (self.k, self.s) {
-                    (3, 1) => self.run::<3, 1>(src, wts, bias, act, out),
-                    (3, 2) => self.run::<3, 2>(src, wts, bias, act, out),
-                    (5, 1) => self.run::<5, 1>(src, wts, bias, act, out),
-                    _ => self.run::<5, 2>(src, wts, bias, act, out),
+                    (2, 1) => self.run::<2, 1, MAX>(src, wts, bias, act, out),
+                    (2, 2) => self.run::<2, 2, MAX>(src, wts, bias, act, out),
+                    (3, 1) => self.run::<3, 1, MAX>(src, wts, bias, act, out),
+                    (3, 2) => self.run::<3, 2, MAX>(src, wts, bias, act, out),
+                    (5, 1) => self.run::<5, 1, MAX>(src, wts, bias, act, out),
+                    _ => self.run::<5, 2, MAX>(src, wts, bias, act, out),
                 }
             }
         }
@@ -221,7 +254,7 @@ mod x86 {
         /// # Safety
         /// AVX-512F; operands as checked by [`Direct::plane`].
         #[target_feature(enable = "avx512f")]
-        unsafe fn run<const K: usize, const S: usize>(
+        unsafe fn run<const K: usize, const S: usize, const MAX: bool>(
             &self,
             src: &[f32],
             wts: &[f32],
@@ -237,20 +270,28 @@ mod x86 {
             let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
             let bv = _mm512_set1_ps(bias);
             let mut wv = [[_mm512_setzero_ps(); K]; K];
-            for (ky, row) in wv.iter_mut().enumerate() {
-                for (kx, v) in row.iter_mut().enumerate() {
-                    *v = _mm512_set1_ps(wts[ky * K + kx]);
+            if !MAX {
+                for (ky, row) in wv.iter_mut().enumerate() {
+                    for (kx, v) in row.iter_mut().enumerate() {
+                        *v = _mm512_set1_ps(wts[ky * K + kx]);
+                    }
                 }
             }
+            // Value of inputs outside the plane: 0 for the convolution, -inf for max.
+            let (padv, pad_row) = if MAX {
+                (_mm512_set1_ps(f32::NEG_INFINITY), self.neg.as_ptr())
+            } else {
+                (_mm512_setzero_ps(), self.zeros.as_ptr())
+            };
             // Even lanes of the 32 floats `a ++ b`.
             let even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
             let (sp, op) = (src.as_ptr(), out.as_mut_ptr());
             let (w, pl) = (self.w as isize, self.pad_left as isize);
             for oy in 0..self.oh {
                 let iy0 = (oy * S) as isize - self.pad_top as isize;
-                // Rows above or below the plane read the zero row (same masks apply:
-                // it is `w` long and more).
-                let mut rows = [self.zeros.as_ptr(); K];
+                // Rows above or below the plane read the padding row (same masks apply:
+                // it is `w` long).
+                let mut rows = [pad_row; K];
                 for (ky, r) in rows.iter_mut().enumerate() {
                     let iy = iy0 + ky as isize;
                     if iy >= 0 && iy < self.h as isize {
@@ -266,7 +307,13 @@ mod x86 {
                         Some(m) => m,
                         None => unreachable!("one mask row per column block"),
                     };
-                    let (mut acc0, mut acc1) = (bv, _mm512_setzero_ps());
+                    let (mut acc0, mut acc1) = if MAX {
+                        (padv, padv)
+                    } else {
+                        (bv, _mm512_setzero_ps())
+                    };
+                    // Max pooling: lanes that saw a NaN (`max_ps` would drop it).
+                    let mut nan: __mmask16 = 0;
                     // `K` is a constant: both loops unroll, so the accumulators stay in
                     // registers.
                     for (ky, &irow) in rows.iter().enumerate() {
@@ -276,25 +323,41 @@ mod x86 {
                             // this row, which is inside the plane) are not read.
                             let v = unsafe {
                                 if S == 1 {
-                                    _mm512_maskz_loadu_ps(m[kx], irow.wrapping_offset(b))
+                                    _mm512_mask_loadu_ps(padv, m[kx], irow.wrapping_offset(b))
                                 } else {
-                                    let a =
-                                        _mm512_maskz_loadu_ps(m[kx * 2], irow.wrapping_offset(b));
-                                    let c = _mm512_maskz_loadu_ps(
+                                    let a = _mm512_mask_loadu_ps(
+                                        padv,
+                                        m[kx * 2],
+                                        irow.wrapping_offset(b),
+                                    );
+                                    let c = _mm512_mask_loadu_ps(
+                                        padv,
                                         m[kx * 2 + 1],
                                         irow.wrapping_offset(b + 16),
                                     );
                                     _mm512_permutex2var_ps(a, even, c)
                                 }
                             };
-                            if ky % 2 == 0 {
+                            if MAX {
+                                nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+                                if ky % 2 == 0 {
+                                    acc0 = _mm512_max_ps(v, acc0);
+                                } else {
+                                    acc1 = _mm512_max_ps(v, acc1);
+                                }
+                            } else if ky % 2 == 0 {
                                 acc0 = _mm512_fmadd_ps(v, wv[ky][kx], acc0);
                             } else {
                                 acc1 = _mm512_fmadd_ps(v, wv[ky][kx], acc1);
                             }
                         }
                     }
-                    let v = _mm512_add_ps(acc0, acc1);
+                    let v = if MAX {
+                        let v = _mm512_max_ps(acc0, acc1);
+                        _mm512_mask_mov_ps(v, nan, _mm512_set1_ps(f32::NAN))
+                    } else {
+                        _mm512_add_ps(acc0, acc1)
+                    };
                     let v = match kind {
                         0 => v,
                         1 => _mm512_max_ps(v, lo),

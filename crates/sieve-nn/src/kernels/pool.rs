@@ -144,8 +144,22 @@ fn pool(
         oh,
         ow,
     };
-    let pad = if is_max { f32::NEG_INFINITY } else { 0.0 };
     let ohw = oh * ow;
+    #[cfg(target_arch = "x86_64")]
+    if is_max {
+        // Square 2x2/3x3/5x5 windows, stride 1 or 2: read in place (see
+        // `depthwise::x86::Direct`), no copy of the plane.
+        if let Some(direct) = super::depthwise::x86::Direct::new(&st) {
+            for_plane_chunks(out, ohw, input.len(), |p0, chunk| {
+                for (i, o) in chunk.chunks_exact_mut(ohw).enumerate() {
+                    let p = p0 + i;
+                    direct.max_plane(&input[p * h * w..(p + 1) * h * w], o);
+                }
+            });
+            return Ok(());
+        }
+    }
+    let pad = if is_max { f32::NEG_INFINITY } else { 0.0 };
     for_plane_chunks(out, ohw, input.len(), |p0, chunk| {
         with_bufs(&st, pad, |bufs| {
             for (i, o) in chunk.chunks_exact_mut(ohw).enumerate() {

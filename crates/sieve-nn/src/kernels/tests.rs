@@ -539,7 +539,7 @@ fn whole_plane_pools_match_reference() {
     }
 }
 
-/// The in-place depthwise kernel (3x3 and 5x5, stride 1 and 2): every pad combination up
+/// The in-place depthwise kernel (2x2, 3x3 and 5x5, stride 1 and 2): every pad combination up
 /// to the kernel size, planes narrower than a vector, exactly one and several vectors
 /// wide with and without a tail, a channel multiplier of 2, all three activations.
 #[test]
@@ -553,7 +553,7 @@ fn depthwise_direct_geometries_match_reference() {
         },
     ];
     let mut case = 0usize;
-    for k in [3usize, 5] {
+    for k in [2usize, 3, 5] {
         for s in [1usize, 2] {
             for (pt, pl, pb, pr) in [
                 (0, 0, 0, 0),
@@ -590,4 +590,47 @@ fn depthwise_direct_geometries_match_reference() {
         }
     }
     assert!(case > 200, "{case} cases");
+}
+
+/// Max pooling through the in-place kernel (2x2, 3x3, 5x5 windows, stride 1 and 2): pads
+/// below the window size, ceil mode, planes narrower than a vector and several vectors
+/// wide with tails; seeds 0 and 3 plant a NaN, which must come out as NaN.
+#[test]
+fn max_pool_direct_geometries_match_reference() {
+    let mut case = 0usize;
+    for k in [2usize, 3, 5] {
+        for s in [1usize, 2] {
+            for p in 0..k.min(3) {
+                for ceil_mode in [false, true] {
+                    for (h, w) in [
+                        (5, 5),
+                        (7, 7),
+                        (6, 16),
+                        (9, 17),
+                        (8, 33),
+                        (4, 40),
+                        (111, 111),
+                    ] {
+                        let g = Pool2dGeom {
+                            kh: k,
+                            kw: k,
+                            stride_h: s,
+                            stride_w: s,
+                            dil_h: 1,
+                            dil_w: 1,
+                            pad_top: p,
+                            pad_left: p,
+                            pad_bottom: p,
+                            pad_right: p,
+                            ceil_mode,
+                            count_include_pad: false,
+                        };
+                        check_pool(g, 2, 2, h, w, (case % 4) as u32);
+                        case += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(case > 150, "{case} cases");
 }
