@@ -29,6 +29,10 @@ macro_rules! op_boilerplate {
     };
 }
 
+/// Concat outputs of at least this many floats are copied by all workers.
+const PAR_CONCAT_MIN: usize = 1 << 16;
+/// Output floats per work item of a parallel Concat.
+const PAR_CONCAT_CHUNK: usize = 1 << 14;
 /// Product of symbolic dims: fixed if all are fixed, the single symbolic dim if the
 /// others multiply to 1, else unknown.
 pub fn prod_dims(dims: &[Dim]) -> Dim {
@@ -544,7 +548,36 @@ impl Op for Concat {
                 Tensor::$mk(out_shape, out)?
             }};
         }
+        let total: usize = out_shape.iter().product();
+        let threads = rayon::current_num_threads();
         let t = match first.dtype() {
+            DType::F32 if threads > 1 && total >= PAR_CONCAT_MIN => {
+                // Large outputs (SqueezeNet's fire modules: up to 1.5 MB per Concat) are
+                // copied by all workers, each filling whole output chunks from the
+                // inputs that land there.
+                let srcs = xs.iter().map(|x| x.f32s()).collect::<Result<Vec<_>, _>>()?;
+                let chunks: Vec<usize> = xs.iter().map(|x| x.shape()[ax] * inner).collect();
+                let period: usize = chunks.iter().sum();
+                let mut out = crate::buffers::take_overwrite(total);
+                crate::team::par_chunks_mut(&mut out, PAR_CONCAT_CHUNK, threads, |i, dst| {
+                    let mut p = i * PAR_CONCAT_CHUNK;
+                    let mut done = 0;
+                    while done < dst.len() {
+                        let (o, mut r) = (p / period, p % period);
+                        let mut k = 0;
+                        while r >= chunks[k] {
+                            r -= chunks[k];
+                            k += 1;
+                        }
+                        let n = (chunks[k] - r).min(dst.len() - done);
+                        let from = o * chunks[k] + r;
+                        dst[done..done + n].copy_from_slice(&srcs[k][from..from + n]);
+                        done += n;
+                        p += n;
+                    }
+                });
+                Tensor::from_f32(out_shape, out)?
+            }
             DType::F32 => cat!(f32s, from_f32, crate::buffers::take_empty),
             DType::I64 => cat!(i64s, from_i64, Vec::with_capacity),
         };
@@ -1015,5 +1048,69 @@ impl Op for Constant {
     }
     fn eval(&self, _inputs: &Inputs<'_>, _s: &mut Scratch) -> Result<Vec<Tensor>, NnError> {
         Ok(vec![self.value.clone()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Large Concats take the parallel copy: same result as the sequential one and as a
+    /// naive per-element definition, on every axis, with uneven inputs and chunk edges
+    /// falling inside inputs.
+    #[test]
+    fn parallel_concat_matches_naive_on_every_axis() {
+        for ax in 0..4usize {
+            let mut parts = Vec::new();
+            for i in 0..3usize {
+                // Inputs differ in size along `ax` only (8, 11, 14).
+                let mut sh = [5usize, 12, 41, 53];
+                sh[ax] = 8 + 3 * i;
+                let n: usize = sh.iter().product();
+                let data: Vec<f32> = (0..n).map(|v| (v * 31 + i * 7) as f32).collect();
+                parts.push(Tensor::from_f32(sh.to_vec(), data).unwrap());
+            }
+            let ins: Vec<Option<&Tensor>> = parts.iter().map(Some).collect();
+            let op = Concat { axis: ax as i64 };
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| {
+                    crate::team::with_team(|| {
+                        op.eval(&Inputs::new(&ins), &mut Scratch::default())
+                            .unwrap()
+                    })
+                })
+            };
+            let par = run(2);
+            let seq = run(1);
+            assert_eq!(par[0].shape(), seq[0].shape());
+            let out = par[0].f32s().unwrap();
+            assert!(out.len() >= PAR_CONCAT_MIN);
+            assert_eq!(out, seq[0].f32s().unwrap());
+            // Naive: walk the output index and find the source element.
+            let osh = par[0].shape().to_vec();
+            let mut idx = [0usize; 4];
+            for (flat, &v) in out.iter().enumerate() {
+                let mut r = flat;
+                for d in (0..4).rev() {
+                    idx[d] = r % osh[d];
+                    r /= osh[d];
+                }
+                let mut a = idx[ax];
+                let mut k = 0;
+                while a >= parts[k].shape()[ax] {
+                    a -= parts[k].shape()[ax];
+                    k += 1;
+                }
+                let psh = parts[k].shape();
+                let mut j = idx;
+                j[ax] = a;
+                let off = ((j[0] * psh[1] + j[1]) * psh[2] + j[2]) * psh[3] + j[3];
+                assert_eq!(v, parts[k].f32s().unwrap()[off], "axis {ax} index {idx:?}");
+            }
+        }
     }
 }
