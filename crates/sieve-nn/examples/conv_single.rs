@@ -1,4 +1,4 @@
-//! One convolution layer on one thread, best of 30 runs: the figure docs/KERNELS.md quotes
+//! One convolution layer on one thread (`THREADS=n` for more), best of 30 runs: the figure docs/KERNELS.md quotes
 //! for the convolution GEMM. Run once per path, e.g.
 //! `SIEVE_CONV_PACKED=1 target/release/examples/conv_single` and
 //! `SIEVE_CONV_PACKED=0 target/release/examples/conv_single` (the `gemm` crate path).
@@ -12,7 +12,8 @@
 use sieve_nn::kernels::{self, Activation, Conv2dGeom};
 
 fn main() {
-    sieve_nn::set_threads(1).unwrap();
+    let threads = std::env::var("THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(1);
+    sieve_nn::set_threads(threads).unwrap();
     let mut shapes: Vec<[usize; 7]> = std::env::args()
         .skip(1)
         .map(|a| {

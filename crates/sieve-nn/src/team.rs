@@ -16,6 +16,9 @@
 //! caller (instead of handing the run to a pool worker, as before) also saves two
 //! cross-thread wake-ups per run, which matter for sub-millisecond models.
 //!
+//! A helper whose run has finished waits [`GRACE`] for the next run before it gives
+//! its worker back, so back-to-back runs keep their helper.
+//!
 //! Outside a run (tests, direct kernel calls) and for nested sections, [`for_workers`]
 //! falls back to rayon.
 
@@ -177,8 +180,7 @@ pub(crate) fn with_team<R>(body: impl FnOnce() -> R) -> R {
         return body();
     }
     let team = Arc::new(Team::new());
-    let helper = Arc::clone(&team);
-    rayon::spawn(move || helper.help());
+    hire(Arc::clone(&team));
     CURRENT.with(|c| c.set(Arc::as_ptr(&team)));
     // Whatever happens in `body`, the helper must be released.
     struct Release<'a>(&'a Team);
@@ -190,6 +192,80 @@ pub(crate) fn with_team<R>(body: impl FnOnce() -> R) -> R {
     }
     let _release = Release(&team);
     body()
+}
+
+/// How long a helper whose run has finished keeps spinning for the next run before it
+/// gives its rayon worker back. Back-to-back runs (a benchmark loop, a busy server) then
+/// find a helper already spinning instead of waking a sleeping worker (tens to
+/// hundreds of microseconds on a VM, a large share of a sub-millisecond model).
+const GRACE: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Helpers waiting for a run, and a team handed to one of them.
+struct Lobby {
+    idle: usize,
+    team: Option<Arc<Team>>,
+}
+
+static LOBBY: Mutex<Lobby> = Mutex::new(Lobby {
+    idle: 0,
+    team: None,
+});
+/// A team waits in the lobby (checked without the lock while spinning).
+static LOBBY_FULL: AtomicBool = AtomicBool::new(false);
+
+fn lobby() -> std::sync::MutexGuard<'static, Lobby> {
+    LOBBY.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Gets a helper for `team`: an idle one from the lobby if there is one, else a new
+/// rayon job.
+fn hire(team: Arc<Team>) {
+    {
+        let mut l = lobby();
+        if l.idle > 0 && l.team.is_none() {
+            l.team = Some(team);
+            LOBBY_FULL.store(true, Ordering::Release);
+            return;
+        }
+    }
+    rayon::spawn(move || helper_loop(team));
+}
+
+/// A helper job: serves `team`, then waits up to [`GRACE`] in the lobby for the next
+/// run, and so on.
+fn helper_loop(mut team: Arc<Team>) {
+    loop {
+        team.help();
+        drop(team);
+        lobby().idle += 1;
+        let start = std::time::Instant::now();
+        let mut spins = 0u32;
+        let next = loop {
+            let expired = start.elapsed() > GRACE;
+            if LOBBY_FULL.load(Ordering::Acquire) || expired {
+                let mut l = lobby();
+                if let Some(t) = l.team.take() {
+                    LOBBY_FULL.store(false, Ordering::Release);
+                    l.idle -= 1;
+                    break Some(t);
+                }
+                if expired {
+                    l.idle -= 1;
+                    break None;
+                }
+            }
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(256) {
+                let _ = rayon::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        };
+        match next {
+            Some(t) => team = t,
+            None => return,
+        }
+    }
 }
 
 /// Runs `f(w)` for every worker slot `w < workers` in parallel and returns when all are
