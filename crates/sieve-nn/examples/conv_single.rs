@@ -12,7 +12,10 @@
 use sieve_nn::kernels::{self, Activation, Conv2dGeom};
 
 fn main() {
-    let threads = std::env::var("THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(1);
+    let threads = std::env::var("THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(1);
     sieve_nn::set_threads(threads).unwrap();
     let mut shapes: Vec<[usize; 7]> = std::env::args()
         .skip(1)
