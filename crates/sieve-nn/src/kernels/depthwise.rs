@@ -194,7 +194,7 @@ pub(crate) mod x86 {
         ///
         /// # Panics
         /// If a slice does not match the geometry (a caller bug).
-        pub(super) fn plane(
+        pub(crate) fn plane(
             &self,
             src: &[f32],
             wts: &[f32],

@@ -146,14 +146,23 @@ fn pool(
     };
     let ohw = oh * ow;
     #[cfg(target_arch = "x86_64")]
-    if is_max {
+    {
         // Square 2x2/3x3/5x5 windows, stride 1 or 2: read in place (see
-        // `depthwise::x86::Direct`), no copy of the plane.
+        // `depthwise::x86::Direct`), no copy of the plane. Average pooling sums the window
+        // as a depthwise convolution with unit weights (out-of-plane inputs are zero),
+        // then divides by the same counts as the stencil path below.
         if let Some(direct) = super::depthwise::x86::Direct::new(&st) {
+            let ones = vec![1.0f32; g.kh * g.kw];
             for_plane_chunks(out, ohw, input.len(), |p0, chunk| {
                 for (i, o) in chunk.chunks_exact_mut(ohw).enumerate() {
                     let p = p0 + i;
-                    direct.max_plane(&input[p * h * w..(p + 1) * h * w], o);
+                    let src = &input[p * h * w..(p + 1) * h * w];
+                    if is_max {
+                        direct.max_plane(src, o);
+                    } else {
+                        direct.plane(src, &ones, 0.0, super::Activation::None, o);
+                        divide_by_counts(o, ow, &cy, &cx);
+                    }
                 }
             });
             return Ok(());
@@ -168,17 +177,23 @@ fn pool(
                 pool_flat(is_max, &bufs.input, &bufs.taps, &mut bufs.flat);
                 st.compact(&bufs.flat, o);
                 if !is_max {
-                    for (oy, row) in o.chunks_exact_mut(ow).enumerate() {
-                        for (v, &c) in row.iter_mut().zip(&cx) {
-                            let cnt = cy[oy] * c;
-                            *v = if cnt == 0 { 0.0 } else { *v / cnt as f32 };
-                        }
-                    }
+                    divide_by_counts(o, ow, &cy, &cx);
                 }
             }
         })
     });
     Ok(())
+}
+
+/// Average pooling's division of one output plane (`ow` wide) by the window counts
+/// `cy[oy] * cx[ox]` (0 counts give 0).
+fn divide_by_counts(o: &mut [f32], ow: usize, cy: &[usize], cx: &[usize]) {
+    for (oy, row) in o.chunks_exact_mut(ow).enumerate() {
+        for (v, &c) in row.iter_mut().zip(cx) {
+            let cnt = cy[oy] * c;
+            *v = if cnt == 0 { 0.0 } else { *v / cnt as f32 };
+        }
+    }
 }
 
 /// `max` that propagates NaN from either side (the running value or the new one).

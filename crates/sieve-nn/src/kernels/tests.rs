@@ -592,11 +592,12 @@ fn depthwise_direct_geometries_match_reference() {
     assert!(case > 200, "{case} cases");
 }
 
-/// Max pooling through the in-place kernel (2x2, 3x3, 5x5 windows, stride 1 and 2): pads
-/// below the window size, ceil mode, planes narrower than a vector and several vectors
-/// wide with tails; seeds 0 and 3 plant a NaN, which must come out as NaN.
+/// Max and average pooling through the in-place kernel (2x2, 3x3, 5x5 windows, stride 1
+/// and 2): pads below the window size, ceil mode, both `count_include_pad` settings,
+/// planes narrower than a vector and several vectors wide with tails; seeds 0 and 3 plant
+/// a NaN, which must come out as NaN.
 #[test]
-fn max_pool_direct_geometries_match_reference() {
+fn pool_direct_geometries_match_reference() {
     let mut case = 0usize;
     for k in [2usize, 3, 5] {
         for s in [1usize, 2] {
@@ -623,7 +624,7 @@ fn max_pool_direct_geometries_match_reference() {
                             pad_bottom: p,
                             pad_right: p,
                             ceil_mode,
-                            count_include_pad: false,
+                            count_include_pad: case.is_multiple_of(2),
                         };
                         check_pool(g, 2, 2, h, w, (case % 4) as u32);
                         case += 1;
