@@ -180,7 +180,14 @@ pub(crate) fn with_team<R>(body: impl FnOnce() -> R) -> R {
         return body();
     }
     let team = Arc::new(Team::new());
-    hire(Arc::clone(&team));
+    // Concurrent runs (a server's worker threads under load) already keep the cores busy:
+    // only a run that has the pool to itself gets a helper, the others claim all their
+    // slots themselves (the same code path, run serially) instead of adding spinning
+    // threads to an oversubscribed machine.
+    let active = ACTIVE_RUNS.fetch_add(1, Ordering::AcqRel) + 1;
+    if active * 2 <= rayon::current_num_threads() || always_hire() {
+        hire(Arc::clone(&team));
+    }
     CURRENT.with(|c| c.set(Arc::as_ptr(&team)));
     // Whatever happens in `body`, the helper must be released.
     struct Release<'a>(&'a Team);
@@ -188,10 +195,31 @@ pub(crate) fn with_team<R>(body: impl FnOnce() -> R) -> R {
         fn drop(&mut self) {
             CURRENT.with(|c| c.set(std::ptr::null()));
             self.0.finished.store(true, Ordering::Release);
+            ACTIVE_RUNS.fetch_sub(1, Ordering::AcqRel);
         }
     }
     let _release = Release(&team);
     body()
+}
+
+/// Model runs in progress (all threads).
+static ACTIVE_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[cfg(test)]
+thread_local! {
+    /// Tests of the helper protocol hire a helper even while other tests' runs are in
+    /// progress (the test harness runs tests concurrently).
+    static ALWAYS_HIRE: Cell<bool> = const { Cell::new(false) };
+}
+
+#[cfg(test)]
+fn always_hire() -> bool {
+    ALWAYS_HIRE.with(|c| c.get())
+}
+
+#[cfg(not(test))]
+fn always_hire() -> bool {
+    false
 }
 
 /// How long a helper whose run has finished keeps spinning for the next run before it
@@ -352,7 +380,11 @@ mod tests {
     use super::*;
 
     fn pool(n: usize) -> rayon::ThreadPool {
-        match rayon::ThreadPoolBuilder::new().num_threads(n).build() {
+        match rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .start_handler(|_| ALWAYS_HIRE.with(|c| c.set(true)))
+            .build()
+        {
             Ok(p) => p,
             Err(e) => panic!("thread pool: {e}"),
         }
@@ -427,6 +459,31 @@ mod tests {
                 });
                 assert_eq!(hits.load(Ordering::Relaxed), 2);
             });
+        });
+    }
+
+    /// Runs on several threads at once (a server's workers): only a run alone on the pool
+    /// hires a helper, the others run their sections serially; every slot still runs once.
+    #[test]
+    fn concurrent_runs_each_run_every_slot_once() {
+        std::thread::scope(|sc| {
+            for t in 0..4usize {
+                sc.spawn(move || {
+                    for run in 0..50usize {
+                        with_team(|| {
+                            for sec in 0..20usize {
+                                let workers = 2 + (sec + run + t) % 3;
+                                let hits: Vec<AtomicUsize> =
+                                    (0..workers).map(|_| AtomicUsize::new(0)).collect();
+                                for_workers(workers, &|w| {
+                                    hits[w].fetch_add(1, Ordering::Relaxed);
+                                });
+                                assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+                            }
+                        });
+                    }
+                });
+            }
         });
     }
 
