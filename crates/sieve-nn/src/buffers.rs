@@ -40,45 +40,43 @@ pub fn take_zeroed(len: usize) -> Vec<f32> {
 /// v2's largest layer). Only buffers that already held `len` initialised floats are
 /// reused this way (truncated, no unsafe code); otherwise as [`take_zeroed`].
 pub fn take_overwrite(len: usize) -> Vec<f32> {
-    if len >= MIN_LEN {
-        let hit = POOL.with(|p| {
-            let mut p = p.try_borrow_mut().ok()?;
-            let i = p
-                .iter()
-                .enumerate()
-                .filter(|(_, v)| v.len() >= len)
-                .min_by_key(|(_, v)| v.len())
-                .map(|(i, _)| i)?;
-            Some(p.swap_remove(i))
-        });
-        if let Some(mut v) = hit {
+    match take_pooled(len, Vec::len) {
+        Some(mut v) => {
             v.truncate(len);
-            return v;
+            v
         }
+        None => take_zeroed(len),
     }
-    take_zeroed(len)
 }
 
 /// An empty vector with room for `len` floats (to fill with `extend`): the smallest
 /// pooled buffer that holds them, or a new allocation.
 pub fn take_empty(len: usize) -> Vec<f32> {
-    if len >= MIN_LEN {
-        let hit = POOL.with(|p| {
-            let mut p = p.try_borrow_mut().ok()?;
-            let i = p
-                .iter()
-                .enumerate()
-                .filter(|(_, v)| v.capacity() >= len)
-                .min_by_key(|(_, v)| v.capacity())
-                .map(|(i, _)| i)?;
-            Some(p.swap_remove(i))
-        });
-        if let Some(mut v) = hit {
+    match take_pooled(len, Vec::capacity) {
+        Some(mut v) => {
             v.clear();
-            return v;
+            v
         }
+        None => Vec::with_capacity(len),
     }
-    Vec::with_capacity(len)
+}
+
+/// Removes from this thread's pool the buffer with the smallest `size` (its length or
+/// its capacity) that is at least `len`, if `len` is worth pooling.
+fn take_pooled(len: usize, size: fn(&Vec<f32>) -> usize) -> Option<Vec<f32>> {
+    if len < MIN_LEN {
+        return None;
+    }
+    POOL.with(|p| {
+        let mut p = p.try_borrow_mut().ok()?;
+        let i = p
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| size(v) >= len)
+            .min_by_key(|(_, v)| size(v))
+            .map(|(i, _)| i)?;
+        Some(p.swap_remove(i))
+    })
 }
 
 /// Offers a no-longer-needed buffer to this thread's pool (dropped if it is small or

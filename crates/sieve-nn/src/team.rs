@@ -128,13 +128,7 @@ impl Team {
                     Err(true) => seen = s >> 32,
                 }
             }
-            spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(256) {
-                // Other rayon work queued on the pool (ops that still use rayon).
-                let _ = rayon::yield_now();
-            } else {
-                std::hint::spin_loop();
-            }
+            idle_step(&mut spins);
         }
     }
 
@@ -200,6 +194,17 @@ pub(crate) fn with_team<R>(body: impl FnOnce() -> R) -> R {
     }
     let _release = Release(&team);
     body()
+}
+
+/// One step of a helper's spin: every 256th runs other rayon work queued on the pool
+/// (ops that still use rayon), the others are a pause.
+fn idle_step(spins: &mut u32) {
+    *spins = spins.wrapping_add(1);
+    if spins.is_multiple_of(256) {
+        let _ = rayon::yield_now();
+    } else {
+        std::hint::spin_loop();
+    }
 }
 
 /// Model runs in progress (all threads).
@@ -282,12 +287,7 @@ fn helper_loop(mut team: Arc<Team>) {
                     break None;
                 }
             }
-            spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(256) {
-                let _ = rayon::yield_now();
-            } else {
-                std::hint::spin_loop();
-            }
+            idle_step(&mut spins);
         };
         match next {
             Some(t) => team = t,

@@ -287,7 +287,7 @@ pub(crate) fn conv2d_with(
         1
     };
     if dw {
-        return depthwise::conv(g, input, n, h, w, weights, bias, act, out, oh, ow, threads);
+        return depthwise::conv(g, input, h, w, weights, bias, act, out, oh, ow, threads);
     }
     let direct = g.kh == 1
         && g.kw == 1

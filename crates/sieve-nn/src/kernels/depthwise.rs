@@ -14,6 +14,7 @@
 //!   activation. The body is compiled for AVX-512, AVX2+FMA and portable targets and
 //!   chosen once at run time.
 
+use super::pool::split_planes;
 use super::stencil::{with_bufs, Bufs, Stencil};
 use super::stencil_simd::conv_flat;
 use super::{Activation, Conv2dGeom, KernelError};
@@ -23,7 +24,6 @@ use super::{Activation, Conv2dGeom, KernelError};
 pub(crate) fn conv(
     g: &Conv2dGeom,
     input: &[f32],
-    n: usize,
     h: usize,
     w: usize,
     weights: &[f32],
@@ -49,7 +49,6 @@ pub(crate) fn conv(
         ow,
     };
     let ohw = oh * ow;
-    let planes = n * g.c_out;
     let khw = g.kh * g.kw;
     #[cfg(target_arch = "x86_64")]
     if let Some(direct) = x86::Direct::new(&st) {
@@ -68,12 +67,7 @@ pub(crate) fn conv(
                 );
             }
         };
-        if threads <= 1 || planes < 2 {
-            run(0, out);
-        } else {
-            let per = planes.div_ceil(threads * 4).max(1);
-            crate::team::par_chunks_mut(out, per * ohw, threads, |ci, dst| run(ci * per, dst));
-        }
+        split_planes(out, ohw, threads, run);
         return Ok(());
     }
     let run = |p0: usize, dst: &mut [f32]| {
@@ -96,12 +90,7 @@ pub(crate) fn conv(
             }
         })
     };
-    if threads <= 1 || planes < 2 {
-        run(0, out);
-        return Ok(());
-    }
-    let per = planes.div_ceil(threads * 4).max(1);
-    crate::team::par_chunks_mut(out, per * ohw, threads, |ci, dst| run(ci * per, dst));
+    split_planes(out, ohw, threads, run);
     Ok(())
 }
 

@@ -17,17 +17,33 @@ fn for_plane_chunks(
     work: usize,
     f: impl Fn(usize, &mut [f32]) + Sync,
 ) {
-    if out_plane_len == 0 {
+    let threads = if work < PAR_MIN_ELEMS {
+        1
+    } else {
+        rayon::current_num_threads()
+    };
+    split_planes(out, out_plane_len, threads, f);
+}
+
+/// Runs `f(first_plane, out_chunk)` over chunks of whole planes of `plane_len` elements,
+/// about four chunks per thread shared out by the run team (all of `out` at once when
+/// `threads <= 1`).
+pub(super) fn split_planes(
+    out: &mut [f32],
+    plane_len: usize,
+    threads: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync,
+) {
+    if plane_len == 0 {
         return;
     }
-    let threads = rayon::current_num_threads();
-    if work < PAR_MIN_ELEMS || threads == 1 {
+    let planes = out.len() / plane_len;
+    if threads <= 1 || planes < 2 {
         f(0, out);
         return;
     }
-    let planes = out.len() / out_plane_len;
     let per = planes.div_ceil(threads * 4).max(1);
-    crate::team::par_chunks_mut(out, per * out_plane_len, threads, |ci, chunk| {
+    crate::team::par_chunks_mut(out, per * plane_len, threads, |ci, chunk| {
         f(ci * per, chunk)
     });
 }

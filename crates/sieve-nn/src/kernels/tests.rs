@@ -564,21 +564,8 @@ fn depthwise_direct_geometries_match_reference() {
             ] {
                 for (h, w) in [(5, 5), (7, 7), (6, 16), (9, 17), (8, 33), (5, 40), (3, 64)] {
                     for mult in [1usize, 2] {
-                        let g = Conv2dGeom {
-                            c_in: 3,
-                            c_out: 3 * mult,
-                            kh: k,
-                            kw: k,
-                            stride_h: s,
-                            stride_w: s,
-                            dil_h: 1,
-                            dil_w: 1,
-                            pad_top: pt,
-                            pad_left: pl,
-                            pad_bottom: pb,
-                            pad_right: pr,
-                            groups: 3,
-                        };
+                        let mut g = geom(3, 3 * mult, k, s, 0, 3);
+                        (g.pad_top, g.pad_left, g.pad_bottom, g.pad_right) = (pt, pl, pb, pr);
                         if g.out_hw(h, w).is_err() {
                             continue;
                         }
