@@ -21,6 +21,8 @@ use super::matmul::{gemv_rows, matmul, matmul_raw, MatRef};
 #[cfg(target_arch = "x86_64")]
 use super::sgemm;
 use super::stencil::Stencil;
+#[cfg(target_arch = "x86_64")]
+use super::winograd;
 use super::{check_len, checked_product, depthwise, direct, Activation, Conv2dGeom, KernelError};
 
 /// Rows of the packed GEMM's micro-kernel (output channels per block).
@@ -156,6 +158,7 @@ pub(crate) fn conv2d(
         Paths {
             direct_max: direct_max_floats(),
             packed_gemm: packed_gemm_enabled(),
+            winograd_min_tiles: winograd_min_tiles(),
             pack,
         },
     )
@@ -170,6 +173,9 @@ pub(crate) struct Paths<'a> {
     /// Use the packed AVX-512 GEMM ([`sgemm`]) where the CPU has it, instead of the
     /// `gemm` crate.
     pub packed_gemm: bool,
+    /// Fewest 2x2 output tiles per image for the Winograd F(2x2, 3x3) kernel on dense
+    /// 3x3 stride-1 layers (with `packed_gemm`; `usize::MAX` = never).
+    pub winograd_min_tiles: usize,
     /// The layer's cached packed weights, if the caller keeps them.
     pub pack: Option<&'a ConvPack>,
 }
@@ -178,6 +184,25 @@ pub(crate) struct Paths<'a> {
 fn packed_gemm_enabled() -> bool {
     static V: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *V.get_or_init(|| std::env::var("SIEVE_CONV_PACKED").map_or(true, |v| v != "0"))
+}
+
+/// [`winograd::MIN_TILES`], or `SIEVE_WINOGRAD_MIN_TILES` (a tuning knob for
+/// benchmarks), or never with `SIEVE_WINOGRAD=0`; read once.
+fn winograd_min_tiles() -> usize {
+    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *V.get_or_init(|| {
+        if std::env::var("SIEVE_WINOGRAD").is_ok_and(|v| v == "0") {
+            return usize::MAX;
+        }
+        #[cfg(target_arch = "x86_64")]
+        let default = winograd::MIN_TILES;
+        #[cfg(not(target_arch = "x86_64"))]
+        let default = usize::MAX;
+        std::env::var("SIEVE_WINOGRAD_MIN_TILES")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    })
 }
 
 /// True if the packed AVX-512 GEMM runs on this CPU.
@@ -192,10 +217,14 @@ fn sgemm_available() -> bool {
     }
 }
 
-/// A convolution's weights packed for [`sgemm`] (per group, `[panel][k][MR]`), built on
-/// the first run that needs them and then kept (dense weights only: the op owns one).
+/// A convolution's weights packed for [`sgemm`] (per group, `[panel][k][MR]`; for the
+/// Winograd kernel, the 16 transformed matrices), built on the first run that needs them
+/// and then kept (dense weights only: the op owns one).
 #[derive(Debug, Default)]
-pub struct ConvPack(std::sync::OnceLock<Vec<f32>>);
+pub struct ConvPack {
+    gemm: std::sync::OnceLock<Vec<f32>>,
+    winograd: std::sync::OnceLock<Vec<f32>>,
+}
 
 impl ConvPack {
     /// An empty cache.
@@ -312,6 +341,25 @@ pub(crate) fn conv2d_with(
                 *v = act.apply(*v + bias.map_or(0.0, |b| b[gi * cog + co]));
             }
         }
+        return Ok(());
+    }
+    #[cfg(target_arch = "x86_64")]
+    if paths.packed_gemm && winograd::applies(g, oh, ow, paths.winograd_min_tiles) {
+        let mut own = PackBuf::take();
+        let packed: &[f32] = match paths.pack {
+            Some(cache) => cache.winograd.get_or_init(|| {
+                let mut v = Vec::new();
+                winograd::pack_weights(g.c_out, g.c_in, weights, &mut v);
+                v
+            }),
+            None => {
+                winograd::pack_weights(g.c_out, g.c_in, weights, &mut own.0);
+                &own.0
+            }
+        };
+        winograd::conv(
+            g, input, n, h, w, packed, bias, act, out, oh, ow, threads, scratch,
+        );
         return Ok(());
     }
     let units = n * g.groups;
@@ -529,7 +577,7 @@ impl<'a> Ctx<'a> {
         let (mut mblocks, mut mrows) = (1, g.c_out_per_group());
         let (tile_rows, tiles, ytiles) = if pk {
             packed = match paths.pack {
-                Some(cache) => cache.0.get_or_init(|| pack_weights(g, weights)),
+                Some(cache) => cache.gemm.get_or_init(|| pack_weights(g, weights)),
                 None => {
                     pack_weights_into(g, weights, own_pack);
                     let own: &'a Vec<f32> = own_pack;

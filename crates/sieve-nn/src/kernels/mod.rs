@@ -28,6 +28,8 @@ mod sgemm;
 pub mod simd;
 mod stencil;
 mod stencil_simd;
+#[cfg(target_arch = "x86_64")]
+mod winograd;
 
 use thiserror::Error;
 

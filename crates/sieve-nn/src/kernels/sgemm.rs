@@ -228,7 +228,7 @@ pub(crate) unsafe fn gemm(
 /// `max_ps` returns its second operand when either is NaN).
 #[target_feature(enable = "avx512f")]
 #[inline]
-fn activate(x: __m512, act: Activation) -> __m512 {
+pub(crate) fn activate(x: __m512, act: Activation) -> __m512 {
     match act {
         Activation::None => x,
         Activation::Relu => _mm512_max_ps(x, _mm512_setzero_ps()),

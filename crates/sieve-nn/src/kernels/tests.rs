@@ -72,12 +72,17 @@ fn check_conv(g: Conv2dGeom, n: usize, h: usize, w: usize, with_bias: bool, act:
     // Every convolution path: the gemm crate, the packed GEMM (per-call packing, and a
     // kept pack used twice), and the direct kernel wherever it applies.
     let pack = conv::ConvPack::new();
-    for (direct_max, packed_gemm, pack) in [
-        (0, false, None),
-        (0, true, None),
-        (0, true, Some(&pack)),
-        (0, true, Some(&pack)),
-        (usize::MAX, false, None),
+    // Winograd (min tiles 1) where the layer is dense 3x3 stride 1, else the others.
+    let wpack = conv::ConvPack::new();
+    for (direct_max, packed_gemm, wmin, pack) in [
+        (0, false, usize::MAX, None),
+        (0, true, usize::MAX, None),
+        (0, true, usize::MAX, Some(&pack)),
+        (0, true, usize::MAX, Some(&pack)),
+        (usize::MAX, false, usize::MAX, None),
+        (0, true, 1, None),
+        (0, true, 1, Some(&wpack)),
+        (0, true, 1, Some(&wpack)),
     ] {
         let mut fast = vec![f32::NAN; out_len];
         conv::conv2d_with(
@@ -94,6 +99,7 @@ fn check_conv(g: Conv2dGeom, n: usize, h: usize, w: usize, with_bias: bool, act:
             conv::Paths {
                 direct_max,
                 packed_gemm,
+                winograd_min_tiles: wmin,
                 pack,
             },
         )
@@ -621,4 +627,109 @@ fn pool_direct_geometries_match_reference() {
         }
     }
     assert!(case > 150, "{case} cases");
+}
+
+/// The Winograd F(2x2, 3x3) kernel against the reference on every pad combination up to
+/// 2 (asymmetric too), odd and even sizes (partial tiles), rows longer than one and two
+/// vectors of tiles, channel counts off the micro-kernel's multiples, batches, and every
+/// activation — forced on (one tile suffices) and checked to be the path taken.
+#[test]
+fn winograd_geometries_match_reference() {
+    let acts = [
+        Activation::None,
+        Activation::Relu,
+        Activation::Clip {
+            min: -0.5,
+            max: 0.5,
+        },
+    ];
+    let mut case = 0;
+    for (pt, pl, pb, pr) in [
+        (1, 1, 1, 1),
+        (0, 0, 0, 0),
+        (2, 2, 2, 2),
+        (0, 1, 2, 1),
+        (2, 0, 1, 2),
+        (1, 2, 0, 0),
+    ] {
+        for (h, w) in [
+            (3, 3),
+            (4, 5),
+            (7, 6),
+            (9, 9),
+            (5, 17),
+            (6, 35),
+            (4, 49),
+            (11, 70),
+        ] {
+            for (c_in, c_out, n) in [(32, 16, 1), (35, 21, 2), (33, 40, 1)] {
+                let g = Conv2dGeom {
+                    pad_top: pt,
+                    pad_left: pl,
+                    pad_bottom: pb,
+                    pad_right: pr,
+                    ..geom(c_in, c_out, 3, 1, 0, 1)
+                };
+                let Ok((oh, ow)) = g.out_hw(h, w) else {
+                    continue;
+                };
+                if !winograd::applies(&g, oh, ow, 1) {
+                    // Without AVX-512 the kernel does not exist; nothing to check.
+                    assert!(!direct::available());
+                    return;
+                }
+                let act = acts[case % acts.len()];
+                let with_bias = case % 2 == 0;
+                case += 1;
+                let input = data(n * c_in * h * w, case as u32);
+                let weights = data(g.weight_len().unwrap(), 7);
+                let bias = data(c_out, 9);
+                let bias = with_bias.then_some(&bias[..]);
+                let mut want = vec![0.0; n * c_out * oh * ow];
+                reference::conv2d(&g, &input, n, h, w, &weights, bias, act, &mut want).unwrap();
+                let pack = conv::ConvPack::new();
+                for pack in [None, Some(&pack), Some(&pack)] {
+                    let mut fast = vec![f32::NAN; want.len()];
+                    conv::conv2d_with(
+                        &g,
+                        &input,
+                        n,
+                        h,
+                        w,
+                        &weights,
+                        bias,
+                        act,
+                        &mut fast,
+                        &mut Vec::new(),
+                        conv::Paths {
+                            direct_max: 0,
+                            packed_gemm: true,
+                            winograd_min_tiles: 1,
+                            pack,
+                        },
+                    )
+                    .unwrap();
+                    assert_close(&fast, &want, c_in * 9);
+                }
+            }
+        }
+    }
+    assert!(case > 80, "{case} cases");
+}
+
+/// A model-sized Winograd layer (ResNet-18's 64-channel 56x56 stage) by default, on all
+/// workers, plus a batch: the block and output-channel splits.
+#[test]
+fn winograd_large_shapes_take_parallel_paths() {
+    check_conv(geom(64, 64, 3, 1, 1, 1), 1, 56, 56, true, Activation::Relu);
+    check_conv(geom(32, 48, 3, 1, 1, 1), 3, 30, 29, false, Activation::None);
+    // Few tiles, many channels: output-channel blocks.
+    check_conv(
+        geom(128, 256, 3, 1, 1, 1),
+        1,
+        20,
+        20,
+        true,
+        Activation::None,
+    );
 }

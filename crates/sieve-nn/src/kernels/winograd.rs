@@ -1,0 +1,488 @@
+//! Winograd F(2x2, 3x3) convolution for dense 3x3 stride-1 layers (AVX-512 CPUs).
+//!
+//! Each 2x2 block of output pixels ("tile") is computed from the 4x4 input patch
+//! around it as `Y = Aᵀ [ U ⊙ V ] A`, with `U = G g Gᵀ` the transformed 3x3 kernel and
+//! `V = Bᵀ d B` the transformed patch (Lavin & Gray, "Fast algorithms for convolutional
+//! neural networks", 2016). Summed over input channels, the element-wise product is 16
+//! matrix products, one per position `ξ` of the 4x4 transform:
+//! `M[ξ] (c_out x tiles) = U[ξ] (c_out x c_in) · V[ξ] (c_in x tiles)`: per tile and
+//! (input, output) channel pair 16 multiply-adds instead of 4 x 9 = 36, 2.25x fewer.
+//!
+//! * The 16 products run on the packed GEMM ([`sgemm`]): `U[ξ]` is packed once per
+//!   layer (kept in the layer's [`ConvPack`](super::ConvPack)), `V[ξ]` is read in place
+//!   with a row stride.
+//! * Work is cut in blocks of whole tile rows (and, when there are too few of them for
+//!   the workers, in blocks of output channels); a block's `V` and `M` stay in the
+//!   worker's L2 share: input transform, 16 GEMMs and output transform run back to back.
+//! * The input transform reads each input row split into even and odd columns, so that
+//!   every term is a contiguous (vectorised) slice over the tiles of a tile row; the
+//!   output transform adds the bias, applies the activation and interleaves the two
+//!   columns of each tile back into the output row.
+//!
+//! Rounding differs from the direct sum (the transforms add and halve), by a few ulps of
+//! the largest terms — inside the tolerances of the kernel tests and of the onnxruntime
+//! differential checks. Maps under [`MIN_TILES`] tiles stay on the direct GEMM: there the
+//! 16 transformed weight matrices (16/9 of the weights' bytes) are read for too few
+//! columns.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use std::arch::x86_64::*;
+
+use super::sgemm;
+use super::{Activation, Conv2dGeom};
+
+/// Fewest tiles per image (2x2 output blocks) for the Winograd path by default. Alone,
+/// even 512-channel 7x7 layers gain (16 tiles), but inside a model their transformed
+/// weights (16 MiB) stream from memory each run: ResNet-18's 7x7 layers take 2.4 ms
+/// instead of 1.45, its 14x14 ones (49 tiles) break even, 28x28 (196) gain 30%.
+pub(crate) const MIN_TILES: usize = 100;
+/// Fewest input channels (the GEMMs' depth): 16 -> 64 at 55x55 (SqueezeNet's first
+/// expand layers) only breaks even.
+const MIN_C_IN: usize = 32;
+/// Fewest output channels (two micro-kernel panels).
+const MIN_C_OUT: usize = 16;
+/// Target floats of a block's `V` and `M` (1.5 MiB: most of a 2 MiB L2 share).
+const BLOCK_FLOATS: usize = 3 << 17;
+/// Fewest tiles per block when the channels allow ([`BLOCK_FLOATS`] permitting fewer).
+const MIN_BLOCK_TILES: usize = 96;
+
+/// True if the layer has the shape this kernel handles (dense 3x3, stride 1, no
+/// dilation), is big enough to gain (at least `min_tiles` tiles per image) and the CPU
+/// runs the packed GEMM.
+pub(crate) fn applies(g: &Conv2dGeom, oh: usize, ow: usize, min_tiles: usize) -> bool {
+    g.groups == 1
+        && g.kh == 3
+        && g.kw == 3
+        && g.stride_h == 1
+        && g.stride_w == 1
+        && g.dil_h == 1
+        && g.dil_w == 1
+        && g.c_in >= MIN_C_IN
+        && g.c_out >= MIN_C_OUT
+        && oh.div_ceil(2) * ow.div_ceil(2) >= min_tiles.max(1)
+        && sgemm::available()
+}
+
+/// Transforms OIHW 3x3 `weights` (`c_out x c_in`) to `U[ξ] = G g Gᵀ` and packs each
+/// `U[ξ]` for [`sgemm`] into `out` (resized).
+pub(crate) fn pack_weights(c_out: usize, c_in: usize, weights: &[f32], out: &mut Vec<f32>) {
+    let pairs = c_out * c_in;
+    // u[ξ][co][ci], then packed per ξ.
+    let mut u = vec![0.0f32; 16 * pairs];
+    for (p, g) in weights.chunks_exact(9).take(pairs).enumerate() {
+        // t = G g (4x3), then t Gᵀ (4x4); G = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1].
+        let mut t = [[0.0f32; 3]; 4];
+        for c in 0..3 {
+            let (g0, g1, g2) = (g[c], g[3 + c], g[6 + c]);
+            t[0][c] = g0;
+            t[1][c] = 0.5 * (g0 + g1 + g2);
+            t[2][c] = 0.5 * (g0 - g1 + g2);
+            t[3][c] = g2;
+        }
+        for (i, row) in t.iter().enumerate() {
+            let [r0, r1, r2] = *row;
+            let v = [r0, 0.5 * (r0 + r1 + r2), 0.5 * (r0 - r1 + r2), r2];
+            for (j, &x) in v.iter().enumerate() {
+                u[(i * 4 + j) * pairs + p] = x;
+            }
+        }
+    }
+    let per = sgemm::packed_a_len(c_out, c_in);
+    out.clear();
+    out.resize(16 * per, 0.0);
+    for (xi, dst) in out.chunks_mut(per.max(1)).enumerate().take(16) {
+        sgemm::pack_a(&u[xi * pairs..], c_out, c_in, c_in, dst);
+    }
+}
+
+/// Raw output pointer shared by the workers; each writes disjoint output rows.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: only used to write disjoint regions of one `&mut [f32]` that outlives the
+// parallel section (see `conv`).
+unsafe impl Send for OutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr {}
+
+/// How one convolution is cut into work items.
+struct Plan {
+    /// Tiles per tile row.
+    tw: usize,
+    /// Tile rows per image.
+    th: usize,
+    /// Tile rows per block.
+    rows: usize,
+    /// Blocks per image.
+    blocks: usize,
+    /// Output-channel blocks.
+    co_blocks: usize,
+    /// Output channels per block (whole [`sgemm::MR`] panels).
+    co_per: usize,
+}
+
+impl Plan {
+    fn new(g: &Conv2dGeom, n: usize, oh: usize, ow: usize, threads: usize) -> Plan {
+        let (tw, th) = (ow.div_ceil(2), oh.div_ceil(2));
+        // At least MIN_BLOCK_TILES per block even when V and M outgrow L2 (many
+        // channels): each GEMM still reuses its V[ξ] slice across all output channels,
+        // while short blocks would re-read the 16 weight matrices once per block.
+        let max_tiles = (BLOCK_FLOATS / (16 * (g.c_in + g.c_out))).max(MIN_BLOCK_TILES);
+        let max_rows = (max_tiles / tw).clamp(1, th);
+        // Block height: from half to 1.25x the budget's, the one whose slowest worker
+        // finishes first (ties: taller, i.e. wider GEMMs). 28 tile rows on 2 workers
+        // with a budget of 6: 4 blocks of 7, not 5 of 6 (the slower worker doing 18).
+        let cost = |rows: usize| (n * th.div_ceil(rows)).div_ceil(threads) * rows;
+        let rows = (max_rows.div_ceil(2)..=(max_rows + max_rows / 4).min(th))
+            .rev()
+            .min_by_key(|&r| cost(r))
+            .unwrap_or(max_rows);
+        let blocks = th.div_ceil(rows);
+        // Output-channel blocks until the items share evenly among the workers: an
+        // item's share of the weights and its input transform are cheap next to its
+        // GEMMs, while an odd item count leaves one worker idle at the end (56x56 maps
+        // at batch 1: 5 blocks -> 10 items on 2 workers).
+        let panels = g.c_out.div_ceil(sgemm::MR);
+        let co_blocks = (1..=panels)
+            .find(|&c| (n * blocks * c).is_multiple_of(threads) && n * blocks * c >= threads)
+            .unwrap_or(1);
+        let co_per = panels.div_ceil(co_blocks) * sgemm::MR;
+        let co_blocks = g.c_out.div_ceil(co_per);
+        Plan {
+            tw,
+            th,
+            rows,
+            blocks,
+            co_blocks,
+            co_per,
+        }
+    }
+
+    /// Floats of one worker's buffer: `V` and `M` of a block.
+    fn work_len(&self, g: &Conv2dGeom) -> usize {
+        let nt = self.rows * self.tw;
+        16 * (g.c_in + g.c_out) * nt
+    }
+}
+
+/// Winograd F(2x2, 3x3) convolution; same contract as [`super::conv2d`] for the layers
+/// [`applies`] accepts (lengths already checked by the caller). `packed` holds the
+/// weights from [`pack_weights`]; `scratch` grows to the workers' buffers.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv(
+    g: &Conv2dGeom,
+    input: &[f32],
+    n: usize,
+    h: usize,
+    w: usize,
+    packed: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+    out: &mut [f32],
+    oh: usize,
+    ow: usize,
+    threads: usize,
+    scratch: &mut Vec<f32>,
+) {
+    let plan = Plan::new(g, n, oh, ow, threads.max(1));
+    let items = n * plan.blocks * plan.co_blocks;
+    let workers = threads.clamp(1, items.max(1));
+    let len = plan.work_len(g);
+    if scratch.len() < workers * len {
+        scratch.resize(workers * len, 0.0);
+    }
+    let ctx = Ctx {
+        g,
+        input,
+        h,
+        w,
+        packed,
+        bias,
+        act,
+        oh,
+        ow,
+        plan,
+    };
+    let out_ptr = OutPtr(out.as_mut_ptr());
+    let bufs: Vec<std::sync::Mutex<&mut [f32]>> = scratch[..workers * len]
+        .chunks_mut(len.max(1))
+        .map(std::sync::Mutex::new)
+        .collect();
+    let next = AtomicUsize::new(0);
+    crate::team::for_workers(workers, &|wi| {
+        let Some(slot) = bufs.get(wi) else { return };
+        // A poisoned lock only means another slot panicked, which the section reports.
+        let mut buf = slot.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let item = next.fetch_add(1, Ordering::Relaxed);
+            if item >= items {
+                break;
+            }
+            // SAFETY: AVX-512 (`applies`); items write disjoint output rows/channels of
+            // `out`, which is exclusively borrowed for the whole call.
+            unsafe { ctx.run_item(item, &mut buf, out_ptr) };
+        }
+    });
+}
+
+/// Everything an item needs, shared read-only by the workers.
+struct Ctx<'a> {
+    g: &'a Conv2dGeom,
+    input: &'a [f32],
+    h: usize,
+    w: usize,
+    packed: &'a [f32],
+    bias: Option<&'a [f32]>,
+    act: Activation,
+    oh: usize,
+    ow: usize,
+    plan: Plan,
+}
+
+impl Ctx<'_> {
+    /// Item = (image, tile-row block, output-channel block): input transform of the
+    /// block's tiles for every input channel, the 16 GEMMs for the channel block, and
+    /// the output transform into the output planes.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `out` is the start of the `[n, c_out, oh, ow]` output and no
+    /// other thread writes this item's output rows of these channels.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn run_item(&self, item: usize, buf: &mut [f32], out: OutPtr) {
+        let (g, p) = (self.g, &self.plan);
+        let cb = item % p.co_blocks;
+        let rest = item / p.co_blocks;
+        let (b, blk) = (rest / p.blocks, rest % p.blocks);
+        let ty0 = blk * p.rows;
+        let ty1 = (ty0 + p.rows).min(p.th);
+        let tw = p.tw;
+        let nt = (ty1 - ty0) * tw;
+        let co = cb * p.co_per..((cb + 1) * p.co_per).min(g.c_out);
+        let (cin, cout) = (g.c_in, g.c_out);
+        let (v, rest) = buf.split_at_mut(16 * cin * nt);
+        let m = &mut rest[..16 * cout * nt];
+        let hw = self.h * self.w;
+        let img = &self.input[b * cin * hw..][..cin * hw];
+        for ci in 0..cin {
+            let plane = &img[ci * hw..][..hw];
+            for ty in ty0..ty1 {
+                // SAFETY: AVX-512 (caller); `v` holds the block's 16 * cin * nt floats.
+                unsafe { self.input_tile_row(plane, ty, v, ci, cin, nt, (ty - ty0) * tw) };
+            }
+        }
+        let per = sgemm::packed_a_len(cout, cin);
+        for xi in 0..16 {
+            let ap = &self.packed[xi * per..][..per];
+            let vx = &v[xi * cin * nt..][..cin * nt];
+            let mx = &mut m[xi * cout * nt..][..cout * nt];
+            // SAFETY: AVX-512 (caller); `ap` packed for `cout x cin`; `vx` holds `cin`
+            // rows of `nt`; `mx` holds `cout` rows of `nt`, exclusively borrowed.
+            unsafe {
+                sgemm::gemm(
+                    cout,
+                    co.clone(),
+                    nt,
+                    cin,
+                    ap,
+                    sgemm::BSrc::Strided { data: vx, ld: nt },
+                    mx.as_mut_ptr(),
+                    nt,
+                    None,
+                    Activation::None,
+                )
+            };
+        }
+        let ohw = self.oh * self.ow;
+        let m: &[f32] = m;
+        for c in co {
+            let bias = self.bias.map_or(0.0, |bs| bs[c]);
+            let plane = (b * cout + c) * ohw;
+            for ty in ty0..ty1 {
+                // SAFETY: AVX-512 (caller); output rows 2ty, 2ty+1 of channel c of image
+                // b belong to this item (caller contract) and lie inside the output.
+                unsafe {
+                    self.output_tile_row(m, c, cout, nt, (ty - ty0) * tw, bias, out, plane, ty)
+                };
+            }
+        }
+    }
+
+    /// Input transform of tile row `ty` of input channel `ci` (plane `plane`) into
+    /// `v[ξ][ci][t0 + tx]` (row stride `nt` between channels, `cin * nt` between `ξ`).
+    /// Sixteen tiles per step: each of the four input rows is read as even and odd
+    /// columns (two masked loads and two permutes per column offset), zero outside the
+    /// input (padding).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `v` holds `16 * cin * nt` floats and `t0 + tw <= nt`.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn input_tile_row(
+        &self,
+        plane: &[f32],
+        ty: usize,
+        v: &mut [f32],
+        ci: usize,
+        cin: usize,
+        nt: usize,
+        t0: usize,
+    ) {
+        let g = self.g;
+        let tw = self.plan.tw;
+        let w = self.w as isize;
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        assert!(v.len() >= 16 * cin * nt && t0 + tw <= nt && ci < cin);
+        let mut x0 = 0;
+        while x0 < tw {
+            let sm = head_mask(tw - x0);
+            // h[r][j]: row transform (d B) of input row r of the tile patch.
+            let mut h = [[_mm512_setzero_ps(); 4]; 4];
+            for (r, hr) in h.iter_mut().enumerate() {
+                let iy = (2 * ty + r).wrapping_sub(g.pad_top);
+                if iy >= self.h {
+                    continue;
+                }
+                let row = &plane[iy * self.w..][..self.w];
+                // Columns 2x - pad_left + {0, 1, 2, 3} for the 16 tiles x0..x0 + 16.
+                let c = 2 * x0 as isize - g.pad_left as isize;
+                // SAFETY: masked-off lanes are not accessed (AVX-512 masked loads
+                // suppress faults); the enabled lanes are columns inside `row`.
+                let ld = |off: isize| unsafe {
+                    _mm512_maskz_loadu_ps(range_mask(off, w), row.as_ptr().wrapping_offset(off))
+                };
+                let (a, b) = (ld(c), ld(c + 16));
+                let (a2, b2) = (ld(c + 2), ld(c + 18));
+                let d0 = _mm512_permutex2var_ps(a, even, b);
+                let d1 = _mm512_permutex2var_ps(a, odd, b);
+                let d2 = _mm512_permutex2var_ps(a2, even, b2);
+                let d3 = _mm512_permutex2var_ps(a2, odd, b2);
+                *hr = [
+                    _mm512_sub_ps(d0, d2),
+                    _mm512_add_ps(d1, d2),
+                    _mm512_sub_ps(d2, d1),
+                    _mm512_sub_ps(d1, d3),
+                ];
+            }
+            // V = Bᵀ h, stored at v[ξ][ci][t0 + x0..] (j indexes h's columns).
+            let base = ci * nt + t0 + x0;
+            let step = cin * nt;
+            #[allow(clippy::needless_range_loop)]
+            for j in 0..4 {
+                let vals = [
+                    _mm512_sub_ps(h[0][j], h[2][j]),
+                    _mm512_add_ps(h[1][j], h[2][j]),
+                    _mm512_sub_ps(h[2][j], h[1][j]),
+                    _mm512_sub_ps(h[1][j], h[3][j]),
+                ];
+                for (i, &val) in vals.iter().enumerate() {
+                    // SAFETY: (4i + j) * step + base + lane < 16 * cin * nt for the
+                    // enabled lanes (x0 + lane < tw, asserted sizes).
+                    unsafe {
+                        _mm512_mask_storeu_ps(
+                            v.as_mut_ptr().add((4 * i + j) * step + base),
+                            sm,
+                            val,
+                        )
+                    };
+                }
+            }
+            x0 += 16;
+        }
+    }
+
+    /// Output transform of tile row `ty` of output channel `c`: reads the 16 products
+    /// `m[ξ][c][t0 + tx]` (row stride `nt` between channels, `cout * nt` between `ξ`)
+    /// and writes output rows `2ty` and `2ty + 1` (those inside the output) of the plane
+    /// starting at `plane`, with bias and activation, the two columns of each tile
+    /// interleaved back.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; those output rows are inside the output and owned by the
+    /// caller; `m` holds `16 * cout * nt` floats and `t0 + tw <= nt`.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn output_tile_row(
+        &self,
+        m: &[f32],
+        c: usize,
+        cout: usize,
+        nt: usize,
+        t0: usize,
+        bias: f32,
+        out: OutPtr,
+        plane: usize,
+        ty: usize,
+    ) {
+        let tw = self.plan.tw;
+        let ow = self.ow;
+        let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        let hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+        let bv = _mm512_set1_ps(bias);
+        assert!(m.len() >= 16 * cout * nt && t0 + tw <= nt && c < cout);
+        let rows = (self.oh - 2 * ty).min(2);
+        let mut x0 = 0;
+        while x0 < tw {
+            let lm = head_mask(tw - x0);
+            let base = c * nt + t0 + x0;
+            let step = cout * nt;
+            // SAFETY: enabled lanes are inside `m` (asserted sizes, x0 + lane < tw).
+            let ld =
+                |xi: usize| unsafe { _mm512_maskz_loadu_ps(lm, m.as_ptr().add(xi * step + base)) };
+            // s = Aᵀ M (rows k = 0, 1 per column j), then y = s A; Aᵀ = [1 1 1 0; 0 1 -1 -1].
+            let mut s = [[_mm512_setzero_ps(); 4]; 2];
+            #[allow(clippy::needless_range_loop)]
+            for j in 0..4 {
+                let (m0, m1, m2, m3) = (ld(j), ld(4 + j), ld(8 + j), ld(12 + j));
+                s[0][j] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+                s[1][j] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+            }
+            let o = 2 * x0;
+            for (k, sk) in s.iter().enumerate().take(rows) {
+                let y0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(sk[0], sk[1]), sk[2]), bv);
+                let y1 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(sk[1], sk[2]), sk[3]), bv);
+                let (y0, y1) = (sgemm::activate(y0, self.act), sgemm::activate(y1, self.act));
+                let dst = plane + (2 * ty + k) * ow + o;
+                // SAFETY: columns o.. below `ow` of output row 2ty + k (function
+                // contract); masked lanes are not accessed.
+                unsafe {
+                    _mm512_mask_storeu_ps(
+                        out.0.add(dst),
+                        head_mask(ow - o),
+                        _mm512_permutex2var_ps(y0, lo, y1),
+                    );
+                    if ow > o + 16 {
+                        _mm512_mask_storeu_ps(
+                            out.0.add(dst + 16),
+                            head_mask(ow - o - 16),
+                            _mm512_permutex2var_ps(y0, hi, y1),
+                        );
+                    }
+                }
+            }
+            x0 += 16;
+        }
+    }
+}
+
+/// Mask of the lanes `j < 16` with `0 <= c + j < w`.
+#[inline(always)]
+fn range_mask(c: isize, w: isize) -> u16 {
+    let lo = (-c).clamp(0, 16) as u32;
+    let hi = (w - c).clamp(0, 16) as u32;
+    if hi <= lo {
+        return 0;
+    }
+    let upto = |k: u32| ((1u32 << k) - 1) as u16;
+    upto(hi) & !upto(lo)
+}
+
+/// Mask of the first `left` lanes (all 16 when `left >= 16`).
+#[inline(always)]
+fn head_mask(left: usize) -> u16 {
+    if left >= 16 {
+        0xffff
+    } else {
+        (1u16 << left) - 1
+    }
+}
