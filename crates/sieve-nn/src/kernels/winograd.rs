@@ -64,35 +64,58 @@ pub(crate) fn applies(g: &Conv2dGeom, oh: usize, ow: usize, min_tiles: usize) ->
         && sgemm::available()
 }
 
-/// Transforms OIHW 3x3 `weights` (`c_out x c_in`) to `U[ξ] = G g Gᵀ` and packs each
-/// `U[ξ]` for [`sgemm`] into `out` (resized).
+/// Transforms OIHW 3x3 `weights` (`c_out x c_in`) to `U[ξ] = G g Gᵀ` and writes each
+/// `U[ξ]` packed for [`sgemm`] (`[ξ][panel][c_in][MR]`) into `out` (resized). One pass
+/// over the weights, writing the packed layout directly: decoded (compressed) weights
+/// are transformed on every run, so this must stay cheap next to the convolution
+/// (VGG-16's 512 x 512 layers: about a millisecond against tens).
 pub(crate) fn pack_weights(c_out: usize, c_in: usize, weights: &[f32], out: &mut Vec<f32>) {
-    let pairs = c_out * c_in;
-    // u[ξ][co][ci], then packed per ξ.
-    let mut u = vec![0.0f32; 16 * pairs];
-    for (p, g) in weights.chunks_exact(9).take(pairs).enumerate() {
-        // t = G g (4x3), then t Gᵀ (4x4); G = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1].
-        let mut t = [[0.0f32; 3]; 4];
-        for c in 0..3 {
-            let (g0, g1, g2) = (g[c], g[3 + c], g[6 + c]);
-            t[0][c] = g0;
-            t[1][c] = 0.5 * (g0 + g1 + g2);
-            t[2][c] = 0.5 * (g0 - g1 + g2);
-            t[3][c] = g2;
-        }
-        for (i, row) in t.iter().enumerate() {
-            let [r0, r1, r2] = *row;
-            let v = [r0, 0.5 * (r0 + r1 + r2), 0.5 * (r0 - r1 + r2), r2];
-            for (j, &x) in v.iter().enumerate() {
-                u[(i * 4 + j) * pairs + p] = x;
+    const MR: usize = sgemm::MR;
+    let per = sgemm::packed_a_len(c_out, c_in);
+    // Every element is written below (padding rows as zeros): zero-fill only growth.
+    if out.len() < 16 * per {
+        out.resize(16 * per, 0.0);
+    }
+    out.truncate(16 * per);
+    let rows = c_out.min(weights.len() / (9 * c_in).max(1));
+    for panel in 0..rows.div_ceil(MR) {
+        let nr = MR.min(rows - panel * MR);
+        for ci in 0..c_in {
+            // g[k][r]: tap k of the kernel (co = panel * MR + r, ci); rows past
+            // `c_out` stay zero. Then t = G g (4x3) and u = t Gᵀ (4x4) lane-wise
+            // over r; G = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1].
+            let mut g = [[0.0f32; MR]; 9];
+            for r in 0..nr {
+                let w = &weights[((panel * MR + r) * c_in + ci) * 9..][..9];
+                for k in 0..9 {
+                    g[k][r] = w[k];
+                }
+            }
+            let mut t = [[[0.0f32; MR]; 3]; 4];
+            for c in 0..3 {
+                for r in 0..MR {
+                    let (g0, g1, g2) = (g[c][r], g[3 + c][r], g[6 + c][r]);
+                    t[0][c][r] = g0;
+                    t[1][c][r] = 0.5 * (g0 + g1 + g2);
+                    t[2][c][r] = 0.5 * (g0 - g1 + g2);
+                    t[3][c][r] = g2;
+                }
+            }
+            let at = panel * MR * c_in + ci * MR;
+            for (i, ti) in t.iter().enumerate() {
+                let mut u = [[0.0f32; MR]; 4];
+                for r in 0..MR {
+                    let (r0, r1, r2) = (ti[0][r], ti[1][r], ti[2][r]);
+                    u[0][r] = r0;
+                    u[1][r] = 0.5 * (r0 + r1 + r2);
+                    u[2][r] = 0.5 * (r0 - r1 + r2);
+                    u[3][r] = r2;
+                }
+                for (j, uj) in u.iter().enumerate() {
+                    out[(i * 4 + j) * per + at..][..MR].copy_from_slice(uj);
+                }
             }
         }
-    }
-    let per = sgemm::packed_a_len(c_out, c_in);
-    out.clear();
-    out.resize(16 * per, 0.0);
-    for (xi, dst) in out.chunks_mut(per.max(1)).enumerate().take(16) {
-        sgemm::pack_a(&u[xi * pairs..], c_out, c_in, c_in, dst);
     }
 }
 
@@ -484,5 +507,75 @@ fn head_mask(left: usize) -> u16 {
         0xffff
     } else {
         (1u16 << left) - 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The direct packed layout equals transforming first and packing with
+    /// [`sgemm::pack_a`] (rows past `c_out` zero), and `G g Gᵀ` is the textbook one.
+    #[test]
+    fn pack_weights_matches_transform_then_pack() {
+        for (c_out, c_in) in [(1, 1), (8, 3), (13, 5), (16, 32)] {
+            let w: Vec<f32> = (0..c_out * c_in * 9)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0)
+                .collect();
+            let mut got = Vec::new();
+            pack_weights(c_out, c_in, &w, &mut got);
+            let gm = [
+                [1.0, 0.0, 0.0],
+                [0.5, 0.5, 0.5],
+                [0.5, -0.5, 0.5],
+                [0.0, 0.0, 1.0],
+            ];
+            let pairs = c_out * c_in;
+            let mut u = vec![0.0f32; 16 * pairs];
+            for p in 0..pairs {
+                for i in 0..4 {
+                    for j in 0..4 {
+                        let mut acc = 0.0f64;
+                        for a in 0..3 {
+                            for b in 0..3 {
+                                acc += gm[i][a] * w[p * 9 + a * 3 + b] as f64 * gm[j][b];
+                            }
+                        }
+                        u[(i * 4 + j) * pairs + p] = acc as f32;
+                    }
+                }
+            }
+            let per = sgemm::packed_a_len(c_out, c_in);
+            let mut want = vec![0.0f32; 16 * per];
+            for xi in 0..16 {
+                sgemm::pack_a(&u[xi * pairs..], c_out, c_in, c_in, &mut want[xi * per..]);
+            }
+            assert_eq!(got.len(), want.len());
+            for (k, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                    "{c_out}x{c_in} [{k}]: {a} vs {b}"
+                );
+            }
+        }
+    }
+
+    /// Cost of transforming a VGG-16 512 x 512 layer's weights (the per-run price for
+    /// decoded weights); `cargo test --release -p sieve-nn -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn pack_weights_cost() {
+        let w = vec![0.25f32; 512 * 512 * 9];
+        let mut out = Vec::new();
+        pack_weights(512, 512, &w, &mut out);
+        let t = std::time::Instant::now();
+        for _ in 0..10 {
+            pack_weights(512, 512, &w, &mut out);
+        }
+        eprintln!(
+            "512x512 3x3: {:.2} ms per pack",
+            t.elapsed().as_secs_f64() * 100.0
+        );
+        assert_eq!(out.len(), 16 * 512 * 512);
     }
 }
