@@ -1,7 +1,9 @@
 //! One convolution layer on one thread (`THREADS=n` for more), best of 30 runs: the figure docs/KERNELS.md quotes
 //! for the convolution GEMM. Run once per path, e.g.
 //! `SIEVE_CONV_PACKED=1 target/release/examples/conv_single` and
-//! `SIEVE_CONV_PACKED=0 target/release/examples/conv_single` (the `gemm` crate path).
+//! `SIEVE_CONV_PACKED=0 target/release/examples/conv_single` (the `gemm` crate path);
+//! `SIEVE_WINOGRAD=0` keeps dense 3x3 stride-1 layers off the Winograd kernel
+//! (`SIEVE_WINOGRAD_MIN_TILES=1` forces it on wherever it applies).
 //!
 //! Shapes (c_in, c_out, k, stride, pad, h=w): ResNet-18's 64->64 3x3 at 56x56, SqueezeNet's
 //! 512->1000 1x1 at 13x13 and 3->96 7x7/2 at 227x227, a 512->512 3x3 at 7x7. Other shapes
