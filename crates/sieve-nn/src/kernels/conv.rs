@@ -112,7 +112,7 @@ pub(crate) fn conv_checks(
 
 /// Raw output pointer shared by the workers; each writes a disjoint set of elements.
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
+pub(super) struct OutPtr(pub(super) *mut f32);
 // SAFETY: the pointer is only used to write disjoint regions of one `&mut [f32]` that
 // outlives the parallel section (see the callers of `OutPtr`).
 unsafe impl Send for OutPtr {}
@@ -463,7 +463,7 @@ pub(crate) fn conv2d_with(
 /// `count` disjoint slices of `len` floats from the front of `buf` (empty ones if
 /// `len == 0`), one per worker slot of a [`crate::team::for_workers`] section (each
 /// locked by its slot only, so the locks never contend).
-fn worker_bufs(buf: &mut [f32], count: usize, len: usize) -> Vec<Mutex<&mut [f32]>> {
+pub(super) fn worker_bufs(buf: &mut [f32], count: usize, len: usize) -> Vec<Mutex<&mut [f32]>> {
     if len == 0 {
         return (0..count).map(|_| Mutex::new(&mut [][..])).collect();
     }
@@ -472,7 +472,9 @@ fn worker_bufs(buf: &mut [f32], count: usize, len: usize) -> Vec<Mutex<&mut [f32
 
 /// Locks a worker buffer (a poisoned lock only means another slot panicked, which the
 /// section reports anyway).
-fn lock<'a, 'b>(m: &'a Mutex<&'b mut [f32]>) -> std::sync::MutexGuard<'a, &'b mut [f32]> {
+pub(super) fn lock<'a, 'b>(
+    m: &'a Mutex<&'b mut [f32]>,
+) -> std::sync::MutexGuard<'a, &'b mut [f32]> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 

@@ -84,28 +84,46 @@ fn check_conv(g: Conv2dGeom, n: usize, h: usize, w: usize, with_bias: bool, act:
         (0, true, 1, Some(&wpack)),
         (0, true, 1, Some(&wpack)),
     ] {
-        let mut fast = vec![f32::NAN; out_len];
-        conv::conv2d_with(
+        let paths = conv::Paths {
+            direct_max,
+            packed_gemm,
+            winograd_min_tiles: wmin,
+            pack,
+        };
+        let fast = conv_with_paths(
             &g,
             &input,
-            n,
-            h,
-            w,
+            (n, h, w),
             &weights,
             bias,
             act,
-            &mut fast,
             &mut scratch,
-            conv::Paths {
-                direct_max,
-                packed_gemm,
-                winograd_min_tiles: wmin,
-                pack,
-            },
-        )
-        .unwrap();
+            paths,
+        );
         assert_close(&fast, &want, g.c_in_per_group() * g.kh * g.kw);
     }
+}
+
+/// `conv::conv2d_with` on the given paths into a NaN-filled output of the right size
+/// (`nhw` = batch, input height, width), unwrapped.
+#[allow(clippy::too_many_arguments)]
+fn conv_with_paths(
+    g: &Conv2dGeom,
+    input: &[f32],
+    (n, h, w): (usize, usize, usize),
+    weights: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+    scratch: &mut Vec<f32>,
+    paths: conv::Paths<'_>,
+) -> Vec<f32> {
+    let (oh, ow) = g.out_hw(h, w).unwrap();
+    let mut out = vec![f32::NAN; n * g.c_out * oh * ow];
+    conv::conv2d_with(
+        g, input, n, h, w, weights, bias, act, &mut out, scratch, paths,
+    )
+    .unwrap();
+    out
 }
 
 fn geom(
@@ -689,26 +707,22 @@ fn winograd_geometries_match_reference() {
                 reference::conv2d(&g, &input, n, h, w, &weights, bias, act, &mut want).unwrap();
                 let pack = conv::ConvPack::new();
                 for pack in [None, Some(&pack), Some(&pack)] {
-                    let mut fast = vec![f32::NAN; want.len()];
-                    conv::conv2d_with(
+                    let paths = conv::Paths {
+                        direct_max: 0,
+                        packed_gemm: true,
+                        winograd_min_tiles: 1,
+                        pack,
+                    };
+                    let fast = conv_with_paths(
                         &g,
                         &input,
-                        n,
-                        h,
-                        w,
+                        (n, h, w),
                         &weights,
                         bias,
                         act,
-                        &mut fast,
                         &mut Vec::new(),
-                        conv::Paths {
-                            direct_max: 0,
-                            packed_gemm: true,
-                            winograd_min_tiles: 1,
-                            pack,
-                        },
-                    )
-                    .unwrap();
+                        paths,
+                    );
                     assert_close(&fast, &want, c_in * 9);
                 }
             }

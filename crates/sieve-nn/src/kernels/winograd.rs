@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use std::arch::x86_64::*;
 
+use super::conv::{lock, worker_bufs, OutPtr};
 use super::sgemm;
 use super::{Activation, Conv2dGeom};
 
@@ -153,15 +154,6 @@ fn pack_rows(
     }
 }
 
-/// Raw output pointer shared by the workers; each writes disjoint output rows.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: only used to write disjoint regions of one `&mut [f32]` that outlives the
-// parallel section (see `conv`).
-unsafe impl Send for OutPtr {}
-// SAFETY: as above.
-unsafe impl Sync for OutPtr {}
-
 /// How one convolution is cut into work items.
 struct Plan {
     /// Tiles per tile row.
@@ -261,15 +253,10 @@ pub(crate) fn conv(
         plan,
     };
     let out_ptr = OutPtr(out.as_mut_ptr());
-    let bufs: Vec<std::sync::Mutex<&mut [f32]>> = scratch[..workers * len]
-        .chunks_mut(len.max(1))
-        .map(std::sync::Mutex::new)
-        .collect();
+    let bufs = worker_bufs(&mut scratch[..workers * len], workers, len);
     let next = AtomicUsize::new(0);
     crate::team::for_workers(workers, &|wi| {
-        let Some(slot) = bufs.get(wi) else { return };
-        // A poisoned lock only means another slot panicked, which the section reports.
-        let mut buf = slot.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buf = lock(&bufs[wi]);
         loop {
             let item = next.fetch_add(1, Ordering::Relaxed);
             if item >= items {
