@@ -7,6 +7,7 @@
 //!   copy (`oy * P + ox` flat indexing with `P - ow` junk columns per row, dropped by
 //!   the epilogue that writes the real output).
 //! * `c_in / groups == 1` (depthwise, channel multiplier) goes to [`depthwise`].
+//! * Dense 3x3 stride-1 layers on large enough maps go to [`winograd`] (AVX-512).
 //!
 //! Parallelism: with many (image, group) units (batches), each rayon worker takes whole
 //! units; otherwise all units are laid out first and their row tiles (cut to give each
