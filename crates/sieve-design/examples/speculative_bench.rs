@@ -153,6 +153,7 @@ fn model_mode(args: &[String]) -> Result<()> {
         "min_ms": min,
         "runs": runs,
         "decode_buffer_bytes": sieve_nn::decode_buffer_bytes(),
+        "conv_buffer_bytes": sieve_nn::kernels::conv_buffer_bytes(),
     });
     println!("{out}");
     Ok(())

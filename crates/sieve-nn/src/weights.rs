@@ -2,10 +2,14 @@
 //! custom floats ([`PackedWeights`]) or any other [`WeightSource`].
 //!
 //! Memory contract for encoded weights (DESIGN §4): fully-connected layers read
-//! [`PackedWeights`] directly (`kernels::packed::fc`); every other consumer decodes
-//! through [`Weights::decoded`], whose buffer is one per thread, reused by every layer
-//! and returned when the view is dropped — so a run holds the packed weights plus, per
-//! running thread, one layer's decoded weights, never the whole `f32` model.
+//! [`PackedWeights`] directly (`kernels::packed::fc`); convolutions decode them inside
+//! the kernel ([`Weights::range_decoder`], `kernels::conv2d_weights`): panel by panel
+//! straight into the packed GEMM / Winograd layout, or whole into a per-thread buffer
+//! on the paths that read plain values; every other consumer decodes through
+//! [`Weights::decoded`], whose buffer is one per thread, reused by every layer and
+//! returned when the view is dropped — so a run holds the packed weights plus, per
+//! running thread, one layer's decoded (or packed-for-the-kernel) weights, never the
+//! whole `f32` model.
 
 use crate::{kernels, NnError, Tensor};
 use sieve_float::PackedTensor;
@@ -110,6 +114,26 @@ impl Weights {
                     })
             }
         }
+    }
+
+    /// A decoder of any element range if the weights are [`PackedWeights`] (how
+    /// convolutions decode straight into their packed layout); `None` for anything else.
+    pub fn range_decoder(&self) -> Result<Option<kernels::packed::RangeDecoder<'_>>, NnError> {
+        let Weights::Encoded(s) = self else {
+            return Ok(None);
+        };
+        let Some(p) = s.as_any().downcast_ref::<PackedWeights>() else {
+            return Ok(None);
+        };
+        kernels::packed::RangeDecoder::new(p.packed(), p.shifts().unwrap_or(&[]))
+            .map(Some)
+            .map_err(|e| {
+                NnError::Graph(format!(
+                    "packed weights {:?} ({}): {e}",
+                    p.shape,
+                    p.packed.format()
+                ))
+            })
     }
 
     /// The weights as an `f32` slice: the dense data directly, or the encoded form

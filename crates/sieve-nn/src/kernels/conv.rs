@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::matmul::{gemv_rows, matmul, matmul_raw, MatRef};
+use super::packed::RangeDecoder;
 #[cfg(target_arch = "x86_64")]
 use super::sgemm;
 use super::stencil::Stencil;
@@ -86,7 +87,7 @@ pub(crate) fn conv_checks(
     n: usize,
     h: usize,
     w: usize,
-    weights: &[f32],
+    weights_len: usize,
     bias: Option<&[f32]>,
     out: &[f32],
 ) -> Result<(usize, usize), KernelError> {
@@ -98,7 +99,7 @@ pub(crate) fn conv_checks(
         checked_product(OP, "input", &[n, g.c_in, h, w])?,
         input.len(),
     )?;
-    check_len(OP, "weights", g.weight_len()?, weights.len())?;
+    check_len(OP, "weights", g.weight_len()?, weights_len)?;
     if let Some(b) = bias {
         check_len(OP, "bias", g.c_out, b.len())?;
     }
@@ -120,6 +121,14 @@ unsafe impl Send for OutPtr {}
 // SAFETY: as above.
 unsafe impl Sync for OutPtr {}
 
+impl OutPtr {
+    /// The pointer `i` floats further (a method, so that closures capture the `Sync`
+    /// wrapper rather than the raw pointer field).
+    pub(super) fn at(self, i: usize) -> *mut f32 {
+        self.0.wrapping_add(i)
+    }
+}
+
 /// `row[i] = act(src[i] + bias)`, one vectorisable loop per activation kind.
 fn epilogue(dst: &mut [f32], src: &[f32], bias: f32, act: Activation) {
     let it = dst.iter_mut().zip(src);
@@ -138,7 +147,7 @@ pub(crate) fn conv2d(
     n: usize,
     h: usize,
     w: usize,
-    weights: &[f32],
+    weights: ConvWeights<'_>,
     bias: Option<&[f32]>,
     act: Activation,
     out: &mut [f32],
@@ -234,24 +243,136 @@ impl ConvPack {
     }
 }
 
-/// Packs every group's `cog x kdim` weight matrix for [`sgemm`] into `out` (resized).
-fn pack_weights_into(g: &Conv2dGeom, weights: &[f32], out: &mut Vec<f32>) {
-    out.clear();
+/// The weights of a convolution (OIHW) as the kernels receive them.
+#[derive(Clone, Copy, Debug)]
+pub enum ConvWeights<'a> {
+    /// Plain `f32` values.
+    F32(&'a [f32]),
+    /// Bit-packed values: the packed GEMM and Winograd paths decode them panel by panel
+    /// straight into their packed layout (no decoded copy of the layer); the other
+    /// paths decode the whole tensor into a per-thread buffer first.
+    Packed(&'a RangeDecoder<'a>),
+}
+
+impl<'a> ConvWeights<'a> {
+    /// Number of weights.
+    pub fn len(&self) -> usize {
+        match self {
+            ConvWeights::F32(w) => w.len(),
+            ConvWeights::Packed(d) => d.len(),
+        }
+    }
+
+    /// True if there is no weight.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Elements `start .. start + len` (in range: callers size them from the checked
+    /// geometry): borrowed from `f32` weights, else decoded into `buf` (grown as
+    /// needed).
+    pub(super) fn rows<'b>(&'b self, start: usize, len: usize, buf: &'b mut Vec<f32>) -> &'b [f32] {
+        match self {
+            ConvWeights::F32(w) => &w[start..start + len],
+            ConvWeights::Packed(d) => {
+                if buf.len() < len {
+                    buf.resize(len, 0.0);
+                }
+                d.fill(start, &mut buf[..len]);
+                &buf[..len]
+            }
+        }
+    }
+
+    /// All weights as `f32`: borrowed, or decoded (on the run's workers) into `buf`.
+    fn all<'b>(self, buf: &'b mut Vec<f32>) -> Result<&'b [f32], KernelError>
+    where
+        'a: 'b,
+    {
+        match self {
+            ConvWeights::F32(w) => Ok(w),
+            ConvWeights::Packed(d) => {
+                let n = d.len();
+                if buf.len() < n {
+                    buf.resize(n, 0.0);
+                }
+                d.decode_all(&mut buf[..n])?;
+                Ok(&buf[..n])
+            }
+        }
+    }
+}
+
+/// Fewest weights for packing (and decoding) a layer's weights on all workers.
+const PACK_PAR_MIN: usize = 1 << 16;
+
+/// Packs every group's `cog x kdim` weight matrix for [`sgemm`] into `out` (resized),
+/// one [`sgemm::MR`]-row panel at a time (packed weights are decoded per panel into a
+/// small per-worker buffer); large layers on all workers.
+fn pack_weights_into<'o>(
+    g: &Conv2dGeom,
+    weights: ConvWeights<'_>,
+    out: &'o mut Vec<f32>,
+) -> &'o [f32] {
     #[cfg(target_arch = "x86_64")]
     {
         let (cog, kdim) = (g.c_out_per_group(), g.c_in_per_group() * g.kh * g.kw);
         let per = sgemm::packed_a_len(cog, kdim);
-        out.resize(per * g.groups, 0.0);
-        for (gi, dst) in out.chunks_mut(per.max(1)).enumerate().take(g.groups) {
-            sgemm::pack_a(&weights[gi * cog * kdim..], cog, kdim, kdim, dst);
+        let total = per * g.groups;
+        // Every element is written below (padding rows as zeros): zero-fill only growth,
+        // and keep a longer buffer's length (a reused buffer is not zeroed again per run).
+        if out.len() < total {
+            out.resize(total, 0.0);
         }
+        let panels = cog.div_ceil(PK_MR);
+        let items = panels * g.groups;
+        if items == 0 || kdim == 0 {
+            return &out[..total];
+        }
+        let workers = if total >= PACK_PAR_MIN {
+            rayon::current_num_threads().min(items)
+        } else {
+            1
+        };
+        let next = AtomicUsize::new(0);
+        let dst = OutPtr(out.as_mut_ptr());
+        // Panels claimed a few at a time; each writes its own `MR x kdim` block.
+        let step = items.div_ceil(8 * workers).max(1);
+        crate::team::for_workers(workers, &|_| {
+            let mut buf = RowBuf::take();
+            loop {
+                let first = next.fetch_add(step, Ordering::Relaxed);
+                if first >= items {
+                    break;
+                }
+                for item in first..(first + step).min(items) {
+                    let (gi, p) = (item / panels, item % panels);
+                    let nr = PK_MR.min(cog - p * PK_MR);
+                    let rows = weights.rows((gi * cog + p * PK_MR) * kdim, nr * kdim, &mut buf.0);
+                    // SAFETY: panel `p` of group `gi` is the `PK_MR * kdim` floats at
+                    // this offset, inside `out` (`per` per group), written by this item
+                    // only; `out` outlives the section.
+                    let panel = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            dst.at(gi * per + p * PK_MR * kdim),
+                            PK_MR * kdim,
+                        )
+                    };
+                    sgemm::pack_a(rows, nr, kdim, kdim, panel);
+                }
+            }
+        });
+        &out[..total]
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (g, weights);
+    {
+        let _ = (g, weights);
+        &out[..0]
+    }
 }
 
 /// Packs every group's weights into a new vector (for a [`ConvPack`]).
-fn pack_weights(g: &Conv2dGeom, weights: &[f32]) -> Vec<f32> {
+fn pack_weights(g: &Conv2dGeom, weights: ConvWeights<'_>) -> Vec<f32> {
     let mut v = Vec::new();
     pack_weights_into(g, weights, &mut v);
     v
@@ -262,30 +383,66 @@ thread_local! {
     /// weights given as a run-time input): reused across layers and runs, so that a
     /// compressed model does not allocate (and page-fault) a packed copy per layer.
     static PACK_BUF: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Per-thread buffer for a whole layer's decoded weights, on the paths that read
+    /// them unpacked (depthwise, matrix-vector, the direct kernel, non-AVX-512 CPUs).
+    static DECODE_BUF: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Per-thread buffer for one panel of decoded weights while packing.
+    static ROW_BUF: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// This thread's [`PACK_BUF`], handed back on drop.
-struct PackBuf(Vec<f32>);
+/// Bytes held by this thread's convolution weight buffers (packed per call, decoded
+/// whole, decoded per panel), for memory reports.
+pub fn buffer_bytes() -> usize {
+    [&PACK_BUF, &DECODE_BUF, &ROW_BUF]
+        .iter()
+        .map(|k| k.with(|b| b.try_borrow().map_or(0, |v| v.capacity() * 4)))
+        .sum()
+}
 
-impl PackBuf {
-    fn take() -> PackBuf {
-        let v = PACK_BUF.with(|b| {
+/// A thread-local buffer taken for one call and handed back on drop (a nested call on
+/// the same thread meanwhile gets an empty one).
+pub(super) struct TlsBuf(
+    pub(super) Vec<f32>,
+    &'static std::thread::LocalKey<std::cell::RefCell<Vec<f32>>>,
+);
+
+impl TlsBuf {
+    fn take(key: &'static std::thread::LocalKey<std::cell::RefCell<Vec<f32>>>) -> TlsBuf {
+        let v = key.with(|b| {
             b.try_borrow_mut()
                 .map(|mut v| std::mem::take(&mut *v))
                 .unwrap_or_default()
         });
-        PackBuf(v)
+        TlsBuf(v, key)
     }
 }
 
-impl Drop for PackBuf {
+impl Drop for TlsBuf {
     fn drop(&mut self) {
         let v = std::mem::take(&mut self.0);
-        PACK_BUF.with(|b| {
+        self.1.with(|b| {
             if let Ok(mut slot) = b.try_borrow_mut() {
-                *slot = v;
+                if v.capacity() >= slot.capacity() {
+                    *slot = v;
+                }
             }
         });
+    }
+}
+
+/// This thread's [`PACK_BUF`].
+struct PackBuf;
+impl PackBuf {
+    fn take() -> TlsBuf {
+        TlsBuf::take(&PACK_BUF)
+    }
+}
+
+/// This thread's [`ROW_BUF`].
+pub(super) struct RowBuf;
+impl RowBuf {
+    pub(super) fn take() -> TlsBuf {
+        TlsBuf::take(&ROW_BUF)
     }
 }
 
@@ -297,14 +454,14 @@ pub(crate) fn conv2d_with(
     n: usize,
     h: usize,
     w: usize,
-    weights: &[f32],
+    weights: ConvWeights<'_>,
     bias: Option<&[f32]>,
     act: Activation,
     out: &mut [f32],
     scratch: &mut Vec<f32>,
     paths: Paths<'_>,
 ) -> Result<(), KernelError> {
-    let (oh, ow) = conv_checks(g, input, n, h, w, weights, bias, out)?;
+    let (oh, ow) = conv_checks(g, input, n, h, w, weights.len(), bias, out)?;
     if out.is_empty() {
         return Ok(());
     }
@@ -316,7 +473,11 @@ pub(crate) fn conv2d_with(
     } else {
         1
     };
+    // Declared first, so that views into them outlive every use below.
+    let mut full = TlsBuf::take(&DECODE_BUF);
+    let mut own_pack = PackBuf::take();
     if dw {
+        let weights = weights.all(&mut full.0)?;
         return depthwise::conv(g, input, h, w, weights, bias, act, out, oh, ow, threads);
     }
     let direct = g.kh == 1
@@ -328,6 +489,7 @@ pub(crate) fn conv2d_with(
         // One pixel per image (a classifier as a 1x1 convolution on a 1x1 map): a
         // matrix-vector product per group, memory-bound on the weights.
         let (cig, cog) = (g.c_in_per_group(), g.c_out_per_group());
+        let weights = weights.all(&mut full.0)?;
         for gi in 0..g.groups {
             let y = &mut out[gi * cog..(gi + 1) * cog];
             gemv_rows(
@@ -346,17 +508,13 @@ pub(crate) fn conv2d_with(
     }
     #[cfg(target_arch = "x86_64")]
     if paths.packed_gemm && winograd::applies(g, oh, ow, paths.winograd_min_tiles) {
-        let mut own = PackBuf::take();
         let packed: &[f32] = match paths.pack {
             Some(cache) => cache.winograd.get_or_init(|| {
                 let mut v = Vec::new();
                 winograd::pack_weights(g.c_out, g.c_in, weights, &mut v);
                 v
             }),
-            None => {
-                winograd::pack_weights(g.c_out, g.c_in, weights, &mut own.0);
-                &own.0
-            }
+            None => winograd::pack_weights(g.c_out, g.c_in, weights, &mut own_pack.0),
         };
         winograd::conv(
             g, input, n, h, w, packed, bias, act, out, oh, ow, threads, scratch,
@@ -370,8 +528,6 @@ pub(crate) fn conv2d_with(
     } else {
         1
     };
-    // Declared before `ctx` (which borrows it), so it is handed back after `ctx` is gone.
-    let mut own_pack = PackBuf::take();
     let ctx = Ctx::new(
         g,
         input,
@@ -386,7 +542,8 @@ pub(crate) fn conv2d_with(
         min_tiles,
         paths,
         &mut own_pack.0,
-    );
+        &mut full.0,
+    )?;
     let out_ptr = OutPtr(out.as_mut_ptr());
     let (unit_len, work_len) = (ctx.unit_len(), ctx.work_len());
     if threads > 1 && units >= 2 * threads {
@@ -530,7 +687,7 @@ impl<'a> Ctx<'a> {
         input: &'a [f32],
         h: usize,
         w: usize,
-        weights: &'a [f32],
+        wsrc: ConvWeights<'a>,
         bias: Option<&'a [f32]>,
         act: Activation,
         oh: usize,
@@ -539,7 +696,8 @@ impl<'a> Ctx<'a> {
         min_tiles: usize,
         paths: Paths<'a>,
         own_pack: &'a mut Vec<f32>,
-    ) -> Self {
+        full: &'a mut Vec<f32>,
+    ) -> Result<Self, KernelError> {
         let st = Stencil {
             kh: g.kh,
             kw: g.kw,
@@ -580,12 +738,8 @@ impl<'a> Ctx<'a> {
         let (mut mblocks, mut mrows) = (1, g.c_out_per_group());
         let (tile_rows, tiles, ytiles) = if pk {
             packed = match paths.pack {
-                Some(cache) => cache.gemm.get_or_init(|| pack_weights(g, weights)),
-                None => {
-                    pack_weights_into(g, weights, own_pack);
-                    let own: &'a Vec<f32> = own_pack;
-                    own
-                }
+                Some(cache) => cache.gemm.get_or_init(|| pack_weights(g, wsrc)),
+                None => pack_weights_into(g, wsrc, own_pack),
             };
             if !direct {
                 let bl = st.buf_len();
@@ -627,7 +781,13 @@ impl<'a> Ctx<'a> {
                 .clamp(1, oh);
             (tile_rows, oh.div_ceil(tile_rows), 1)
         };
-        Ctx {
+        // The packed GEMM reads only `packed`; the other paths read the plain values.
+        let weights: &'a [f32] = match wsrc {
+            ConvWeights::F32(w) => w,
+            ConvWeights::Packed(_) if pk => &[],
+            ConvWeights::Packed(_) => wsrc.all(full)?,
+        };
+        Ok(Ctx {
             g,
             input,
             h,
@@ -651,7 +811,7 @@ impl<'a> Ctx<'a> {
             mblocks,
             mrows,
             offs,
-        }
+        })
     }
 
     /// Floats of the per-unit buffer: the group's input planes in stencil layout.

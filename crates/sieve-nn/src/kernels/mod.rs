@@ -16,7 +16,7 @@
 //! thread. `docs/KERNELS.md` has the design notes and measured throughput.
 
 mod conv;
-pub use conv::ConvPack;
+pub use conv::{buffer_bytes as conv_buffer_bytes, ConvPack, ConvWeights};
 mod depthwise;
 mod direct;
 mod matmul;
@@ -433,6 +433,40 @@ pub fn conv2d(
     h: usize,
     w: usize,
     weights: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+    out: &mut [f32],
+    scratch: &mut Vec<f32>,
+    pack: Option<&ConvPack>,
+) -> Result<(), KernelError> {
+    conv::conv2d(
+        g,
+        input,
+        n,
+        h,
+        w,
+        ConvWeights::F32(weights),
+        bias,
+        act,
+        out,
+        scratch,
+        pack,
+    )
+}
+
+/// [`conv2d`] with weights given as [`ConvWeights`]: bit-packed weights
+/// ([`ConvWeights::Packed`]) are decoded panel by panel straight into the packed GEMM or
+/// Winograd layout where those kernels run (no decoded copy of the whole layer), and
+/// into a per-thread buffer on the other paths. Results are bit-identical to decoding
+/// all weights first and calling [`conv2d`] without a [`ConvPack`].
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_weights(
+    g: &Conv2dGeom,
+    input: &[f32],
+    n: usize,
+    h: usize,
+    w: usize,
+    weights: ConvWeights<'_>,
     bias: Option<&[f32]>,
     act: Activation,
     out: &mut [f32],

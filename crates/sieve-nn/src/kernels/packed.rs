@@ -797,6 +797,89 @@ fn decode_rows(p: &PackedTensor, shifts: &[i8], out: &mut [f32]) -> Result<(), K
     Ok(())
 }
 
+/// A packed tensor (with optional per-row scales, checked once) that decodes any
+/// element range on demand, with the SIMD decoder of this module. Convolutions use it
+/// to decode their weights panel by panel straight into the GEMM or Winograd packing,
+/// so no decoded copy of the whole layer passes through memory. Values are exactly
+/// those of [`decode_into`] / [`decode_scaled_into`].
+pub struct RangeDecoder<'a> {
+    inner: RangeInner<'a>,
+    len: usize,
+}
+
+enum RangeInner<'a> {
+    W8(PackedSrc<'a, MODE_W8>),
+    W16(PackedSrc<'a, MODE_W16>),
+    Gen(PackedSrc<'a, MODE_GEN>),
+    Wide(PackedSrc<'a, MODE_WIDE>),
+}
+
+impl std::fmt::Debug for RangeDecoder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RangeDecoder")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> RangeDecoder<'a> {
+    /// Decoder of `p`, with one power-of-two scale per stored row if `shifts` is not
+    /// empty (checked with [`check_shifts`]).
+    pub fn new(p: &'a PackedTensor, shifts: &'a [i8]) -> Result<RangeDecoder<'a>, KernelError> {
+        if !shifts.is_empty() {
+            check_shifts(p, shifts.len(), shifts)?;
+        }
+        let inner = match packed_mode(p.format()) {
+            MODE_W8 => RangeInner::W8(PackedSrc::new(p, shifts)),
+            MODE_W16 => RangeInner::W16(PackedSrc::new(p, shifts)),
+            MODE_GEN => RangeInner::Gen(PackedSrc::new(p, shifts)),
+            _ => RangeInner::Wide(PackedSrc::new(p, shifts)),
+        };
+        Ok(RangeDecoder {
+            inner,
+            len: p.len(),
+        })
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if there is no element.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Writes elements `start .. start + out.len()` into `out` (on the calling thread).
+    /// Positions past the end of the tensor are set to NaN (callers size their ranges
+    /// from the checked shape, so this only guards memory safety).
+    pub fn fill(&self, start: usize, out: &mut [f32]) {
+        let n = out.len().min(self.len.saturating_sub(start));
+        let (head, tail) = out.split_at_mut(n);
+        match &self.inner {
+            RangeInner::W8(s) => s.fill(start, head),
+            RangeInner::W16(s) => s.fill(start, head),
+            RangeInner::Gen(s) => s.fill(start, head),
+            RangeInner::Wide(s) => s.fill(start, head),
+        }
+        tail.fill(f32::NAN);
+    }
+
+    /// Decodes the whole tensor into `out` (`out.len() == self.len()`, else an error),
+    /// split across the run's workers for large tensors.
+    pub fn decode_all(&self, out: &mut [f32]) -> Result<(), KernelError> {
+        check_len("decode", "out", self.len, out.len())?;
+        match &self.inner {
+            RangeInner::W8(s) => decode_par(s, out),
+            RangeInner::W16(s) => decode_par(s, out),
+            RangeInner::Gen(s) => decode_par(s, out),
+            RangeInner::Wide(s) => decode_par(s, out),
+        }
+        Ok(())
+    }
+}
+
 fn decode_par<S: Src>(s: &S, out: &mut [f32]) {
     const CHUNK: usize = 1 << 16;
     if out.len() <= CHUNK || rayon::current_num_threads() == 1 {

@@ -94,13 +94,60 @@ fn check_conv(g: Conv2dGeom, n: usize, h: usize, w: usize, with_bias: bool, act:
             &g,
             &input,
             (n, h, w),
-            &weights,
+            conv::ConvWeights::F32(&weights),
             bias,
             act,
             &mut scratch,
             paths,
         );
         assert_close(&fast, &want, g.c_in_per_group() * g.kh * g.kw);
+        // Bit-packed weights (decoded inside the kernel, per panel where it packs) give
+        // exactly the outputs of their decoded values on the same path.
+        // With and without per-output-channel power-of-two scales.
+        let f = sieve_float::Format::new(true, 4, 3, 7).unwrap();
+        let p = sieve_float::PackedTensor::encode_from(f, &weights).unwrap();
+        let shifts: Vec<i8> = (0..g.c_out).map(|c| (c % 3) as i8 - 1).collect();
+        for shifts in [&[][..], &shifts[..]] {
+            if pack.is_some() || (g.c_out == 0 && !shifts.is_empty()) {
+                continue;
+            }
+            let dec = packed::RangeDecoder::new(&p, shifts).unwrap();
+            let mut decoded = vec![0.0; p.len()];
+            if shifts.is_empty() {
+                packed::decode_into(&p, &mut decoded).unwrap();
+            } else {
+                packed::decode_scaled_into(&p, shifts, &mut decoded).unwrap();
+            }
+            let from_decoded = conv_with_paths(
+                &g,
+                &input,
+                (n, h, w),
+                conv::ConvWeights::F32(&decoded),
+                bias,
+                act,
+                &mut scratch,
+                paths,
+            );
+            let from_packed = conv_with_paths(
+                &g,
+                &input,
+                (n, h, w),
+                conv::ConvWeights::Packed(&dec),
+                bias,
+                act,
+                &mut scratch,
+                paths,
+            );
+            assert!(
+                from_packed
+                    .iter()
+                    .zip(&from_decoded)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{g:?} n={n} {h}x{w} shifts {}: packed weights differ from their decoded \
+                 values",
+                shifts.len()
+            );
+        }
     }
 }
 
@@ -111,7 +158,7 @@ fn conv_with_paths(
     g: &Conv2dGeom,
     input: &[f32],
     (n, h, w): (usize, usize, usize),
-    weights: &[f32],
+    weights: conv::ConvWeights<'_>,
     bias: Option<&[f32]>,
     act: Activation,
     scratch: &mut Vec<f32>,
@@ -717,7 +764,7 @@ fn winograd_geometries_match_reference() {
                         &g,
                         &input,
                         (n, h, w),
-                        &weights,
+                        conv::ConvWeights::F32(&weights),
                         bias,
                         act,
                         &mut Vec::new(),

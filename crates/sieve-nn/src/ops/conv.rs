@@ -356,14 +356,22 @@ impl Op for Conv {
         };
         let bias = bias_t.map(|b| b.f32s()).transpose()?;
         let Scratch { buf, .. } = scratch;
-        // Encoded weights decode into the thread's buffer shared by all layers.
+        // Bit-packed weights decode inside the kernel (straight into its packed layout
+        // where it packs); other encoded weights into the thread's shared buffer.
         let wview;
-        let wdata: &[f32] = match (&self.weights, wt) {
-            (Some(wv), _) => {
-                wview = wv.decoded()?;
-                &wview
-            }
-            (None, Some(t)) => t.f32s()?,
+        let decoder;
+        let wdata = match (&self.weights, wt) {
+            (Some(wv), _) => match wv.range_decoder()? {
+                Some(d) => {
+                    decoder = d;
+                    kernels::ConvWeights::Packed(&decoder)
+                }
+                None => {
+                    wview = wv.decoded()?;
+                    kernels::ConvWeights::F32(&wview)
+                }
+            },
+            (None, Some(t)) => kernels::ConvWeights::F32(t.f32s()?),
             (None, None) => return Err(NnError::op("missing weights")),
         };
         // Only dense bound weights are the same on every run; decoded ones pack per call.
@@ -371,7 +379,7 @@ impl Op for Conv {
             Some(Weights::Dense(_)) => Some(&*self.pack),
             _ => None,
         };
-        kernels::conv2d(
+        kernels::conv2d_weights(
             &g,
             x.f32s()?,
             n,
