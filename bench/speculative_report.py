@@ -22,9 +22,10 @@ if fc:
             r["median_ms"], r["floor_ms"], r["speedup_vs_f32"]))
     print()
 
+pairs = [r for r in rows if r["model"] == "pair"]
 models = OrderedDict()
 for r in rows:
-    if r["model"] in ("fc", "_machine"):
+    if r["model"] in ("fc", "_machine", "pair"):
         continue
     models.setdefault(r["model"], OrderedDict()).setdefault(r["result"]["config"], []).append(r["result"])
 
@@ -44,3 +45,12 @@ for m, cfgs in models.items():
         print("| %s | %s | %s | %.2f (%d rounds) | %.2f | %s | %s | %.0f | %.0f |" % (
             m, c, f"{wb:,}" if wb else "-", med[c], len(v), mn, vs_o, vs_r, rss, peak))
 print("\n(speedups > 1 mean faster than the reference; computed from the medians)")
+if pairs:
+    print("\nPaired in one process (original and variant alternating; speedup = original / variant per round):\n")
+    print("| model | configuration | rounds | original median ms | variant median ms | speedup median (p10 - p90) |")
+    print("|---|---|---|---|---|---|")
+    for r in pairs:
+        x = r["result"]
+        print("| %s | %s | %d | %.2f | %.2f | %.3fx (%.3f - %.3f) |" % (
+            x["onnx"], x["config"], x["rounds"], x["original_median_ms"], x["variant_median_ms"],
+            x["speedup_median"], x["speedup_p10"], x["speedup_p90"]))

@@ -8,6 +8,9 @@
 //!   reference path with the packed values decoded to f32), reset the peak-RSS counter
 //!   (`/proc/self/clear_refs`), run batch 1 `--warmup` + `--runs` times, report the
 //!   median latency, the resident memory after loading and the peak during the runs.
+//! * `pair`: the original and a `--synth` variant loaded in one process and run
+//!   alternately `--rounds` times; medians and the median per-round speedup
+//!   (original / variant), which cancels the host's slow speed changes.
 //! * `fc`: per-layer batch-1 timing of the fully-connected shapes of AlexNet and
 //!   VGG-16 with f32 weights (the engine's FC kernel and the generic GEMV), 8-bit and
 //!   5-bit packed weights, interleaved round by round; plus the measured memory read
@@ -270,11 +273,61 @@ fn fc_mode(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Original f32 model and a synthetic packed variant in one process, run alternately
+/// (A B, then B A, ...), so that both see the same machine state: per-process and
+/// minute-scale speed changes of a shared host cancel in the per-round ratio.
+fn pair_mode(args: &[String]) -> Result<()> {
+    let rounds = num(args, "--rounds", 20)?;
+    let onnx = arg(args, "--onnx").context("--onnx required")?;
+    let spec = arg(args, "--synth").context("--synth required")?;
+    let bytes = std::fs::read(&onnx).with_context(|| onnx.clone())?;
+    let original =
+        SpeculativeModel::new(sieve_onnx::load_bytes(&bytes)?, vec![], Variant::Original);
+    let a: SynthAssignment = spec.parse()?;
+    let f = |l: &sieve_nn::Layer| a.for_layer(l);
+    let variant = synthetic_model_from_onnx(&bytes, &f, Variant::Approximate, false)?;
+    let x = input_for(&original)?;
+    for m in [&original, &variant, &original, &variant] {
+        m.run(vec![x.clone()])?;
+    }
+    let (mut ta, mut tb, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    for r in 0..rounds.max(1) {
+        let time = |m: &SpeculativeModel| -> Result<f64> {
+            let t = Instant::now();
+            m.run(vec![x.clone()])?;
+            Ok(t.elapsed().as_secs_f64() * 1e3)
+        };
+        let (a, b) = if r % 2 == 0 {
+            let a = time(&original)?;
+            (a, time(&variant)?)
+        } else {
+            let b = time(&variant)?;
+            (time(&original)?, b)
+        };
+        ta.push(a);
+        tb.push(b);
+        ratio.push(a / b);
+    }
+    let out = serde_json::json!({
+        "mode": "pair",
+        "config": spec,
+        "rounds": rounds,
+        "original_median_ms": median(&mut ta),
+        "variant_median_ms": median(&mut tb),
+        "speedup_median": median(&mut ratio),
+        "speedup_p10": ratio[ratio.len() / 10],
+        "speedup_p90": ratio[ratio.len() * 9 / 10],
+    });
+    println!("{out}");
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("model") => model_mode(&args[1..]),
         Some("fc") => fc_mode(&args[1..]),
-        _ => bail!("usage: speculative_bench model --onnx M.onnx [--synth fc=e4m3,conv=e4m3 | --package P --variant V] [--dense] [--runs N] [--warmup N]\n       speculative_bench fc [--rounds N]"),
+        Some("pair") => pair_mode(&args[1..]),
+        _ => bail!("usage: speculative_bench model --onnx M.onnx [--synth fc=e4m3,conv=e4m3 | --package P --variant V] [--dense] [--runs N] [--warmup N]\n       speculative_bench fc [--rounds N]\n       speculative_bench pair --onnx M.onnx --synth SPEC [--rounds N]"),
     }
 }

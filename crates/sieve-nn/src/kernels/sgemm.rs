@@ -54,7 +54,14 @@ pub(crate) fn pack_a(a: &[f32], m: usize, k: usize, lda: usize, out: &mut [f32])
     if k == 0 {
         return;
     }
+    let simd = is_x86_feature_detected!("avx");
     for (p, panel) in out.chunks_mut(MR * k).enumerate() {
+        if simd && (p + 1) * MR <= m && a.len() >= (p * MR + MR - 1) * lda + k {
+            // SAFETY: AVX checked; rows p * MR .. p * MR + 8 of `a` have k elements
+            // (length checked above) and `panel` holds MR * k floats.
+            unsafe { pack_panel8(&a[p * MR * lda..], k, lda, panel) };
+            continue;
+        }
         for r in 0..MR {
             let row = p * MR + r;
             if row < m {
@@ -67,6 +74,62 @@ pub(crate) fn pack_a(a: &[f32], m: usize, k: usize, lda: usize, out: &mut [f32])
                     panel[kk * MR + r] = 0.0;
                 }
             }
+        }
+    }
+}
+
+/// One full panel of [`pack_a`]: `panel[kk * 8 + r] = a[r * lda + kk]` for 8 rows, eight
+/// columns at a time by an in-register 8x8 transpose (a plain copy, so the result is
+/// exactly the scalar loop's).
+///
+/// # Safety
+/// AVX available; `a` holds 8 rows of `k` elements at stride `lda`; `panel.len() >= 8k`.
+#[target_feature(enable = "avx")]
+unsafe fn pack_panel8(a: &[f32], k: usize, lda: usize, panel: &mut [f32]) {
+    debug_assert!(a.len() >= 7 * lda + k && panel.len() >= 8 * k);
+    let src = a.as_ptr();
+    let dst = panel.as_mut_ptr();
+    let mut kk = 0;
+    while kk + 8 <= k {
+        // SAFETY: row r's elements kk .. kk + 8 exist (kk + 8 <= k); the 64 floats at
+        // dst + 8 kk lie in the panel.
+        unsafe {
+            let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(src.add(i * lda + kk)));
+            let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+            let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+            let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+            let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+            let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+            let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+            let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+            let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+            let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+            let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+            let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+            let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+            let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+            let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+            let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+            let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+            let o = [
+                _mm256_permute2f128_ps::<0x20>(u0, u4),
+                _mm256_permute2f128_ps::<0x20>(u1, u5),
+                _mm256_permute2f128_ps::<0x20>(u2, u6),
+                _mm256_permute2f128_ps::<0x20>(u3, u7),
+                _mm256_permute2f128_ps::<0x31>(u0, u4),
+                _mm256_permute2f128_ps::<0x31>(u1, u5),
+                _mm256_permute2f128_ps::<0x31>(u2, u6),
+                _mm256_permute2f128_ps::<0x31>(u3, u7),
+            ];
+            for (j, oj) in o.iter().enumerate() {
+                _mm256_storeu_ps(dst.add((kk + j) * 8), *oj);
+            }
+        }
+        kk += 8;
+    }
+    for kk in kk..k {
+        for r in 0..8 {
+            panel[kk * 8 + r] = a[r * lda + kk];
         }
     }
 }
@@ -377,6 +440,30 @@ mod tests {
             }
         }
         c
+    }
+
+    #[test]
+    fn pack_a_lays_out_panels() {
+        // Full and partial panels, widths around the 8-column transpose, row strides
+        // longer than k.
+        for (m, k, lda) in [
+            (8, 8, 8),
+            (16, 19, 21),
+            (13, 7, 7),
+            (9, 64, 70),
+            (3, 1, 1),
+            (24, 33, 33),
+        ] {
+            let a: Vec<f32> = (0..m * lda).map(|i| i as f32 + 0.5).collect();
+            let mut out = vec![f32::NAN; packed_a_len(m, k)];
+            pack_a(&a, m, k, lda, &mut out);
+            for (i, v) in out.iter().enumerate() {
+                let (p, kk, r) = (i / (MR * k), i % (MR * k) / MR, i % MR);
+                let row = p * MR + r;
+                let want = if row < m { a[row * lda + kk] } else { 0.0 };
+                assert_eq!(v.to_bits(), want.to_bits(), "m {m} k {k} lda {lda}: [{i}]");
+            }
+        }
     }
 
     #[test]
