@@ -15,8 +15,10 @@
 
 use std::cell::RefCell;
 
-/// Most buffers kept per thread.
-pub const MAX_BUFFERS: usize = 8;
+/// Most buffers kept per thread (MobileNet v2 at batch 1 cycles through ~20 pooled
+/// buffers of eight sizes; with 8 its largest output missed the pool and was zeroed
+/// again on every run).
+pub const MAX_BUFFERS: usize = 32;
 /// Most bytes kept per thread.
 pub const MAX_BYTES: usize = 1 << 30;
 /// Smallest buffer worth keeping, in floats (256 KiB).
@@ -38,14 +40,16 @@ pub fn take_zeroed(len: usize) -> Vec<f32> {
 /// use, or zero): for outputs the caller overwrites completely, so that a recycled
 /// buffer is not zeroed first (a full extra pass over memory — 4.8 MB for MobileNet
 /// v2's largest layer). Only buffers that already held `len` initialised floats are
-/// reused this way (truncated, no unsafe code); otherwise as [`take_zeroed`].
+/// reused this way (truncated, no unsafe code); otherwise a new zeroed allocation,
+/// which joins the pool after its use (so a model run's sizes settle after a run or
+/// two, then every large output comes from the pool without zeroing).
 pub fn take_overwrite(len: usize) -> Vec<f32> {
     match take_pooled(len, Vec::len) {
         Some(mut v) => {
             v.truncate(len);
             v
         }
-        None => take_zeroed(len),
+        None => vec![0.0; len],
     }
 }
 
@@ -62,7 +66,11 @@ pub fn take_empty(len: usize) -> Vec<f32> {
 }
 
 /// Removes from this thread's pool the buffer with the smallest `size` (its length or
-/// its capacity) that is at least `len`, if `len` is worth pooling.
+/// its capacity) that is at least `len` but at most twice `len`, if `len` is worth
+/// pooling. The upper bound keeps a large buffer for the large request it was made
+/// for: a model run asks for the same sizes on every run, so a miss allocates a buffer
+/// that is pooled for the next run, instead of truncating another size's buffer (which
+/// that size would then have to zero again, on every run).
 fn take_pooled(len: usize, size: fn(&Vec<f32>) -> usize) -> Option<Vec<f32>> {
     if len < MIN_LEN {
         return None;
@@ -72,7 +80,7 @@ fn take_pooled(len: usize, size: fn(&Vec<f32>) -> usize) -> Option<Vec<f32>> {
         let i = p
             .iter()
             .enumerate()
-            .filter(|(_, v)| size(v) >= len)
+            .filter(|(_, v)| size(v) >= len && size(v) / 2 <= len)
             .min_by_key(|(_, v)| size(v))
             .map(|(i, _)| i)?;
         Some(p.swap_remove(i))
@@ -86,12 +94,26 @@ pub fn recycle(v: Vec<f32>) {
         return;
     }
     POOL.with(|p| {
-        if let Ok(mut p) = p.try_borrow_mut() {
+        let Ok(mut p) = p.try_borrow_mut() else {
+            return;
+        };
+        let fits = |p: &Vec<Vec<f32>>| {
             let held: usize = p.iter().map(|b| b.capacity() * 4).sum();
-            if p.len() < MAX_BUFFERS && held + v.capacity() * 4 <= MAX_BYTES {
-                p.push(v);
+            p.len() < MAX_BUFFERS && held + v.capacity() * 4 <= MAX_BYTES
+        };
+        while !fits(&p) {
+            let smallest = p
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, b)| b.capacity())
+                .filter(|(_, b)| b.capacity() < v.capacity())
+                .map(|(i, _)| i);
+            match smallest {
+                Some(i) => drop(p.swap_remove(i)),
+                None => return,
             }
         }
+        p.push(v);
     });
 }
 
@@ -138,18 +160,42 @@ mod tests {
         recycle(vec![7.0; MIN_LEN * 2]);
         let o = take_overwrite(MIN_LEN + 1);
         assert!(o.len() == MIN_LEN + 1 && o.iter().all(|&x| x == 7.0));
-        // A pooled buffer with capacity but too few initialised values is zeroed.
+        // A pooled buffer with capacity but too few initialised values is left in the
+        // pool; the request gets a new zeroed buffer.
+        POOL.with(|p| p.borrow_mut().clear());
         let mut short = Vec::with_capacity(MIN_LEN * 4);
         short.resize(MIN_LEN, 5.0);
         recycle(short);
         let z = take_overwrite(MIN_LEN * 3);
         assert!(z.len() == MIN_LEN * 3 && z.iter().all(|&x| x == 0.0));
-        for _ in 0..MAX_BUFFERS + 3 {
+        assert_eq!(pooled_floats(), MIN_LEN * 4);
+        // A buffer more than twice the request is kept for a large request: the small
+        // one allocates, the large one then finds its buffer intact.
+        POOL.with(|p| p.borrow_mut().clear());
+        recycle(vec![3.0; MIN_LEN * 5]);
+        let small = take_overwrite(MIN_LEN * 2);
+        assert!(small.len() == MIN_LEN * 2 && small.iter().all(|&x| x == 0.0));
+        let large = take_overwrite(MIN_LEN * 5);
+        assert!(large.len() == MIN_LEN * 5 && large.iter().all(|&x| x == 3.0));
+        // Of several, the smallest initialised length that holds the request.
+        recycle(large);
+        recycle(small);
+        recycle(vec![4.0; MIN_LEN * 3]);
+        let best = take_overwrite(MIN_LEN * 3);
+        assert!(best.iter().all(|&x| x == 4.0));
+        // A full pool makes room for a larger buffer by dropping its smallest one, and
+        // drops a buffer no larger than any it holds.
+        POOL.with(|p| p.borrow_mut().clear());
+        for _ in 0..MAX_BUFFERS {
             recycle(vec![0.0; MIN_LEN]);
         }
+        recycle(vec![0.0; MIN_LEN * 8]);
+        assert_eq!(pooled_floats(), (MAX_BUFFERS - 1) * MIN_LEN + MIN_LEN * 8);
+        recycle(vec![0.0; MIN_LEN]);
+        assert_eq!(pooled_floats(), (MAX_BUFFERS - 1) * MIN_LEN + MIN_LEN * 8);
         // A request larger than every pooled buffer allocates.
-        let c = take_zeroed(MIN_LEN * 4);
-        assert_eq!(c.len(), MIN_LEN * 4);
-        assert_eq!(pooled_floats(), MAX_BUFFERS * MIN_LEN);
+        let c = take_zeroed(MIN_LEN * 20);
+        assert_eq!(c.len(), MIN_LEN * 20);
+        assert_eq!(pooled_floats(), (MAX_BUFFERS - 1) * MIN_LEN + MIN_LEN * 8);
     }
 }

@@ -553,7 +553,9 @@ fn broadcast_f32(
     f: impl Fn(f32, f32) -> f32 + Copy,
 ) -> Vec<f32> {
     let n: usize = out_shape.iter().product();
-    let mut out = vec![0.0f32; n];
+    // Every element is written below (the rows cover the output): a recycled buffer
+    // needs no zeroing (and a large fresh one would be faulted in on every run).
+    let mut out = crate::buffers::take_overwrite(n);
     if n == 0 {
         return out;
     }
