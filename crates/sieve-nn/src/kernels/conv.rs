@@ -334,33 +334,18 @@ fn pack_weights_into<'o>(
         } else {
             1
         };
-        let next = AtomicUsize::new(0);
         let dst = OutPtr(out.as_mut_ptr());
-        // Panels claimed a few at a time; each writes its own `MR x kdim` block.
-        let step = items.div_ceil(8 * workers).max(1);
-        crate::team::for_workers(workers, &|_| {
-            let mut buf = RowBuf::take();
-            loop {
-                let first = next.fetch_add(step, Ordering::Relaxed);
-                if first >= items {
-                    break;
-                }
-                for item in first..(first + step).min(items) {
-                    let (gi, p) = (item / panels, item % panels);
-                    let nr = PK_MR.min(cog - p * PK_MR);
-                    let rows = weights.rows((gi * cog + p * PK_MR) * kdim, nr * kdim, &mut buf.0);
-                    // SAFETY: panel `p` of group `gi` is the `PK_MR * kdim` floats at
-                    // this offset, inside `out` (`per` per group), written by this item
-                    // only; `out` outlives the section.
-                    let panel = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            dst.at(gi * per + p * PK_MR * kdim),
-                            PK_MR * kdim,
-                        )
-                    };
-                    sgemm::pack_a(rows, nr, kdim, kdim, panel);
-                }
-            }
+        for_panels(items, workers, &|item, buf| {
+            let (gi, p) = (item / panels, item % panels);
+            let nr = PK_MR.min(cog - p * PK_MR);
+            let rows = weights.rows((gi * cog + p * PK_MR) * kdim, nr * kdim, buf);
+            // SAFETY: panel `p` of group `gi` is the `PK_MR * kdim` floats at this
+            // offset, inside `out` (`per` per group), written by this item only; `out`
+            // outlives the section.
+            let panel = unsafe {
+                std::slice::from_raw_parts_mut(dst.at(gi * per + p * PK_MR * kdim), PK_MR * kdim)
+            };
+            sgemm::pack_a(rows, nr, kdim, kdim, panel);
         });
         &out[..total]
     }
@@ -369,6 +354,26 @@ fn pack_weights_into<'o>(
         let _ = (g, weights);
         &out[..0]
     }
+}
+
+/// Runs `f(item, row_buf)` for every item `0..items` on `workers` workers, items
+/// claimed a few at a time; `row_buf` is the worker's [`ROW_BUF`] (for one panel of
+/// decoded weights). How the weight packers share their panels.
+pub(super) fn for_panels(items: usize, workers: usize, f: &(dyn Fn(usize, &mut Vec<f32>) + Sync)) {
+    let next = AtomicUsize::new(0);
+    let step = items.div_ceil(8 * workers.max(1)).max(1);
+    crate::team::for_workers(workers, &|_| {
+        let mut buf = RowBuf::take();
+        loop {
+            let first = next.fetch_add(step, Ordering::Relaxed);
+            if first >= items {
+                break;
+            }
+            for item in first..(first + step).min(items) {
+                f(item, &mut buf.0);
+            }
+        }
+    });
 }
 
 /// Packs every group's weights into a new vector (for a [`ConvPack`]).
@@ -439,9 +444,9 @@ impl PackBuf {
 }
 
 /// This thread's [`ROW_BUF`].
-pub(super) struct RowBuf;
+struct RowBuf;
 impl RowBuf {
-    pub(super) fn take() -> TlsBuf {
+    fn take() -> TlsBuf {
         TlsBuf::take(&ROW_BUF)
     }
 }

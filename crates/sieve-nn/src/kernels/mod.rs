@@ -439,7 +439,7 @@ pub fn conv2d(
     scratch: &mut Vec<f32>,
     pack: Option<&ConvPack>,
 ) -> Result<(), KernelError> {
-    conv::conv2d(
+    conv2d_weights(
         g,
         input,
         n,

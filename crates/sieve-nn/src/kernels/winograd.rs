@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use std::arch::x86_64::*;
 
-use super::conv::{lock, worker_bufs, ConvWeights, OutPtr, RowBuf};
+use super::conv::{for_panels, lock, worker_bufs, ConvWeights, OutPtr};
 use super::sgemm;
 use super::{Activation, Conv2dGeom};
 
@@ -95,30 +95,19 @@ pub(crate) fn pack_weights<'o>(
     } else {
         1
     };
-    let next = AtomicUsize::new(0);
     let dst = OutPtr(out.as_mut_ptr());
-    let step = panels.div_ceil(8 * workers).max(1);
     let simd = is_x86_feature_detected!("avx512f") && c_in * 9 * MR <= i32::MAX as usize;
-    crate::team::for_workers(workers, &|_| {
-        let mut buf = RowBuf::take();
-        loop {
-            let first = next.fetch_add(step, Ordering::Relaxed);
-            if first >= panels {
-                break;
-            }
-            for panel in first..(first + step).min(panels) {
-                let nr = MR.min(rows - panel * MR);
-                let g = weights.rows(panel * MR * c_in * 9, nr * c_in * 9, &mut buf.0);
-                let at = panel * MR * c_in;
-                if simd {
-                    // SAFETY: AVX-512F checked above; as below for the writes.
-                    unsafe { pack_panel_512(c_in, nr, g, per, at, dst) };
-                } else {
-                    // SAFETY: this panel's slices of the 16 matrices are written by
-                    // this item only; `out` (16 * per floats) outlives the section.
-                    unsafe { pack_panel(c_in, nr, g, per, at, dst) };
-                }
-            }
+    for_panels(panels, workers, &|panel, buf| {
+        let nr = MR.min(rows - panel * MR);
+        let g = weights.rows(panel * MR * c_in * 9, nr * c_in * 9, buf);
+        let at = panel * MR * c_in;
+        if simd {
+            // SAFETY: AVX-512F checked above; as below for the writes.
+            unsafe { pack_panel_512(c_in, nr, g, per, at, dst) };
+        } else {
+            // SAFETY: this panel's slices of the 16 matrices are written by this item
+            // only; `out` (16 * per floats) outlives the section.
+            unsafe { pack_panel(c_in, nr, g, per, at, dst) };
         }
     });
     &out[..16 * per]
