@@ -21,6 +21,8 @@ use std::sync::Mutex;
 use super::matmul::{gemv_rows, matmul, matmul_raw, MatRef};
 use super::packed::RangeDecoder;
 #[cfg(target_arch = "x86_64")]
+use super::pixmajor;
+#[cfg(target_arch = "x86_64")]
 use super::sgemm;
 use super::stencil::Stencil;
 #[cfg(target_arch = "x86_64")]
@@ -169,6 +171,7 @@ pub(crate) fn conv2d(
             direct_max: direct_max_floats(),
             packed_gemm: packed_gemm_enabled(),
             winograd_min_tiles: winograd_min_tiles(),
+            pixmajor_max_hw: pixmajor_max_hw(),
             pack,
         },
     )
@@ -186,6 +189,10 @@ pub(crate) struct Paths<'a> {
     /// Fewest 2x2 output tiles per image for the Winograd F(2x2, 3x3) kernel on dense
     /// 3x3 stride-1 layers (with `packed_gemm`; `usize::MAX` = never).
     pub winograd_min_tiles: usize,
+    /// Largest map (pixels) for the pixel-major 1x1 kernel ([`pixmajor`], with
+    /// `packed_gemm`, where its lane rule says so): `0` = never, `usize::MAX` = every
+    /// layer of its shape.
+    pub pixmajor_max_hw: usize,
     /// The layer's cached packed weights, if the caller keeps them.
     pub pack: Option<&'a ConvPack>,
 }
@@ -215,6 +222,22 @@ fn winograd_min_tiles() -> usize {
     })
 }
 
+/// [`pixmajor::MAX_HW`], or `SIEVE_PIXMAJOR_MAX_HW` (a tuning knob for benchmarks; `0`
+/// turns the pixel-major 1x1 kernel off), read once.
+fn pixmajor_max_hw() -> usize {
+    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *V.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        let default = pixmajor::MAX_HW;
+        #[cfg(not(target_arch = "x86_64"))]
+        let default = 0;
+        std::env::var("SIEVE_PIXMAJOR_MAX_HW")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    })
+}
+
 /// True if the packed AVX-512 GEMM runs on this CPU.
 fn sgemm_available() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -228,12 +251,14 @@ fn sgemm_available() -> bool {
 }
 
 /// A convolution's weights packed for [`sgemm`] (per group, `[panel][k][MR]`; for the
-/// Winograd kernel, the 16 transformed matrices), built on the first run that needs them
-/// and then kept (dense weights only: the op owns one).
+/// Winograd kernel, the 16 transformed matrices; for the pixel-major 1x1 kernel,
+/// `[panel][k][48]`), built on the first run that needs them and then kept (dense
+/// weights only: the op owns one).
 #[derive(Debug, Default)]
 pub struct ConvPack {
     gemm: std::sync::OnceLock<Vec<f32>>,
     winograd: std::sync::OnceLock<Vec<f32>>,
+    pixmajor: std::sync::OnceLock<Vec<f32>>,
 }
 
 impl ConvPack {
@@ -509,6 +534,34 @@ pub(crate) fn conv2d_with(
                 *v = act.apply(*v + bias.map_or(0.0, |b| b[gi * cog + co]));
             }
         }
+        return Ok(());
+    }
+    #[cfg(target_arch = "x86_64")]
+    if paths.packed_gemm && pixmajor::applies(g, h, w, paths.pixmajor_max_hw) {
+        let packed: &[f32] = match (paths.pack, weights) {
+            (Some(cache), ConvWeights::F32(wf)) => cache.pixmajor.get_or_init(|| {
+                let mut v = Vec::new();
+                pixmajor::pack_weights(g.c_out, g.c_in, wf, &mut v);
+                v
+            }),
+            _ => {
+                let wf = weights.all(&mut full.0)?;
+                pixmajor::pack_weights(g.c_out, g.c_in, wf, &mut own_pack.0);
+                &own_pack.0
+            }
+        };
+        pixmajor::conv(
+            g.c_in,
+            g.c_out,
+            h * w,
+            n,
+            input,
+            packed,
+            bias,
+            act,
+            out,
+            threads,
+        );
         return Ok(());
     }
     #[cfg(target_arch = "x86_64")]

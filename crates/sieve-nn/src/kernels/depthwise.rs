@@ -276,88 +276,132 @@ pub(crate) mod x86 {
             let even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
             let (sp, op) = (src.as_ptr(), out.as_mut_ptr());
             let (w, pl) = (self.w as isize, self.pad_left as isize);
-            for oy in 0..self.oh {
-                let iy0 = (oy * S) as isize - self.pad_top as isize;
-                // Rows above or below the plane read the padding row (same masks apply:
-                // it is `w` long).
-                let mut rows = [pad_row; K];
-                for (ky, r) in rows.iter_mut().enumerate() {
-                    let iy = iy0 + ky as isize;
-                    if iy >= 0 && iy < self.h as isize {
-                        *r = sp.wrapping_offset(iy * w);
-                    }
-                }
-                let orow = op.wrapping_add(oy * self.ow);
-                let mut x0 = 0;
-                let mut xb = 0;
-                while x0 < self.ow {
-                    let n = (self.ow - x0).min(16);
-                    let m: &[u16; 10] = match self.masks[xb * 10..].first_chunk() {
-                        Some(m) => m,
-                        None => unreachable!("one mask row per column block"),
-                    };
-                    let (mut acc0, mut acc1) = if MAX {
-                        (padv, padv)
-                    } else {
-                        (bv, _mm512_setzero_ps())
-                    };
-                    // Max pooling: lanes that saw a NaN (`max_ps` would drop it).
-                    let mut nan: __mmask16 = 0;
-                    // `K` is a constant: both loops unroll, so the accumulators stay in
-                    // registers.
-                    for (ky, &irow) in rows.iter().enumerate() {
-                        for kx in 0..K {
-                            let b = (x0 * S + kx) as isize - pl;
-                            // SAFETY: lanes outside the mask (inputs outside `0..w` of
-                            // this row, which is inside the plane) are not read.
-                            let v = unsafe {
-                                if S == 1 {
-                                    _mm512_mask_loadu_ps(padv, m[kx], irow.wrapping_offset(b))
-                                } else {
-                                    let a = _mm512_mask_loadu_ps(
-                                        padv,
-                                        m[kx * 2],
-                                        irow.wrapping_offset(b),
-                                    );
-                                    let c = _mm512_mask_loadu_ps(
-                                        padv,
-                                        m[kx * 2 + 1],
-                                        irow.wrapping_offset(b + 16),
-                                    );
-                                    _mm512_permutex2var_ps(a, even, c)
-                                }
-                            };
-                            if MAX {
-                                nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
-                                if ky % 2 == 0 {
-                                    acc0 = _mm512_max_ps(v, acc0);
-                                } else {
-                                    acc1 = _mm512_max_ps(v, acc1);
-                                }
-                            } else if ky % 2 == 0 {
-                                acc0 = _mm512_fmadd_ps(v, wv[ky][kx], acc0);
-                            } else {
-                                acc1 = _mm512_fmadd_ps(v, wv[ky][kx], acc1);
-                            }
+            // `R` output rows at a time (column block by column block): each input row
+            // is loaded once per tap column and feeds every output row whose window
+            // covers it — for 3x3 stride 1 and R = 4, 4.5 loads per output vector
+            // instead of 9 — and the R accumulator chains run side by side. Per output
+            // row the taps are added in the same order as with R = 1 (`ky` ascending,
+            // `kx` inner; even and odd `ky` into two accumulators), so the results are
+            // bit-identical whatever R is.
+            macro_rules! row_group {
+                ($r:literal, $oy0:expr) => {{
+                    const R: usize = $r;
+                    let ni = (R - 1) * S + K;
+                    let oy0: usize = $oy0;
+                    let iy0 = (oy0 * S) as isize - self.pad_top as isize;
+                    // Rows above or below the plane read the padding row (same masks
+                    // apply: it is `w` long).
+                    let mut rows = [pad_row; 16];
+                    for (i, r) in rows.iter_mut().enumerate().take(ni) {
+                        let iy = iy0 + i as isize;
+                        if iy >= 0 && iy < self.h as isize {
+                            *r = sp.wrapping_offset(iy * w);
                         }
                     }
-                    let v = if MAX {
-                        let v = _mm512_max_ps(acc0, acc1);
-                        _mm512_mask_mov_ps(v, nan, _mm512_set1_ps(f32::NAN))
-                    } else {
-                        _mm512_add_ps(acc0, acc1)
-                    };
-                    let v = match kind {
-                        0 => v,
-                        1 => _mm512_max_ps(v, lo),
-                        _ => _mm512_min_ps(_mm512_max_ps(v, lo), hi),
-                    };
-                    let omask = if n == 16 { 0xFFFF } else { (1u16 << n) - 1 };
-                    // SAFETY: lanes `< n` are outputs `x0..x0 + n` of row `oy`.
-                    unsafe { _mm512_mask_storeu_ps(orow.wrapping_add(x0), omask, v) };
-                    x0 += 16;
-                    xb += 1;
+                    let mut x0 = 0;
+                    let mut xb = 0;
+                    while x0 < self.ow {
+                        let n = (self.ow - x0).min(16);
+                        let m: &[u16; 10] = match self.masks[xb * 10..].first_chunk() {
+                            Some(m) => m,
+                            None => unreachable!("one mask row per column block"),
+                        };
+                        let (mut acc0, mut acc1) = if MAX {
+                            ([padv; R], [padv; R])
+                        } else {
+                            ([bv; R], [_mm512_setzero_ps(); R])
+                        };
+                        // Max pooling: lanes that saw a NaN (`max_ps` would drop it).
+                        let mut nan: [__mmask16; R] = [0; R];
+                        // `K`, `S` and `R` are constants: the loops unroll, so the
+                        // accumulators stay in registers.
+                        for (i, &irow) in rows.iter().enumerate().take(ni) {
+                            for kx in 0..K {
+                                let b = (x0 * S + kx) as isize - pl;
+                                // SAFETY: lanes outside the mask (inputs outside `0..w`
+                                // of this row, which is inside the plane) are not read.
+                                let v = unsafe {
+                                    if S == 1 {
+                                        _mm512_mask_loadu_ps(padv, m[kx], irow.wrapping_offset(b))
+                                    } else {
+                                        let a = _mm512_mask_loadu_ps(
+                                            padv,
+                                            m[kx * 2],
+                                            irow.wrapping_offset(b),
+                                        );
+                                        let c = _mm512_mask_loadu_ps(
+                                            padv,
+                                            m[kx * 2 + 1],
+                                            irow.wrapping_offset(b + 16),
+                                        );
+                                        _mm512_permutex2var_ps(a, even, c)
+                                    }
+                                };
+                                for r in 0..R {
+                                    if i < r * S || i - r * S >= K {
+                                        continue;
+                                    }
+                                    let ky = i - r * S;
+                                    if MAX {
+                                        nan[r] |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+                                        if ky % 2 == 0 {
+                                            acc0[r] = _mm512_max_ps(v, acc0[r]);
+                                        } else {
+                                            acc1[r] = _mm512_max_ps(v, acc1[r]);
+                                        }
+                                    } else if ky % 2 == 0 {
+                                        acc0[r] = _mm512_fmadd_ps(v, wv[ky][kx], acc0[r]);
+                                    } else {
+                                        acc1[r] = _mm512_fmadd_ps(v, wv[ky][kx], acc1[r]);
+                                    }
+                                }
+                            }
+                        }
+                        let omask = if n == 16 { 0xFFFF } else { (1u16 << n) - 1 };
+                        for r in 0..R {
+                            let v = if MAX {
+                                let v = _mm512_max_ps(acc0[r], acc1[r]);
+                                _mm512_mask_mov_ps(v, nan[r], _mm512_set1_ps(f32::NAN))
+                            } else {
+                                _mm512_add_ps(acc0[r], acc1[r])
+                            };
+                            let v = match kind {
+                                0 => v,
+                                1 => _mm512_max_ps(v, lo),
+                                _ => _mm512_min_ps(_mm512_max_ps(v, lo), hi),
+                            };
+                            let orow = op.wrapping_add((oy0 + r) * self.ow);
+                            // SAFETY: lanes `< n` are outputs `x0..x0 + n` of row
+                            // `oy0 + r < oh`.
+                            unsafe { _mm512_mask_storeu_ps(orow.wrapping_add(x0), omask, v) };
+                        }
+                        x0 += 16;
+                        xb += 1;
+                    }
+                }};
+            }
+            // Groups of four rows for the 3x3 convolution (MobileNets' depthwise layers;
+            // 5x5 would need 25 weight registers, pooling keeps one row at a time), the
+            // last 1-3 rows as one group. Measured on one thread (docs/KERNELS.md
+            // "Depthwise row groups"): four rows beat two and eight at every MobileNet v2
+            // shape, stride 1 and 2.
+            let mut oy = 0;
+            if K == 3 && !MAX {
+                while oy + 4 <= self.oh {
+                    row_group!(4, oy);
+                    oy += 4;
                 }
+                match self.oh - oy {
+                    3 => row_group!(3, oy),
+                    2 => row_group!(2, oy),
+                    1 => row_group!(1, oy),
+                    _ => {}
+                }
+                oy = self.oh;
+            }
+            while oy < self.oh {
+                row_group!(1, oy);
+                oy += 1;
             }
         }
     }

@@ -21,6 +21,8 @@ mod depthwise;
 mod direct;
 mod matmul;
 pub mod packed;
+#[cfg(target_arch = "x86_64")]
+mod pixmajor;
 mod pool;
 pub mod reference;
 #[cfg(target_arch = "x86_64")]

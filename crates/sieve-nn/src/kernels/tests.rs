@@ -74,20 +74,26 @@ fn check_conv(g: Conv2dGeom, n: usize, h: usize, w: usize, with_bias: bool, act:
     let pack = conv::ConvPack::new();
     // Winograd (min tiles 1) where the layer is dense 3x3 stride 1, else the others.
     let wpack = conv::ConvPack::new();
-    for (direct_max, packed_gemm, wmin, pack) in [
-        (0, false, usize::MAX, None),
-        (0, true, usize::MAX, None),
-        (0, true, usize::MAX, Some(&pack)),
-        (0, true, usize::MAX, Some(&pack)),
-        (usize::MAX, false, usize::MAX, None),
-        (0, true, 1, None),
-        (0, true, 1, Some(&wpack)),
-        (0, true, 1, Some(&wpack)),
+    // Pixel-major 1x1 (any map size) where the layer is a dense 1x1 stride-1 one.
+    let ppack = conv::ConvPack::new();
+    for (direct_max, packed_gemm, wmin, pmax, pack) in [
+        (0, false, usize::MAX, 0, None),
+        (0, true, usize::MAX, 0, None),
+        (0, true, usize::MAX, 0, Some(&pack)),
+        (0, true, usize::MAX, 0, Some(&pack)),
+        (usize::MAX, false, usize::MAX, 0, None),
+        (0, true, 1, 0, None),
+        (0, true, 1, 0, Some(&wpack)),
+        (0, true, 1, 0, Some(&wpack)),
+        (0, true, usize::MAX, usize::MAX, None),
+        (0, true, usize::MAX, usize::MAX, Some(&ppack)),
+        (0, true, usize::MAX, usize::MAX, Some(&ppack)),
     ] {
         let paths = conv::Paths {
             direct_max,
             packed_gemm,
             winograd_min_tiles: wmin,
+            pixmajor_max_hw: pmax,
             pack,
         };
         let fast = conv_with_paths(
@@ -233,6 +239,30 @@ proptest! {
     ) {
         check_conv(geom(cig * groups, cog * groups, 1, 1, 0, groups), n, h, w, true, act);
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Shapes the pixel-major 1x1 kernel takes (c_out >= 16): partial channel panels
+    /// (16..110 channels: one, two or three vectors in the last panel), partial pixel
+    /// tiles, batches, every activation.
+    #[test]
+    fn pixel_major_pointwise_matches_reference(
+        n in 0usize..3, c_in in 1usize..70, c_out in 16usize..110,
+        h in 1usize..12, w in 1usize..12, with_bias: bool, act in act_strategy(),
+    ) {
+        check_conv(geom(c_in, c_out, 1, 1, 0, 1), n, h, w, with_bias, act);
+    }
+}
+
+/// MobileNet v2's 1x1 layers on 7x7 and 14x14 maps (pixel-major, on all workers; panels
+/// split by pixels when there are few of them), and a batch.
+#[test]
+fn pixel_major_model_shapes() {
+    let relu6 = Activation::Clip { min: 0.0, max: 6.0 };
+    check_conv(geom(320, 1280, 1, 1, 0, 1), 1, 7, 7, true, relu6);
+    check_conv(geom(960, 160, 1, 1, 0, 1), 1, 7, 7, true, Activation::None);
+    check_conv(geom(96, 576, 1, 1, 0, 1), 2, 14, 14, true, relu6);
 }
 
 #[test]
@@ -758,6 +788,7 @@ fn winograd_geometries_match_reference() {
                         direct_max: 0,
                         packed_gemm: true,
                         winograd_min_tiles: 1,
+                        pixmajor_max_hw: 0,
                         pack,
                     };
                     let fast = conv_with_paths(
