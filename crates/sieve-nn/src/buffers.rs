@@ -86,13 +86,16 @@ fn take_pooled(len: usize, size: fn(&Vec<f32>) -> usize) -> Option<Vec<f32>> {
     }
     POOL.with(|p| {
         let mut p = p.try_borrow_mut().ok()?;
+        // Among equal sizes the most recently recycled buffer (the pool is kept in
+        // recycling order), whose lines are the likeliest to still be in cache.
         let i = p
             .iter()
             .enumerate()
+            .rev()
             .filter(|(_, v)| size(v) >= len && (size(v) / 2 <= len || len >= HUGE))
             .min_by_key(|(_, v)| size(v))
             .map(|(i, _)| i)?;
-        Some(p.swap_remove(i))
+        Some(p.remove(i))
     })
 }
 
@@ -118,7 +121,7 @@ pub fn recycle(v: Vec<f32>) {
                 .filter(|(_, b)| b.capacity() < v.capacity())
                 .map(|(i, _)| i);
             match smallest {
-                Some(i) => drop(p.swap_remove(i)),
+                Some(i) => drop(p.remove(i)),
                 None => return,
             }
         }
@@ -197,6 +200,16 @@ mod tests {
         recycle(vec![4.0; MIN_LEN * 3]);
         let best = take_overwrite(MIN_LEN * 3);
         assert!(best.iter().all(|&x| x == 4.0));
+        // Of equal sizes, the most recently recycled one (likeliest still in cache),
+        // also after another buffer was taken out from between them.
+        POOL.with(|p| p.borrow_mut().clear());
+        for v in [1.0, 9.0, 2.0, 3.0] {
+            recycle(vec![v; if v == 9.0 { MIN_LEN * 7 } else { MIN_LEN }]);
+        }
+        assert_eq!(take_overwrite(MIN_LEN * 4)[0], 9.0);
+        assert_eq!(take_overwrite(MIN_LEN)[0], 3.0);
+        assert_eq!(take_overwrite(MIN_LEN)[0], 2.0);
+        assert_eq!(take_overwrite(MIN_LEN)[0], 1.0);
         // A full pool makes room for a larger buffer by dropping its smallest one, and
         // drops a buffer no larger than any it holds.
         POOL.with(|p| p.borrow_mut().clear());

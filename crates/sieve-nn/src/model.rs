@@ -96,6 +96,11 @@ pub struct Model {
     layers: Vec<Layer>,
     /// Values to drop after each node in a plain run.
     frees: Vec<Vec<ValueId>>,
+    /// `fuse_next[i]`: node `i` is a `Conv` whose only output is read only by node
+    /// `i + 1`, also a `Conv` (as its data input): a candidate for a fused kernel
+    /// ([`crate::ops::conv::Conv::eval_with_depthwise`]) when a run needs the intermediate
+    /// value for nothing else.
+    fuse_next: Vec<bool>,
     pool: Mutex<Vec<Vec<Scratch>>>,
     /// Per-node `(nanoseconds, calls)` when profiling is on (`SIEVE_PROFILE`).
     profile: Option<Mutex<Vec<(u64, u64)>>>,
@@ -121,6 +126,7 @@ impl Clone for Model {
             by_name: self.by_name.clone(),
             layers: self.layers.clone(),
             frees: self.frees.clone(),
+            fuse_next: self.fuse_next.clone(),
             pool: Mutex::new(vec![]),
             profile: self
                 .profile
@@ -261,9 +267,29 @@ impl Model {
             by_name,
             layers,
             frees: vec![],
+            fuse_next: vec![],
             pool: Mutex::new(vec![]),
             profile: None,
         };
+        let mut uses = vec![0usize; nv];
+        for n in &m.nodes {
+            for v in n.inputs.iter().flatten() {
+                uses[v.0] += 1;
+            }
+        }
+        m.fuse_next = (0..m.nodes.len())
+            .map(|i| {
+                let (a, Some(b)) = (&m.nodes[i], m.nodes.get(i + 1)) else {
+                    return false;
+                };
+                a.op.name() == "Conv"
+                    && b.op.name() == "Conv"
+                    && a.outputs.len() == 1
+                    && uses[a.outputs[0].0] == 1
+                    && b.inputs.first() == Some(&Some(a.outputs[0]))
+                    && !m.output_ids.contains(&a.outputs[0])
+            })
+            .collect();
         if profiling_requested() {
             m.profile = Some(Mutex::new(vec![(0, 0); m.nodes.len()]));
         }
@@ -574,8 +600,31 @@ impl Model {
         visit: Option<VisitFn<'_>>,
         scratch: &mut [Scratch],
     ) -> Result<(), NnError> {
-        for &i in order {
+        let mut k = 0;
+        while k < order.len() {
+            let i = order[k];
+            k += 1;
             let n = &self.nodes[i];
+            // A fusable pair (see `fuse_next`) whose intermediate value nothing else in
+            // this run wants: no hooks, and it is freed right after its reader.
+            if transform.is_none()
+                && visit.is_none()
+                && self.fuse_next[i]
+                && order.get(k) == Some(&(i + 1))
+                && frees[i + 1].contains(&n.outputs[0])
+            {
+                if let Some(out) = self.run_fused(i, slots)? {
+                    let next = &self.nodes[i + 1];
+                    slots[next.outputs[0].0] = Some(out);
+                    for v in frees[i].iter().chain(&frees[i + 1]) {
+                        if let Some(buf) = slots[v.0].take().and_then(Tensor::into_unique_f32) {
+                            crate::buffers::recycle(buf);
+                        }
+                    }
+                    k += 1;
+                    continue;
+                }
+            }
             let outs = {
                 let mut ins: Vec<Option<&Tensor>> = Vec::with_capacity(n.inputs.len());
                 let s: &[Option<Tensor>] = slots;
@@ -618,6 +667,37 @@ impl Model {
             }
         }
         Ok(())
+    }
+
+    /// Runs nodes `i` and `i + 1` (a `fuse_next` pair) as one fused kernel if their ops
+    /// and shapes allow: the second node's output, or `None` (nothing run).
+    fn run_fused(&self, i: usize, slots: &[Option<Tensor>]) -> Result<Option<Tensor>, NnError> {
+        let (a, b) = (&self.nodes[i], &self.nodes[i + 1]);
+        let (Some(ca), Some(cb)) = (
+            a.op.as_any().downcast_ref::<crate::ops::conv::Conv>(),
+            b.op.as_any().downcast_ref::<crate::ops::conv::Conv>(),
+        ) else {
+            return Ok(None);
+        };
+        let Some(Some(x)) = a.inputs.first() else {
+            return Ok(None);
+        };
+        let Some(x) = slots[x.0].as_ref().or(self.consts[x.0].as_ref()) else {
+            return Ok(None);
+        };
+        let t0 = self.profile.as_ref().map(|_| std::time::Instant::now());
+        let r = ca
+            .eval_with_depthwise(cb, x)
+            .map_err(|e| e.with_node(&b.name, b.op.name()))?;
+        if let (Some(t0), Some(Ok(mut p)), true) =
+            (t0, self.profile.as_ref().map(|p| p.lock()), r.is_some())
+        {
+            // Reported on the second node (the first one shows its calls, no time).
+            p[i + 1].0 += t0.elapsed().as_nanos() as u64;
+            p[i + 1].1 += 1;
+            p[i].1 += 1;
+        }
+        Ok(r)
     }
 
     fn take_value(&self, slots: &mut [Option<Tensor>], v: ValueId) -> Result<Tensor, NnError> {

@@ -584,6 +584,133 @@ mod tests {
         Model::new(g).unwrap()
     }
 
+    /// x -> Conv 1x1 (8 -> 64, Relu) -> Conv 3x3 depthwise (stride 2) -> y on 128x128
+    /// maps: a pair the executor runs as one fused kernel (the 64 x 128 x 128
+    /// intermediate is over `fused::MIN_MID_FLOATS`). With `expose`, the intermediate is
+    /// also a graph output (never fused). With 8 input channels the unfused 1x1 layer
+    /// takes the packed GEMM, as the fused kernel does, so results are equal bit for bit
+    /// (with 4 it would take the direct kernel, whose sums round differently: 1 ulp).
+    fn expand_depthwise(expose: bool) -> Model {
+        let r = Registry::standard();
+        let mut g = Graph::new();
+        let x = g
+            .add_value(
+                "x",
+                Some(Fact::new(
+                    DType::F32,
+                    vec![
+                        Dim::Symbolic("N".into()),
+                        Dim::Fixed(8),
+                        Dim::Fixed(128),
+                        Dim::Fixed(128),
+                    ],
+                )),
+            )
+            .unwrap();
+        g.inputs.push(x);
+        let w1 = g
+            .add_const(
+                "w1",
+                Tensor::from_f32(vec![64, 8, 1, 1], vals(512, 1)).unwrap(),
+            )
+            .unwrap();
+        let b1 = g
+            .add_const("b1", Tensor::from_f32(vec![64], vals(64, 2)).unwrap())
+            .unwrap();
+        let w2 = g
+            .add_const(
+                "w2",
+                Tensor::from_f32(vec![64, 1, 3, 3], vals(576, 3)).unwrap(),
+            )
+            .unwrap();
+        let b2 = g
+            .add_const("b2", Tensor::from_f32(vec![64], vals(64, 4)).unwrap())
+            .unwrap();
+        let (c, m, y) = (
+            g.add_value("c", None).unwrap(),
+            g.add_value("mid", None).unwrap(),
+            g.add_value("y", None).unwrap(),
+        );
+        g.add_node(
+            "expand",
+            r.build(&spec("expand", "Conv", vec![], 3)).unwrap(),
+            vec![Some(x), Some(w1), Some(b1)],
+            vec![c],
+        )
+        .unwrap();
+        g.add_node(
+            "relu",
+            r.build(&spec("relu", "Relu", vec![], 1)).unwrap(),
+            vec![Some(c)],
+            vec![m],
+        )
+        .unwrap();
+        let dw_attrs = vec![
+            ("group", AttrValue::Int(64)),
+            ("strides", AttrValue::Ints(vec![2, 2])),
+            ("pads", AttrValue::Ints(vec![0, 0, 1, 1])),
+        ];
+        g.add_node(
+            "dw",
+            r.build(&spec("dw", "Conv", dw_attrs, 3)).unwrap(),
+            vec![Some(m), Some(w2), Some(b2)],
+            vec![y],
+        )
+        .unwrap();
+        g.outputs.push(y);
+        if expose {
+            g.outputs.push(m);
+        }
+        Model::new(g).unwrap()
+    }
+
+    /// The fused expand + depthwise path gives the outputs of the two layers run one by
+    /// one: a plain run (fused where the CPU has the kernel) equals a run with a visit
+    /// hook (hooks see every value, so nothing is fused) and the model whose
+    /// intermediate is an output, bit for bit; keeping the intermediate also works.
+    #[test]
+    fn expand_depthwise_pair_runs_fused_with_unfused_results() {
+        let model = expand_depthwise(false);
+        let exposed = expand_depthwise(true);
+        assert_eq!(model.node_count(), 2, "{:?}", model.node_summary());
+        let x = Tensor::from_f32(vec![1, 8, 128, 128], vals(8 * 128 * 128, 9)).unwrap();
+        let plain = model.run(vec![x.clone()]).unwrap();
+        let seen = std::sync::atomic::AtomicUsize::new(0);
+        let visit = |_: crate::ValueId, _: &Tensor| {
+            seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        };
+        let opts = crate::RunOptions {
+            visit: Some(&visit),
+            ..Default::default()
+        };
+        let x_id = model.input_ids()[0];
+        let hooked = model.run_with(vec![(x_id, x.clone())], &opts).unwrap();
+        assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 2);
+        let other = exposed.run(vec![x.clone()]).unwrap();
+        let bits = |t: &Tensor| {
+            t.f32s()
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(plain[0].shape(), &[1, 64, 64, 64]);
+        assert_eq!(bits(&plain[0]), bits(&hooked.outputs[0]));
+        assert_eq!(bits(&plain[0]), bits(&other[0]));
+        let mid = model.value_id("mid").unwrap();
+        let kept = model
+            .run_with(
+                vec![(x_id, x)],
+                &crate::RunOptions {
+                    keep: vec![mid],
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(bits(&kept.outputs[0]), bits(&plain[0]));
+        assert_eq!(bits(&kept.kept[0]), bits(&other[1]));
+    }
+
     #[test]
     fn batchnorm_folds_and_relu_fuses_into_conv() {
         let fused = conv_bn_relu(false);

@@ -401,6 +401,14 @@ pub(super) fn for_panels(items: usize, workers: usize, f: &(dyn Fn(usize, &mut V
     });
 }
 
+/// The layer's dense weights packed for [`sgemm`], from its cache (packed on first use;
+/// the same layout the unfused GEMM path keeps there).
+#[cfg(target_arch = "x86_64")]
+pub(super) fn gemm_pack<'p>(pack: &'p ConvPack, g: &Conv2dGeom, weights: &[f32]) -> &'p [f32] {
+    pack.gemm
+        .get_or_init(|| pack_weights(g, ConvWeights::F32(weights)))
+}
+
 /// Packs every group's weights into a new vector (for a [`ConvPack`]).
 fn pack_weights(g: &Conv2dGeom, weights: ConvWeights<'_>) -> Vec<f32> {
     let mut v = Vec::new();

@@ -19,6 +19,8 @@ mod conv;
 pub use conv::{buffer_bytes as conv_buffer_bytes, ConvPack, ConvWeights};
 mod depthwise;
 mod direct;
+#[cfg(target_arch = "x86_64")]
+mod fused;
 mod matmul;
 pub mod packed;
 #[cfg(target_arch = "x86_64")]
@@ -476,6 +478,64 @@ pub fn conv2d_weights(
     pack: Option<&ConvPack>,
 ) -> Result<(), KernelError> {
     conv::conv2d(g, input, n, h, w, weights, bias, act, out, scratch, pack)
+}
+
+/// Fused pair: a dense 1x1 stride-1 convolution `g1` ("expand", weights `w1`, bias `b1`,
+/// activation `act1`, packed-weight cache `pack1`) followed by the 3x3 depthwise
+/// convolution `g2` that reads its output (`w2`, `b2`, `act2`), on `n` images of
+/// `g1.c_in x h x w`, into `out` (`n x g2.c_out x oh x ow`), without materialising the
+/// intermediate tensor (`fused.rs`: bands of rows that stay in L2). Returns `Ok(false)`
+/// and leaves `out` alone when the pair does not take the fused kernel (other shapes, an
+/// intermediate tensor small enough to stay in cache anyway, no AVX-512, or
+/// `SIEVE_FUSE=0`); the caller then runs the two layers separately. The output equals
+/// the unfused one.
+#[allow(clippy::too_many_arguments)]
+pub fn conv1x1_depthwise(
+    g1: &Conv2dGeom,
+    w1: &[f32],
+    b1: Option<&[f32]>,
+    act1: Activation,
+    pack1: &ConvPack,
+    g2: &Conv2dGeom,
+    w2: &[f32],
+    b2: Option<&[f32]>,
+    act2: Activation,
+    input: &[f32],
+    (n, h, w): (usize, usize, usize),
+    out: &mut [f32],
+) -> Result<bool, KernelError> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let on = *ENABLED.get_or_init(|| std::env::var("SIEVE_FUSE").map_or(true, |v| v != "0"));
+        if !on || !fused::applies(g1, g2, h, w, fused::MIN_MID_FLOATS) {
+            return Ok(false);
+        }
+        let threads = rayon::current_num_threads();
+        fused::expand_dw(
+            g1,
+            w1,
+            b1,
+            act1,
+            pack1,
+            g2,
+            w2,
+            b2,
+            act2,
+            input,
+            (n, h, w),
+            out,
+            threads,
+        )?;
+        Ok(true)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (
+            g1, w1, b1, act1, pack1, g2, w2, b2, act2, input, n, h, w, out,
+        );
+        Ok(false)
+    }
 }
 
 /// Max pooling over NCHW `input` `[n, c, h, w]` into `out` `[n, c, oh, ow]`

@@ -825,3 +825,155 @@ fn winograd_large_shapes_take_parallel_paths() {
         Activation::None,
     );
 }
+
+/// The fused expand (1x1) + depthwise (3x3) kernel: equal bit for bit to the two layers
+/// run separately on the packed GEMM and the in-place depthwise kernel, and close to the
+/// reference; strides 1 and 2, symmetric, asymmetric (TensorFlow SAME at stride 2) and
+/// wide pads, several bands per image (and one-row bands), batches, every activation.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn fused_expand_depthwise_matches_unfused() {
+    let relu6 = Activation::Clip { min: 0.0, max: 6.0 };
+    let mut cases = 0;
+    for (c_in, c_mid, h, w, s, pads, n, acts) in [
+        (16, 96, 70, 64, 2, (0, 0, 1, 1), 1, (relu6, relu6)),
+        (
+            4,
+            64,
+            128,
+            128,
+            2,
+            (0, 0, 1, 1),
+            1,
+            (Activation::Relu, Activation::None),
+        ),
+        (
+            24,
+            64,
+            61,
+            50,
+            1,
+            (1, 1, 1, 1),
+            2,
+            (Activation::Relu, Activation::None),
+        ),
+        (8, 48, 33, 47, 2, (1, 1, 1, 1), 1, (Activation::None, relu6)),
+        (5, 32, 20, 21, 1, (2, 2, 2, 2), 1, (relu6, Activation::Relu)),
+        // c_mid * w over a third of a band: one output row per band.
+        (4, 160, 9, 400, 1, (1, 0, 1, 2), 1, (relu6, relu6)),
+        (
+            4,
+            160,
+            9,
+            400,
+            2,
+            (0, 1, 1, 0),
+            2,
+            (Activation::None, Activation::None),
+        ),
+    ] {
+        let g1 = geom(c_in, c_mid, 1, 1, 0, 1);
+        let mut g2 = geom(c_mid, c_mid, 3, s, 0, c_mid);
+        (g2.pad_top, g2.pad_left, g2.pad_bottom, g2.pad_right) = pads;
+        if !fused::applies(&g1, &g2, h, w, 0) {
+            // Without AVX-512 the kernel does not exist; nothing to check.
+            assert!(!direct::available());
+            return;
+        }
+        let (oh, ow) = g2.out_hw(h, w).unwrap();
+        let input = data(n * c_in * h * w, 11);
+        let (w1, b1) = (data(c_mid * c_in, 12), data(c_mid, 13));
+        let (w2, b2) = (data(c_mid * 9, 14), data(c_mid, 15));
+        // Unfused, on the same kernels (packed GEMM without the pixel-major or direct
+        // paths, in-place depthwise).
+        let paths = conv::Paths {
+            direct_max: 0,
+            packed_gemm: true,
+            winograd_min_tiles: usize::MAX,
+            pixmajor_max_hw: 0,
+            pack: None,
+        };
+        let mid = conv_with_paths(
+            &g1,
+            &input,
+            (n, h, w),
+            conv::ConvWeights::F32(&w1),
+            Some(&b1),
+            acts.0,
+            &mut Vec::new(),
+            paths,
+        );
+        let unfused = conv_with_paths(
+            &g2,
+            &mid,
+            (n, h, w),
+            conv::ConvWeights::F32(&w2),
+            Some(&b2),
+            acts.1,
+            &mut Vec::new(),
+            paths,
+        );
+        let mut want_mid = vec![0.0; mid.len()];
+        reference::conv2d(&g1, &input, n, h, w, &w1, Some(&b1), acts.0, &mut want_mid).unwrap();
+        let mut want = vec![0.0; unfused.len()];
+        reference::conv2d(&g2, &want_mid, n, h, w, &w2, Some(&b2), acts.1, &mut want).unwrap();
+        let pack = conv::ConvPack::new();
+        for threads in [1, rayon::current_num_threads()] {
+            let mut out = vec![f32::NAN; n * c_mid * oh * ow];
+            fused::expand_dw(
+                &g1,
+                &w1,
+                Some(&b1),
+                acts.0,
+                &pack,
+                &g2,
+                &w2,
+                Some(&b2),
+                acts.1,
+                &input,
+                (n, h, w),
+                &mut out,
+                threads,
+            )
+            .unwrap();
+            assert!(
+                out.iter()
+                    .zip(&unfused)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{c_in}->{c_mid} {h}x{w} s{s} {pads:?}: fused differs from unfused"
+            );
+            assert_close(&out, &want, c_in + 9 * 8);
+        }
+        cases += 1;
+    }
+    assert_eq!(cases, 7);
+    // Bad lengths are errors, not panics.
+    let g1 = geom(4, 32, 1, 1, 0, 1);
+    let g2 = geom(32, 32, 3, 1, 1, 32);
+    let mut out = vec![0.0; 32 * 8 * 8];
+    let e = fused::expand_dw(
+        &g1,
+        &data(4 * 32, 1),
+        None,
+        Activation::None,
+        &conv::ConvPack::new(),
+        &g2,
+        &data(32 * 9, 2),
+        None,
+        Activation::None,
+        &data(4 * 8 * 8 - 1, 3),
+        (1, 8, 8),
+        &mut out,
+        1,
+    );
+    assert!(
+        matches!(
+            e,
+            Err(KernelError::BadLength {
+                operand: "input",
+                ..
+            })
+        ),
+        "{e:?}"
+    );
+}

@@ -253,6 +253,52 @@ impl Conv {
         }
     }
 
+    /// This layer (a 1x1 "expand" convolution) and `dw`, the depthwise convolution that
+    /// is the only reader of its output, run as one fused kernel on input `x`
+    /// ([`kernels::conv1x1_depthwise`]): `dw`'s output, or `None` when the pair does not
+    /// take the fused kernel (weights not bound and dense, other shapes, ...), in which
+    /// case the caller runs both layers as usual.
+    pub fn eval_with_depthwise(&self, dw: &Conv, x: &Tensor) -> Result<Option<Tensor>, NnError> {
+        let (Some(Weights::Dense(w1)), Some(Weights::Dense(w2))) = (&self.weights, &dw.weights)
+        else {
+            return Ok(None);
+        };
+        let xs = x.shape();
+        if xs.len() != 4 || w1.shape().len() != 4 || w2.shape().len() != 4 {
+            return Ok(None);
+        }
+        let (g1, h, w) = self.geom(xs, w1.shape())?;
+        let mid = [xs[0], g1.c_out, h, w];
+        let (g2, _, _) = dw.geom(&mid, w2.shape())?;
+        let (oh, ow) = g2
+            .out_hw(h, w)
+            .map_err(|e| NnError::op(format!("input {mid:?}: {e}")))?;
+        let n = xs[0];
+        let mut out = crate::buffers::take_overwrite(n * g2.c_out * oh * ow);
+        let b1 = self.bias.as_ref().map(|b| b.f32s()).transpose()?;
+        let b2 = dw.bias.as_ref().map(|b| b.f32s()).transpose()?;
+        let done = kernels::conv1x1_depthwise(
+            &g1,
+            w1.f32s()?,
+            b1,
+            self.act,
+            &self.pack,
+            &g2,
+            w2.f32s()?,
+            b2,
+            dw.act,
+            x.f32s()?,
+            (n, h, w),
+            &mut out,
+        )
+        .map_err(|e| NnError::op(format!("input {xs:?}, fused with the depthwise layer: {e}")))?;
+        if !done {
+            crate::buffers::recycle(out);
+            return Ok(None);
+        }
+        Ok(Some(Tensor::from_f32(vec![n, g2.c_out, oh, ow], out)?))
+    }
+
     fn wshape<'a>(&'a self, inputs_w: Option<&'a [usize]>) -> Result<&'a [usize], NnError> {
         match &self.weights {
             Some(w) => Ok(w.shape()),

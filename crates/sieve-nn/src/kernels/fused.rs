@@ -1,0 +1,229 @@
+//! A 1x1 "expand" convolution fused with the 3x3 depthwise convolution that reads it
+//! (MobileNet v2's inverted residual blocks), on AVX-512 CPUs.
+//!
+//! Unfused, the expanded tensor (`c_mid` planes, e.g. 96 x 112 x 112 = 4.8 MB) is
+//! written to memory by the expand layer and read back by the depthwise one. Fused,
+//! each band of depthwise output rows is computed from a band of expanded rows that only
+//! lives in the worker's L2: the expand GEMM ([`sgemm`], weights packed once per layer,
+//! input planes read in place at the band's rows) writes `c_mid` band planes, then the
+//! in-place depthwise kernel ([`depthwise::x86::Direct`]) runs on them with the band's
+//! own geometry (the rows above the band's first row are real rows of the band or the
+//! layer's padding). Adjacent bands recompute the rows they share (one row at stride 2,
+//! two at stride 1).
+//!
+//! Every output element is computed with the same operations in the same order as on
+//! the unfused path when that path runs the same kernels (the packed GEMM reduces each
+//! element over all of `k` in one block for `k <= 160`; the depthwise kernel is
+//! bit-identical whatever its row grouping), so fused and unfused outputs are equal; the
+//! kernel tests check it against the reference with a tolerance and bit for bit against
+//! the unfused path.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::conv::{gemm_pack, OutPtr};
+use super::depthwise::x86::Direct;
+use super::sgemm::{self, BSrc};
+use super::stencil::Stencil;
+use super::{Activation, Conv2dGeom, ConvPack, KernelError};
+
+/// Smallest expanded tensor (floats per image) worth fusing: 4 MiB, several times a
+/// core's L2, where the unfused pair writes it to memory and reads it back. Measured in
+/// MobileNet v2 on one thread (docs/KERNELS.md "Fused expand + depthwise"): the 96 x 112
+/// x 112 block gains (900-960 -> 770-790 us for both layers); the 144 x 56 x 56 ones
+/// (1.8 MB) do not (their rows recomputed at band edges cost what the memory traffic
+/// saved).
+pub(crate) const MIN_MID_FLOATS: usize = 1 << 20;
+/// Target floats of a band of expanded rows (512 KiB: half of a core's L2).
+const BAND_FLOATS: usize = 1 << 17;
+
+/// True if `g1` (the expand layer, on `h x w` maps) and `g2` (the depthwise layer
+/// reading its output) have the shapes this kernel handles: `g1` dense 1x1 stride 1
+/// unpadded; `g2` 3x3 depthwise (one input channel per output channel) with stride 1 or
+/// 2 both ways, no dilation, pads of at most 2; an expanded tensor of at least
+/// `min_mid` floats per image; and AVX-512.
+pub(crate) fn applies(
+    g1: &Conv2dGeom,
+    g2: &Conv2dGeom,
+    h: usize,
+    w: usize,
+    min_mid: usize,
+) -> bool {
+    let s = g2.stride_h;
+    g1.groups == 1
+        && g1.kh == 1
+        && g1.kw == 1
+        && g1.stride_h == 1
+        && g1.stride_w == 1
+        && g1.pad_top + g1.pad_left + g1.pad_bottom + g1.pad_right == 0
+        && g2.c_in == g1.c_out
+        && g2.groups == g2.c_in
+        && g2.c_out == g2.c_in
+        && g2.kh == 3
+        && g2.kw == 3
+        && (s == 1 || s == 2)
+        && g2.stride_w == s
+        && g2.dil_h == 1
+        && g2.dil_w == 1
+        && g2
+            .pad_top
+            .max(g2.pad_left)
+            .max(g2.pad_bottom)
+            .max(g2.pad_right)
+            <= 2
+        && h > 0
+        && w > 0
+        && g1.c_out.saturating_mul(h * w) >= min_mid
+        && sgemm::available()
+        && super::direct::available()
+}
+
+thread_local! {
+    /// Per-thread band of expanded rows (reused across layers and runs).
+    static BAND: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `out = act2(dw(act1(expand(input))))` for `n` images of `g1.c_in x h x w`, where the
+/// caller checked [`applies`]; `pack1` caches the expand weights packed for the GEMM.
+///
+/// # Errors
+/// A [`KernelError`] if a slice does not match the geometry.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn expand_dw(
+    g1: &Conv2dGeom,
+    w1: &[f32],
+    b1: Option<&[f32]>,
+    act1: Activation,
+    pack1: &ConvPack,
+    g2: &Conv2dGeom,
+    w2: &[f32],
+    b2: Option<&[f32]>,
+    act2: Activation,
+    input: &[f32],
+    (n, h, w): (usize, usize, usize),
+    out: &mut [f32],
+    threads: usize,
+) -> Result<(), KernelError> {
+    let (c_in, c_mid) = (g1.c_in, g1.c_out);
+    let (oh, ow) = g2.out_hw(h, w)?;
+    super::check_len("fused conv", "expand weights", c_mid * c_in, w1.len())?;
+    super::check_len("fused conv", "depthwise weights", c_mid * 9, w2.len())?;
+    if let Some(b) = b1 {
+        super::check_len("fused conv", "expand bias", c_mid, b.len())?;
+    }
+    if let Some(b) = b2 {
+        super::check_len("fused conv", "depthwise bias", c_mid, b.len())?;
+    }
+    super::check_len("fused conv", "input", n * c_in * h * w, input.len())?;
+    super::check_len("fused conv", "output", n * c_mid * oh * ow, out.len())?;
+    assert!(
+        applies(g1, g2, h, w, 0),
+        "fused expand + depthwise: unsupported shapes"
+    );
+    if out.is_empty() {
+        return Ok(());
+    }
+    let packed = gemm_pack(pack1, g1, w1);
+    let s = g2.stride_h;
+    let pt = g2.pad_top as isize;
+    // Band height in output rows: (bh - 1) * s + 3 expanded rows fit BAND_FLOATS.
+    let max_rows = (BAND_FLOATS / (c_mid * w)).max(3);
+    let bh = ((max_rows - 3) / s + 1).min(oh);
+    let bands = oh.div_ceil(bh);
+    let items = n * bands;
+    let workers = threads.clamp(1, items);
+    let band_len = c_mid * ((bh - 1) * s + 3).min(h) * w;
+    let next = AtomicUsize::new(0);
+    let out_ptr = OutPtr(out.as_mut_ptr());
+    crate::team::for_workers(workers, &|_| {
+        BAND.with(|cell| {
+            let mut guard = cell.try_borrow_mut();
+            let mut own = Vec::new();
+            let buf: &mut Vec<f32> = match guard.as_deref_mut() {
+                Ok(b) => b,
+                Err(_) => &mut own,
+            };
+            if buf.len() < band_len {
+                buf.resize(band_len, 0.0);
+            }
+            loop {
+                let item = next.fetch_add(1, Ordering::Relaxed);
+                if item >= items {
+                    break;
+                }
+                let (img, band) = (item / bands, item % bands);
+                let oy0 = band * bh;
+                let oy1 = (oy0 + bh).min(oh);
+                // Expanded rows r0..r1 feed output rows oy0..oy1 (the rest is padding).
+                let lo = (oy0 * s) as isize - pt;
+                let r0 = lo.max(0) as usize;
+                let r1 = (((oy1 - 1) * s) as isize - pt + 3).clamp(0, h as isize) as usize;
+                let rows = r1.saturating_sub(r0);
+                let x = &input[img * c_in * h * w..(img + 1) * c_in * h * w];
+                let band_buf = &mut buf[..c_mid * rows * w];
+                if rows > 0 {
+                    // SAFETY: AVX-512 (checked by `applies`); `packed` holds the c_mid x
+                    // c_in weights packed by `gemm_pack`; B rows are the c_in input planes
+                    // from row r0 (stride h * w, (c_in - 1) * h * w + rows * w floats from
+                    // r0 * w are inside `x`); C is the band buffer, c_mid rows of rows * w.
+                    unsafe {
+                        sgemm::gemm(
+                            c_mid,
+                            0..c_mid,
+                            rows * w,
+                            c_in,
+                            packed,
+                            BSrc::Strided {
+                                data: &x[r0 * w..],
+                                ld: h * w,
+                            },
+                            band_buf.as_mut_ptr(),
+                            rows * w,
+                            b1,
+                            act1,
+                        )
+                    };
+                }
+                let st = Stencil {
+                    kh: 3,
+                    kw: 3,
+                    sh: s,
+                    sw: s,
+                    dh: 1,
+                    dw: 1,
+                    pad_top: (r0 as isize - lo) as usize,
+                    pad_left: g2.pad_left,
+                    h: rows,
+                    w,
+                    oh: oy1 - oy0,
+                    ow,
+                };
+                let direct = Direct::new(&st);
+                for c in 0..c_mid {
+                    // SAFETY: rows oy0..oy1 of plane c of image img are inside `out`,
+                    // written by this item only (the counter hands each (image, band)
+                    // out once); `out` outlives the section.
+                    let dst = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            out_ptr.at(((img * c_mid + c) * oh + oy0) * ow),
+                            (oy1 - oy0) * ow,
+                        )
+                    };
+                    let bias = b2.map_or(0.0, |b| b[c]);
+                    match &direct {
+                        Some(d) => d.plane(
+                            &band_buf[c * rows * w..(c + 1) * rows * w],
+                            &w2[c * 9..(c + 1) * 9],
+                            bias,
+                            act2,
+                            dst,
+                        ),
+                        // Every window of the band lies in the padding (not reachable
+                        // with pads <= 2, kept for safety): the bias alone.
+                        None => dst.fill(act2.apply(bias)),
+                    }
+                }
+            }
+        })
+    });
+    Ok(())
+}
