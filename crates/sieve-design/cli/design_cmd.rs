@@ -44,13 +44,19 @@ pub struct Args {
     pub e_headroom: u8,
     /// The paper's search exactly: every sweep point (no skipping of points that
     /// cannot be chosen by accurate/approximate) and recovery ranked by each tensor's
-    /// own accuracy loss over all tensors; per-tensor weight formats (no channel scales).
+    /// own accuracy loss over all tensors; per-tensor weight formats (no channel scales);
+    /// every variant keeps its own combination.
     #[arg(long)]
     pub paper: bool,
     /// Per-tensor weight formats only (no per-output-channel power-of-two scales;
     /// `--paper` implies it).
     #[arg(long)]
     pub no_channel_scales: bool,
+    /// Each variant keeps its own combination: the accurate and approximate variants do
+    /// not adopt another variant's combination that meets their goal with fewer bits
+    /// (`--paper` implies it).
+    #[arg(long)]
+    pub no_adopt_dominating: bool,
     /// The m sweep stops under this normalised accuracy (the paper: 0.998). With a
     /// small validation set one image can be more than 0.2% of it.
     #[arg(long)]
@@ -94,6 +100,9 @@ pub fn run(args: Args) -> Result<()> {
     };
     if args.no_channel_scales {
         search.channel_scales = false;
+    }
+    if args.no_adopt_dominating {
+        search.adopt_dominating = false;
     }
     if let Some(f) = args.sweep_floor {
         if !(0.0..=1.0).contains(&f) {

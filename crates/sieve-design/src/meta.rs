@@ -143,6 +143,16 @@ pub struct SearchSettings {
     /// older packages) = the paper's per-tensor format.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub channel_scales: bool,
+    /// After recovery, the accurate and the approximate variant each take another
+    /// variant's combination if that one meets their own goal (threshold minus the
+    /// recovery slack) on the validation images with no more weight bits and no more
+    /// activation bits, and fewer of either (Pareto dominance; the fewest weight bits
+    /// among several). Recovery paths differ per variant, so the exact variant can end
+    /// cheaper than the accurate one (NIN: 7.61 vs 8.30 weight bits, both at the
+    /// accurate goal). Recorded in the variant's `recovered` list. `false` (and absent
+    /// in older packages) = each variant keeps its own combination (the paper).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt_dominating: bool,
 }
 
 /// The ranking recovery uses to pick the next tensor to widen.

@@ -66,13 +66,15 @@ impl SearchSettings {
             max_recovery_steps: None,
             recovery_doubling: false,
             channel_scales: false,
+            adopt_dominating: false,
         }
     }
 
     /// The defaults of `sieve design`: the paper's settings plus the faster sweep
     /// ([`SearchSettings::skip_dominated`]), fidelity-ranked recovery that
-    /// widens activations first, at most `2 x tensors` steps, and per-channel
-    /// weight scales ([`SearchSettings::channel_scales`]).
+    /// widens activations first, at most `2 x tensors` steps, per-channel weight
+    /// scales ([`SearchSettings::channel_scales`]), and variants that adopt a
+    /// dominating combination ([`SearchSettings::adopt_dominating`]).
     pub fn default_with_batch(batch: usize) -> SearchSettings {
         SearchSettings {
             skip_dominated: true,
@@ -80,6 +82,7 @@ impl SearchSettings {
             recovery_rank: RecoveryRank::Fidelity,
             widen_activations_first: true,
             recovery_doubling: true,
+            adopt_dominating: true,
             ..SearchSettings::paper(batch)
         }
     }
@@ -736,6 +739,9 @@ pub fn design(
         }
         done += 1;
     }
+    if s.adopt_dominating {
+        adopt_dominating(&mut variants, base, s);
+    }
     timing.combinations = t.elapsed().as_secs_f64();
     report(total, "done".into());
 
@@ -827,6 +833,58 @@ fn encode_weights(
                     source,
                 })?;
             Ok((p, None))
+        }
+    }
+}
+
+/// [`SearchSettings::adopt_dominating`]: the accurate, then the approximate variant takes
+/// the combination of the variant with the fewest average weight bits among those that
+/// meet its goal on the validation images and have no more weight and no more activation
+/// bits than it, with fewer of either.
+fn adopt_dominating(variants: &mut [VariantInfo], base: u64, s: &SearchSettings) {
+    for target in [Variant::Accurate, Variant::Approximate] {
+        let threshold = match target {
+            Variant::Approximate => s.approximate_threshold,
+            _ => s.accurate_threshold,
+        };
+        let goal = threshold - s.recovery_slack;
+        let Some(ti) = variants.iter().position(|v| v.variant == target) else {
+            continue;
+        };
+        let own = &variants[ti];
+        let best = variants
+            .iter()
+            .enumerate()
+            .filter(|&(i, v)| {
+                i != ti
+                    && meets(v.accuracy.correct, base, goal)
+                    && v.avg_weight_bits <= own.avg_weight_bits
+                    && v.avg_activation_bits <= own.avg_activation_bits
+                    && (v.avg_weight_bits < own.avg_weight_bits
+                        || v.avg_activation_bits < own.avg_activation_bits)
+            })
+            .min_by(|a, b| a.1.avg_weight_bits.total_cmp(&b.1.avg_weight_bits))
+            .map(|(i, _)| i);
+        if let Some(bi) = best {
+            let from = &variants[bi];
+            let note = format!(
+                "adopted the {} combination: {:.3} weight / {:.3} activation bits instead of \
+                 {:.3} / {:.3}, {} of {} validation images correct (meets the {target} goal)",
+                from.variant,
+                from.avg_weight_bits,
+                from.avg_activation_bits,
+                own.avg_weight_bits,
+                own.avg_activation_bits,
+                from.accuracy.correct,
+                from.accuracy.images,
+            );
+            let mut recovered = own.recovered.clone();
+            recovered.push(note);
+            variants[ti] = VariantInfo {
+                variant: target,
+                recovered,
+                ..from.clone()
+            };
         }
     }
 }
@@ -962,6 +1020,99 @@ fn package_contents(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn info(variant: Variant, wbits: f64, abits: f64, correct: u64) -> VariantInfo {
+        VariantInfo {
+            variant,
+            formats: vec![],
+            weight_keys: vec![],
+            avg_weight_bits: wbits,
+            avg_activation_bits: abits,
+            weight_bytes: 0,
+            accuracy: Accuracy {
+                correct,
+                images: 1000,
+                top1: correct as f64 / 1000.0,
+            },
+            normalised: correct as f64 / 900.0,
+            agree: None,
+            recovered: vec![format!("{variant} own")],
+        }
+    }
+
+    /// Accurate and approximate adopt a dominating combination that meets their goal
+    /// (fewest weight bits among several); never one that misses the goal, has more
+    /// bits of either kind, or only equals them.
+    #[test]
+    fn variants_adopt_dominating_combinations() {
+        let s = SearchSettings::default_with_batch(8);
+        // Baseline 900 correct: the accurate goal (1.0 - 0.002) needs 899 (898.2),
+        // the approximate one (0.999 - 0.002) 898 (897.3).
+        let run = |v: Vec<VariantInfo>| {
+            let mut v = v;
+            adopt_dominating(&mut v, 900, &s);
+            v
+        };
+        // NIN's case: exact cheaper in both and at the accurate goal.
+        let v = run(vec![
+            info(Variant::Exact, 7.61, 6.33, 899),
+            info(Variant::Accurate, 8.30, 32.0, 899),
+            info(Variant::Approximate, 7.55, 32.0, 898),
+        ]);
+        assert_eq!(v[1].variant, Variant::Accurate);
+        assert_eq!(
+            (v[1].avg_weight_bits, v[1].avg_activation_bits),
+            (7.61, 6.33)
+        );
+        assert_eq!(v[1].recovered.len(), 2);
+        assert_eq!(v[1].recovered[0], "accurate own");
+        assert!(
+            v[1].recovered[1].starts_with("adopted the exact combination"),
+            "{:?}",
+            v[1].recovered
+        );
+        // Approximate (7.55 weight bits) is not dominated by exact (7.61).
+        assert_eq!(v[2].avg_weight_bits, 7.55);
+        assert_eq!(v[2].recovered.len(), 1);
+        // Exact never changes.
+        assert_eq!(v[0].recovered, vec!["exact own".to_string()]);
+        // A cheaper combination under the goal is not adopted; the approximate goal is
+        // lower, so there it is.
+        let v = run(vec![
+            info(Variant::Exact, 6.0, 6.0, 898),
+            info(Variant::Accurate, 8.0, 8.0, 900),
+            info(Variant::Approximate, 7.0, 8.0, 898),
+        ]);
+        assert_eq!(v[1].avg_weight_bits, 8.0);
+        assert_eq!((v[2].avg_weight_bits, v[2].avg_activation_bits), (6.0, 6.0));
+        // More activation bits, or equal bits: kept.
+        let v = run(vec![
+            info(Variant::Exact, 6.0, 9.0, 900),
+            info(Variant::Accurate, 8.0, 8.0, 900),
+            info(Variant::Approximate, 8.0, 8.0, 900),
+        ]);
+        assert_eq!(v[1].avg_weight_bits, 8.0);
+        assert_eq!(v[2].recovered.len(), 1);
+        // The fewest weight bits among several dominating ones.
+        let v = run(vec![
+            info(Variant::Exact, 7.0, 7.0, 900),
+            info(Variant::Accurate, 9.0, 9.0, 900),
+            info(Variant::Approximate, 6.5, 8.0, 899),
+        ]);
+        assert_eq!(v[1].avg_weight_bits, 6.5);
+        assert!(v[1].recovered[1].starts_with("adopted the approximate"));
+        // Off in the paper's settings.
+        let mut v = vec![
+            info(Variant::Exact, 7.61, 6.33, 899),
+            info(Variant::Accurate, 8.30, 32.0, 899),
+        ];
+        let paper = SearchSettings::paper(8);
+        assert!(!paper.adopt_dominating);
+        if paper.adopt_dominating {
+            adopt_dominating(&mut v, 900, &paper);
+        }
+        assert_eq!(v[1].avg_weight_bits, 8.30);
+    }
 
     #[test]
     fn headroom_adds_wider_exponents_first() {
