@@ -502,26 +502,25 @@ mod tests {
             .collect()
     }
 
+    /// Adds the graph input "x" of shape `[N, c, h, w]` (N symbolic).
+    fn nchw_input(g: &mut Graph, [c, h, w]: [usize; 3]) -> crate::ValueId {
+        let dims = vec![
+            Dim::Symbolic("N".into()),
+            Dim::Fixed(c),
+            Dim::Fixed(h),
+            Dim::Fixed(w),
+        ];
+        let x = g.add_value("x", Some(Fact::new(DType::F32, dims))).unwrap();
+        g.inputs.push(x);
+        x
+    }
+
     /// x -> Conv(w, b) -> BN -> Relu -> y; if `expose`, the conv output is also a graph
     /// output, which blocks folding and fusion.
     fn conv_bn_relu(expose: bool) -> Model {
         let r = Registry::standard();
         let mut g = Graph::new();
-        let x = g
-            .add_value(
-                "x",
-                Some(Fact::new(
-                    DType::F32,
-                    vec![
-                        Dim::Symbolic("N".into()),
-                        Dim::Fixed(3),
-                        Dim::Fixed(6),
-                        Dim::Fixed(6),
-                    ],
-                )),
-            )
-            .unwrap();
-        g.inputs.push(x);
+        let x = nchw_input(&mut g, [3, 6, 6]);
         let w = g
             .add_const(
                 "w",
@@ -593,21 +592,7 @@ mod tests {
     fn expand_depthwise(expose: bool) -> Model {
         let r = Registry::standard();
         let mut g = Graph::new();
-        let x = g
-            .add_value(
-                "x",
-                Some(Fact::new(
-                    DType::F32,
-                    vec![
-                        Dim::Symbolic("N".into()),
-                        Dim::Fixed(8),
-                        Dim::Fixed(128),
-                        Dim::Fixed(128),
-                    ],
-                )),
-            )
-            .unwrap();
-        g.inputs.push(x);
+        let x = nchw_input(&mut g, [8, 128, 128]);
         let w1 = g
             .add_const(
                 "w1",

@@ -518,11 +518,7 @@ pub(crate) fn conv2d_with(
         let weights = weights.all(&mut full.0)?;
         return depthwise::conv(g, input, h, w, weights, bias, act, out, oh, ow, threads);
     }
-    let direct = g.kh == 1
-        && g.kw == 1
-        && g.stride_h == 1
-        && g.stride_w == 1
-        && g.pad_top + g.pad_left + g.pad_bottom + g.pad_right == 0;
+    let direct = g.is_pointwise();
     if direct && n == 1 && h * w == 1 {
         // One pixel per image (a classifier as a 1x1 convolution on a 1x1 map): a
         // matrix-vector product per group, memory-bound on the weights.

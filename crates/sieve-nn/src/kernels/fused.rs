@@ -24,7 +24,7 @@ use super::conv::{gemm_pack, OutPtr};
 use super::depthwise::x86::Direct;
 use super::sgemm::{self, BSrc};
 use super::stencil::Stencil;
-use super::{Activation, Conv2dGeom, ConvPack, KernelError};
+use super::{Conv2dGeom, ConvLayer, ConvPack, KernelError};
 
 /// Smallest expanded tensor (floats per image) worth fusing: 4 MiB, several times a
 /// core's L2, where the unfused pair writes it to memory and reads it back. Measured in
@@ -50,11 +50,7 @@ pub(crate) fn applies(
 ) -> bool {
     let s = g2.stride_h;
     g1.groups == 1
-        && g1.kh == 1
-        && g1.kw == 1
-        && g1.stride_h == 1
-        && g1.stride_w == 1
-        && g1.pad_top + g1.pad_left + g1.pad_bottom + g1.pad_right == 0
+        && g1.is_pointwise()
         && g2.c_in == g1.c_out
         && g2.groups == g2.c_in
         && g2.c_out == g2.c_in
@@ -82,27 +78,33 @@ thread_local! {
     static BAND: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// `out = act2(dw(act1(expand(input))))` for `n` images of `g1.c_in x h x w`, where the
-/// caller checked [`applies`]; `pack1` caches the expand weights packed for the GEMM.
+/// `out = dw(expand(input))` (each with its bias and activation) for `n` images of
+/// `expand.geom.c_in x h x w`, where the caller checked [`applies`]; `pack1` caches the
+/// expand weights packed for the GEMM.
 ///
 /// # Errors
 /// A [`KernelError`] if a slice does not match the geometry.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn expand_dw(
-    g1: &Conv2dGeom,
-    w1: &[f32],
-    b1: Option<&[f32]>,
-    act1: Activation,
+    expand: ConvLayer<'_>,
     pack1: &ConvPack,
-    g2: &Conv2dGeom,
-    w2: &[f32],
-    b2: Option<&[f32]>,
-    act2: Activation,
+    dw: ConvLayer<'_>,
     input: &[f32],
     (n, h, w): (usize, usize, usize),
     out: &mut [f32],
     threads: usize,
 ) -> Result<(), KernelError> {
+    let ConvLayer {
+        geom: g1,
+        weights: w1,
+        bias: b1,
+        act: act1,
+    } = expand;
+    let ConvLayer {
+        geom: g2,
+        weights: w2,
+        bias: b2,
+        act: act2,
+    } = dw;
     let (c_in, c_mid) = (g1.c_in, g1.c_out);
     let (oh, ow) = g2.out_hw(h, w)?;
     super::check_len("fused conv", "expand weights", c_mid * c_in, w1.len())?;

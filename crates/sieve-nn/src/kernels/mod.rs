@@ -226,6 +226,16 @@ impl Conv2dGeom {
         Ok((oh, ow))
     }
 
+    /// A 1x1 stride-1 unpadded convolution: each output pixel reads only the same input
+    /// pixel, so the input planes are the GEMM operand as they are.
+    pub fn is_pointwise(&self) -> bool {
+        self.kh == 1
+            && self.kw == 1
+            && self.stride_h == 1
+            && self.stride_w == 1
+            && self.pad_top + self.pad_left + self.pad_bottom + self.pad_right == 0
+    }
+
     /// Input channels per group.
     pub fn c_in_per_group(&self) -> usize {
         self.c_in / self.groups.max(1)
@@ -480,26 +490,32 @@ pub fn conv2d_weights(
     conv::conv2d(g, input, n, h, w, weights, bias, act, out, scratch, pack)
 }
 
-/// Fused pair: a dense 1x1 stride-1 convolution `g1` ("expand", weights `w1`, bias `b1`,
-/// activation `act1`, packed-weight cache `pack1`) followed by the 3x3 depthwise
-/// convolution `g2` that reads its output (`w2`, `b2`, `act2`), on `n` images of
-/// `g1.c_in x h x w`, into `out` (`n x g2.c_out x oh x ow`), without materialising the
+/// One convolution layer's operands as the fused kernels take them: geometry, dense
+/// OIHW weights, bias and fused activation.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvLayer<'a> {
+    /// Geometry.
+    pub geom: &'a Conv2dGeom,
+    /// Weights, OIHW.
+    pub weights: &'a [f32],
+    /// Bias `[c_out]`, if any.
+    pub bias: Option<&'a [f32]>,
+    /// Fused activation.
+    pub act: Activation,
+}
+
+/// Fused pair: a dense 1x1 stride-1 convolution `expand` (packed-weight cache `pack1`)
+/// followed by the 3x3 depthwise convolution `dw` that reads its output, on `n` images
+/// of `expand.geom.c_in x h x w`, into `out` (`n x dw.geom.c_out x oh x ow`), without materialising the
 /// intermediate tensor (`fused.rs`: bands of rows that stay in L2). Returns `Ok(false)`
 /// and leaves `out` alone when the pair does not take the fused kernel (other shapes, an
 /// intermediate tensor small enough to stay in cache anyway, no AVX-512, or
 /// `SIEVE_FUSE=0`); the caller then runs the two layers separately. The output equals
 /// the unfused one.
-#[allow(clippy::too_many_arguments)]
 pub fn conv1x1_depthwise(
-    g1: &Conv2dGeom,
-    w1: &[f32],
-    b1: Option<&[f32]>,
-    act1: Activation,
+    expand: ConvLayer<'_>,
     pack1: &ConvPack,
-    g2: &Conv2dGeom,
-    w2: &[f32],
-    b2: Option<&[f32]>,
-    act2: Activation,
+    dw: ConvLayer<'_>,
     input: &[f32],
     (n, h, w): (usize, usize, usize),
     out: &mut [f32],
@@ -508,32 +524,16 @@ pub fn conv1x1_depthwise(
     {
         static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         let on = *ENABLED.get_or_init(|| std::env::var("SIEVE_FUSE").map_or(true, |v| v != "0"));
-        if !on || !fused::applies(g1, g2, h, w, fused::MIN_MID_FLOATS) {
+        if !on || !fused::applies(expand.geom, dw.geom, h, w, fused::MIN_MID_FLOATS) {
             return Ok(false);
         }
         let threads = rayon::current_num_threads();
-        fused::expand_dw(
-            g1,
-            w1,
-            b1,
-            act1,
-            pack1,
-            g2,
-            w2,
-            b2,
-            act2,
-            input,
-            (n, h, w),
-            out,
-            threads,
-        )?;
+        fused::expand_dw(expand, pack1, dw, input, (n, h, w), out, threads)?;
         Ok(true)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (
-            g1, w1, b1, act1, pack1, g2, w2, b2, act2, input, n, h, w, out,
-        );
+        let _ = (expand, pack1, dw, input, n, h, w, out);
         Ok(false)
     }
 }

@@ -39,11 +39,7 @@ pub(crate) fn applies(g: &Conv2dGeom, h: usize, w: usize, max_hw: usize) -> bool
     let hw = h * w;
     let idle = hw.div_ceil(16) * 16 - hw;
     g.groups == 1
-        && g.kh == 1
-        && g.kw == 1
-        && g.stride_h == 1
-        && g.stride_w == 1
-        && g.pad_top + g.pad_left + g.pad_bottom + g.pad_right == 0
+        && g.is_pointwise()
         && (max_hw == usize::MAX || (hw <= max_hw && 10 * idle >= hw.div_ceil(16) * 16))
         && g.c_out >= 16
         && g.c_in >= 1

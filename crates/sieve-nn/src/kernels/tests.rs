@@ -921,15 +921,19 @@ fn fused_expand_depthwise_matches_unfused() {
         for threads in [1, rayon::current_num_threads()] {
             let mut out = vec![f32::NAN; n * c_mid * oh * ow];
             fused::expand_dw(
-                &g1,
-                &w1,
-                Some(&b1),
-                acts.0,
+                ConvLayer {
+                    geom: &g1,
+                    weights: &w1,
+                    bias: Some(&b1),
+                    act: acts.0,
+                },
                 &pack,
-                &g2,
-                &w2,
-                Some(&b2),
-                acts.1,
+                ConvLayer {
+                    geom: &g2,
+                    weights: &w2,
+                    bias: Some(&b2),
+                    act: acts.1,
+                },
                 &input,
                 (n, h, w),
                 &mut out,
@@ -952,15 +956,19 @@ fn fused_expand_depthwise_matches_unfused() {
     let g2 = geom(32, 32, 3, 1, 1, 32);
     let mut out = vec![0.0; 32 * 8 * 8];
     let e = fused::expand_dw(
-        &g1,
-        &data(4 * 32, 1),
-        None,
-        Activation::None,
+        ConvLayer {
+            geom: &g1,
+            weights: &data(4 * 32, 1),
+            bias: None,
+            act: Activation::None,
+        },
         &conv::ConvPack::new(),
-        &g2,
-        &data(32 * 9, 2),
-        None,
-        Activation::None,
+        ConvLayer {
+            geom: &g2,
+            weights: &data(32 * 9, 2),
+            bias: None,
+            act: Activation::None,
+        },
         &data(4 * 8 * 8 - 1, 3),
         (1, 8, 8),
         &mut out,

@@ -278,15 +278,19 @@ impl Conv {
         let b1 = self.bias.as_ref().map(|b| b.f32s()).transpose()?;
         let b2 = dw.bias.as_ref().map(|b| b.f32s()).transpose()?;
         let done = kernels::conv1x1_depthwise(
-            &g1,
-            w1.f32s()?,
-            b1,
-            self.act,
+            kernels::ConvLayer {
+                geom: &g1,
+                weights: w1.f32s()?,
+                bias: b1,
+                act: self.act,
+            },
             &self.pack,
-            &g2,
-            w2.f32s()?,
-            b2,
-            dw.act,
+            kernels::ConvLayer {
+                geom: &g2,
+                weights: w2.f32s()?,
+                bias: b2,
+                act: dw.act,
+            },
             x.f32s()?,
             (n, h, w),
             &mut out,
