@@ -490,6 +490,22 @@ pub fn conv2d_weights(
     conv::conv2d(g, input, n, h, w, weights, bias, act, out, scratch, pack)
 }
 
+/// True if [`conv1x1_depthwise`] runs the fused kernel for this pair on `h x w` maps
+/// (callers check it before preparing an output).
+pub fn conv1x1_depthwise_fuses(expand: &Conv2dGeom, dw: &Conv2dGeom, h: usize, w: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let on = *ENABLED.get_or_init(|| std::env::var("SIEVE_FUSE").map_or(true, |v| v != "0"));
+        on && fused::applies(expand, dw, h, w, fused::MIN_MID_FLOATS)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (expand, dw, h, w);
+        false
+    }
+}
+
 /// One convolution layer's operands as the fused kernels take them: geometry, dense
 /// OIHW weights, bias and fused activation.
 #[derive(Clone, Copy, Debug)]
@@ -522,9 +538,7 @@ pub fn conv1x1_depthwise(
 ) -> Result<bool, KernelError> {
     #[cfg(target_arch = "x86_64")]
     {
-        static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        let on = *ENABLED.get_or_init(|| std::env::var("SIEVE_FUSE").map_or(true, |v| v != "0"));
-        if !on || !fused::applies(expand.geom, dw.geom, h, w, fused::MIN_MID_FLOATS) {
+        if !conv1x1_depthwise_fuses(expand.geom, dw.geom, h, w) {
             return Ok(false);
         }
         let threads = rayon::current_num_threads();

@@ -273,6 +273,10 @@ impl Conv {
         let (oh, ow) = g2
             .out_hw(h, w)
             .map_err(|e| NnError::op(format!("input {mid:?}: {e}")))?;
+        // Decided before taking an output buffer: a pair that does not fuse costs nothing.
+        if !kernels::conv1x1_depthwise_fuses(&g1, &g2, h, w) {
+            return Ok(None);
+        }
         let n = xs[0];
         let mut out = crate::buffers::take_overwrite(n * g2.c_out * oh * ow);
         let b1 = self.bias.as_ref().map(|b| b.f32s()).transpose()?;
