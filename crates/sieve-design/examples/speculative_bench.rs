@@ -195,6 +195,8 @@ fn fc_mode(args: &[String]) -> Result<()> {
         ("vgg16 fc6", 4096, 25088),
         ("vgg16 fc7", 4096, 4096),
         ("vgg16 fc8", 1000, 4096),
+        // Small enough for L2 (512 KiB at 8 bits): the decoders' speed without DRAM.
+        ("in-cache 256x2048", 256, 2048),
     ];
     let fmts = ["s1e4m3", "s1e3m1"];
     let only = arg(args, "--layer");

@@ -282,6 +282,29 @@ pub(crate) trait Src: Sync {
             ])
         }
     }
+    /// The 64-element blocks `0 .. body64` of four rows starting at elements
+    /// `b + r * k` dotted with `x`, added to `acc[r]` (`adds` as for [`Src::v16`]), in
+    /// the block order of [`Src::v64`] — the one order every source shares. `xt` is
+    /// `x` with each 64-element block already in that order (see `x86::transpose_x`).
+    ///
+    /// # Safety
+    /// AVX-512 (F, BW, VL, VBMI) and FMA available; `xt` valid for `body64` reads;
+    /// `b` and `k` multiples of 8; `body64` a multiple of 64; every row's elements
+    /// `b + r * k .. + body64` inside the tensor, in one stored row.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn dot4_64(
+        &self,
+        b: usize,
+        k: usize,
+        xt: *const f32,
+        body64: usize,
+        adds: [u32; 4],
+        acc: &mut [std::arch::x86_64::__m512; 4],
+    ) {
+        // SAFETY: forwarded contract.
+        unsafe { x86::dot4_64_generic(self, b, k, xt, body64, adds, acc) }
+    }
 }
 
 /// Plain `f32` weights.
@@ -456,6 +479,28 @@ impl<const MODE: u8> Src for PackedSrc<'_, MODE> {
     unsafe fn v64(&self, idx: usize, add: u32) -> [std::arch::x86_64::__m512; 4] {
         // SAFETY: forwarded contract.
         unsafe { x86::packed_v64(self, idx, add) }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn dot4_64(
+        &self,
+        b: usize,
+        k: usize,
+        xt: *const f32,
+        body64: usize,
+        adds: [u32; 4],
+        acc: &mut [std::arch::x86_64::__m512; 4],
+    ) {
+        // SAFETY: forwarded contract. The specialised loop takes signed 8-bit codes
+        // (byte tables) without row scales (`adds` all 0).
+        unsafe {
+            match (MODE, self.lut.as_ref()) {
+                (MODE_W8, Some(lut)) if adds == [0; 4] => {
+                    x86::dot4_64_w8(self.bytes, lut, b, k, xt, body64, acc)
+                }
+                _ => x86::dot4_64_generic(self, b, k, xt, body64, adds, acc),
+            }
+        }
     }
 }
 
