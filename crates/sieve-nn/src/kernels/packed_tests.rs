@@ -478,3 +478,52 @@ fn bad_shifts_are_errors() {
     assert!(decode_scaled_into(&p, &[], &mut out).is_err());
     assert!(decode_scaled_into(&p, &[119, -120], &mut out).is_ok());
 }
+
+/// `Src::v64` gives every source's values in the one documented block order (vector
+/// `q`, lane `4j + r` = element `idx + 16j + 4q + r`): dense weights, the
+/// byte-table decoder of signed 8-bit codes (every code, both signs) and the generic
+/// decoder. Sums are bit-identical across sources only because they agree on it.
+#[test]
+fn v64_block_order() {
+    #[cfg(target_arch = "x86_64")]
+    if level() == PackedLevel::Avx512 {
+        let check = |name: &str,
+                     s: &dyn Fn(usize) -> [std::arch::x86_64::__m512; 4],
+                     want: &dyn Fn(usize) -> f32| {
+            for blk in [0usize, 64, 192] {
+                let v = s(blk);
+                for (q, vq) in v.iter().enumerate() {
+                    let mut lanes = [0f32; 16];
+                    // SAFETY: AVX-512F detected; 16 floats.
+                    unsafe { std::arch::x86_64::_mm512_storeu_ps(lanes.as_mut_ptr(), *vq) };
+                    for (lane, &got) in lanes.iter().enumerate() {
+                        let (j, r) = (lane / 4, lane % 4);
+                        let i = blk + 16 * j + 4 * q + r;
+                        assert_eq!(
+                            got.to_bits(),
+                            want(i).to_bits(),
+                            "{name} block {blk} q {q} lane {lane}"
+                        );
+                    }
+                }
+            }
+        };
+        let dense: Vec<f32> = (0..256).map(|i| i as f32 - 100.5).collect();
+        let ds = DenseSrc(&dense);
+        // SAFETY (all three): AVX-512 F/BW/VL/VBMI detected; blocks of 64 inside 256.
+        check("dense", &|i| unsafe { ds.v64(i, 0) }, &|i| dense[i]);
+        let f: Format = "s1e4m3b7".parse().unwrap();
+        let codes: Vec<u8> = (0..=255u8).collect();
+        let p = PackedTensor::from_parts(f, 256, codes.clone()).unwrap();
+        let lut = PackedSrc::<MODE_W8>::new(&p, &[]);
+        assert!(lut.lut.is_some());
+        check("8-bit tables", &|i| unsafe { lut.v64(i, 0) }, &|i| {
+            sieve_float::decode(f, u32::from(codes[i]))
+        });
+        let g: Format = "s1e3m1b3".parse().unwrap();
+        let pg = packed(g, 256, 9);
+        let gen = PackedSrc::<MODE_GEN>::new(&pg, &[]);
+        let vals = pg.to_vec();
+        check("5-bit generic", &|i| unsafe { gen.v64(i, 0) }, &|i| vals[i]);
+    }
+}
