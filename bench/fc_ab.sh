@@ -1,7 +1,7 @@
 #!/bin/bash
 # Per-layer FC timing at batch 1 (speculative_bench fc: f32 kernel vs 8-bit and 5-bit
 # packed weights), two builds alternated run by run so both see the same machine state.
-# Usage: OUT=raw.jsonl bench/fc_ab.sh BASE_BIN NEW_BIN [RUNS] [ROUNDS]
+# Usage: OUT=raw.jsonl FC_ARGS="--cold" bench/fc_ab.sh BASE_BIN NEW_BIN [RUNS] [ROUNDS]
 #   BASE_BIN/NEW_BIN: target/release/examples/speculative_bench of two commits.
 # Raw JSON lines (build, run, data) go to $OUT; the summary (medians over runs of the
 # per-run medians) to stdout.
@@ -11,7 +11,7 @@ BASE="$1"; NEW="$2"; RUNS="${3:-5}"; ROUNDS="${4:-15}"; OUT="${OUT:-fc_ab.jsonl}
 for r in $(seq 1 "$RUNS"); do
   for tag in base new; do
     bin=$BASE; [ "$tag" = new ] && bin=$NEW
-    "$bin" fc --rounds "$ROUNDS" | while read -r line; do
+    "$bin" fc --rounds "$ROUNDS" ${FC_ARGS:-} | while read -r line; do
       echo "{\"build\":\"$tag\",\"run\":$r,\"data\":$line}" >> "$OUT"
     done
   done

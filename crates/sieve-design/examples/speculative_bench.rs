@@ -200,6 +200,15 @@ fn fc_mode(args: &[String]) -> Result<()> {
     ];
     let fmts = ["s1e4m3", "s1e3m1"];
     let only = arg(args, "--layer");
+    // --cold: before every timed product, write a buffer of 3x the last-level cache
+    // (96 MiB), so the weights come from DRAM as they do inside a model run (whose
+    // weights do not fit in the caches), not from L3 left warm by the previous round.
+    let cold = args.iter().any(|a| a == "--cold");
+    let mut flush = if cold {
+        vec![0u8; 96 << 20]
+    } else {
+        Vec::new()
+    };
     let bw_buf = weights(1 << 27, 99);
     let mut bws = Vec::new();
     for _ in 0..5 {
@@ -228,6 +237,12 @@ fn fc_mode(args: &[String]) -> Result<()> {
         let mut times = vec![Vec::new(); 2 + packs.len()];
         for _ in 0..rounds {
             for (ci, t) in times.iter_mut().enumerate() {
+                if cold {
+                    flush
+                        .par_chunks_mut(1 << 16)
+                        .for_each(|c| c.iter_mut().for_each(|b| *b = b.wrapping_add(1)));
+                    std::hint::black_box(&flush);
+                }
                 let s = Instant::now();
                 match ci {
                     0 => packed::fc(m, n, k, &x, FcWeights::Dense(&w), true, 1.0, 0.0, &mut y)?,
@@ -252,6 +267,12 @@ fn fc_mode(args: &[String]) -> Result<()> {
             .chain(std::iter::once(n * k * 4))
             .chain(packs.iter().map(|p| p.bytes().len()))
             .collect();
+        // Address of the weights modulo 64 (a cache line): unaligned rows make every
+        // 64-byte load of the 8-bit kernel touch two lines.
+        let aligns: Vec<usize> = [w.as_ptr() as usize % 64; 2]
+            .into_iter()
+            .chain(packs.iter().map(|p| p.bytes().as_ptr() as usize % 64))
+            .collect();
         let labels: Vec<String> = ["f32 (fc kernel)".to_string(), "f32 (kernels::gemm)".into()]
             .into_iter()
             .chain(
@@ -264,8 +285,8 @@ fn fc_mode(args: &[String]) -> Result<()> {
             println!(
                 "{}",
                 serde_json::json!({
-                    "mode": "fc", "layer": name, "batch": m, "n": n, "k": k, "config": labels[i],
-                    "weight_bytes": bytes[i], "median_ms": med[i],
+                    "mode": "fc", "layer": name, "batch": m, "n": n, "k": k, "config": labels[i], "cold": cold,
+                    "weight_bytes": bytes[i], "median_ms": med[i], "align64": aligns[i],
                     "floor_ms": bytes[i] as f64 / bw * 1e3,
                     "speedup_vs_f32": med[0] / med[i],
                 })
@@ -330,6 +351,6 @@ fn main() -> Result<()> {
         Some("model") => model_mode(&args[1..]),
         Some("fc") => fc_mode(&args[1..]),
         Some("pair") => pair_mode(&args[1..]),
-        _ => bail!("usage: speculative_bench model --onnx M.onnx [--synth fc=e4m3,conv=e4m3 | --package P --variant V] [--dense] [--runs N] [--warmup N]\n       speculative_bench fc [--rounds N]\n       speculative_bench pair --onnx M.onnx --synth SPEC [--rounds N]"),
+        _ => bail!("usage: speculative_bench model --onnx M.onnx [--synth fc=e4m3,conv=e4m3 | --package P --variant V] [--dense] [--runs N] [--warmup N]\n       speculative_bench fc [--rounds N] [--layer NAME] [--batch M] [--cold]\n       speculative_bench pair --onnx M.onnx --synth SPEC [--rounds N]"),
     }
 }

@@ -303,16 +303,12 @@ unsafe fn xt4(p: *const f32) -> [__m512; 4] {
 /// # Safety
 /// AVX-512F; `body64 <= x.len()`, a multiple of 64.
 #[inline(always)]
-unsafe fn transpose_x(x: &[f32], body64: usize) -> Vec<f32> {
-    let mut xt = vec![0f32; body64];
+unsafe fn transpose_x(x: &[f32], body64: usize) -> Vec<__m512> {
+    // Vectors, not floats: 64-byte aligned, so no load of the kernel splits a line.
+    let mut xt = Vec::with_capacity(body64 / 16);
     for i in (0..body64).step_by(64) {
-        // SAFETY: i + 64 <= body64 <= x.len() = contract; xt has body64 floats.
-        unsafe {
-            let v = x64(x.as_ptr().add(i));
-            for (q, vq) in v.iter().enumerate() {
-                _mm512_storeu_ps(xt.as_mut_ptr().add(i + 16 * q), *vq);
-            }
-        }
+        // SAFETY: i + 64 <= body64 <= x.len() = contract.
+        xt.extend(unsafe { x64(x.as_ptr().add(i)) });
     }
     xt
 }
@@ -352,7 +348,7 @@ pub(super) unsafe fn dot_rows_512<S: Src>(
             let mut acc = [_mm512_setzero_ps(); 4];
             // SAFETY: body64 <= k, so x[.. body64] exists and every row's elements
             // b + r*k .. + body64 lie inside W (contract); b + r*k is a multiple of 8.
-            unsafe { s.dot4_64(b, k, xt.as_ptr(), body64, adds, &mut acc) };
+            unsafe { s.dot4_64(b, k, xt.as_ptr().cast(), body64, adds, &mut acc) };
             let mut i = body64;
             while i < body {
                 // SAFETY: as above with 16 elements.
