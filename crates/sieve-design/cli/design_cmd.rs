@@ -64,6 +64,16 @@ pub struct Args {
     /// Most recovery steps per variant (default: twice the number of tensors).
     #[arg(long)]
     pub max_recovery: Option<usize>,
+    /// Run the convolutional part of each evaluation this many images at a time (0 =
+    /// whole batches). Speed only: used only where the values are bit-identical to
+    /// whole batches (checked on the first batch), so the package is the same.
+    #[arg(long, default_value_t = sieve_design::search::DEFAULT_SUB_BATCH)]
+    pub sub_batch: usize,
+    /// Evaluate every point and combination, even one whose network is identical to
+    /// one already evaluated (a weight point quantising to the same tensor as another
+    /// point of its tensor). Speed only: the package is the same either way.
+    #[arg(long)]
+    pub no_reuse: bool,
     /// Do not keep a journal (no resume).
     #[arg(long)]
     pub no_journal: bool,
@@ -123,6 +133,8 @@ pub fn run(args: Args) -> Result<()> {
         source_path: std::fs::canonicalize(&args.model)
             .ok()
             .map(|p| p.display().to_string()),
+        sub_batch: args.sub_batch,
+        reuse_identical: !args.no_reuse,
     };
     let bar = ProgressBar::new(1);
     bar.set_style(

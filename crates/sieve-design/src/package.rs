@@ -537,6 +537,8 @@ mod scale_tests {
                 max_evals: None,
                 output: None,
                 source_path: None,
+                sub_batch: crate::search::DEFAULT_SUB_BATCH,
+                reuse_identical: true,
             };
             Package::from_outcome(crate::design(&bytes, &settings, &|_| {}).unwrap())
         })

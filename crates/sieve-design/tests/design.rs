@@ -32,6 +32,8 @@ fn settings(journal: Option<PathBuf>, max_evals: Option<usize>) -> Settings {
         max_evals,
         output: None,
         source_path: None,
+        sub_batch: sieve_design::search::DEFAULT_SUB_BATCH,
+        reuse_identical: true,
     }
 }
 
@@ -479,4 +481,85 @@ fn channel_scaled_package_round_trips_bit_exact() {
         differs,
         "the scaled tensors were fitted on the unshifted values"
     );
+}
+
+/// The speed-ups (sub-batches for the convolutions, reusing the scores of identical
+/// networks) leave the package bit for bit as the plain search writes it, also when
+/// the run is interrupted and resumed from its journal; and they do take effect here.
+#[test]
+fn speedups_leave_the_package_unchanged() {
+    // Defaults with one exponent width of headroom: weight points of e_max + 1 that
+    // quantise exactly as e_max (same bias, unused top binade) repeat earlier ones.
+    let fast = |journal: Option<PathBuf>, max_evals: Option<usize>| {
+        let mut s = settings(journal, max_evals);
+        s.search = SearchSettings::default_with_batch(16);
+        s.search.e_headroom = 1;
+        s
+    };
+    let plain = {
+        let mut s = fast(None, None);
+        s.sub_batch = 0;
+        s.reuse_identical = false;
+        design(&model_bytes(), &s, &|_| {}).unwrap()
+    };
+    assert!(!plain.timing.sub_batches);
+    assert_eq!(plain.timing.reused_points, 0);
+    assert_eq!(plain.timing.reused_combinations, 0);
+    let plain_evals = plain.timing.new_evaluations;
+    let plain = Package::from_outcome(plain).to_bytes().unwrap();
+
+    let out = design(&model_bytes(), &fast(None, None), &|_| {}).unwrap();
+    assert!(
+        out.timing.sub_batches,
+        "LeNet-5's convolutions are batch-invariant"
+    );
+    assert!(out.timing.reused_points > 0, "{:?}", out.timing);
+    assert_eq!(out.timing.layers.len(), 4, "LeNet-5 has 4 compute layers");
+    let swept: usize = out
+        .timing
+        .layers
+        .iter()
+        .map(|l| l.weight_evals + l.activation_evals)
+        .sum();
+    assert_eq!(
+        swept + out.timing.reused_points,
+        out.meta.search.points,
+        "per-layer counts"
+    );
+    assert_eq!(
+        out.timing.new_evaluations + out.timing.reused_points + out.timing.reused_combinations,
+        plain_evals,
+        "every evaluation is either run or reused"
+    );
+    assert_eq!(Package::from_outcome(out).to_bytes().unwrap(), plain);
+
+    // Whole batches with reuse, and sub-batches without: the same package.
+    for (sub, reuse) in [(0, true), (3, false)] {
+        let mut s = fast(None, None);
+        s.sub_batch = sub;
+        s.reuse_identical = reuse;
+        let out = design(&model_bytes(), &s, &|_| {}).unwrap();
+        assert_eq!(out.timing.sub_batches, sub > 0);
+        assert_eq!(
+            Package::from_outcome(out).to_bytes().unwrap(),
+            plain,
+            "sub-batch {sub}, reuse {reuse}"
+        );
+    }
+
+    // Interrupted twice and resumed: reused scores are journalled like evaluated ones.
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("f.sieve.journal");
+    for _ in 0..2 {
+        let r = design(
+            &model_bytes(),
+            &fast(Some(journal.clone()), Some(7)),
+            &|_| {},
+        );
+        assert!(matches!(r, Err(DesignError::Interrupted(7))), "{r:?}");
+    }
+    let out = design(&model_bytes(), &fast(Some(journal.clone()), None), &|_| {}).unwrap();
+    assert_eq!(Package::from_outcome(out).to_bytes().unwrap(), plain);
+    let again = design(&model_bytes(), &fast(Some(journal), None), &|_| {}).unwrap();
+    assert_eq!(again.timing.new_evaluations, 0);
 }
