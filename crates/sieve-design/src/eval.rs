@@ -13,8 +13,9 @@
 //! v2, one thread: 4 images at a time ~15% faster than 50); the values where the
 //! convolutions end are then joined into the whole batch for the rest. Results are
 //! unchanged only if every value up to there is the same, bit for bit, whatever the
-//! batch (fully-connected kernels are not: their blocking depends on the batch size),
-//! so the evaluator checks that on the first batch and stays on whole batches if not.
+//! batch (fully-connected kernels are not, nor MobileNet v2's 1x1 logits convolution
+//! for some sub-batch sizes: their blocking spans the images), so the evaluator checks
+//! that for the sizes it will use and stays on whole batches if not.
 
 use crate::runner::quantize_tensor;
 use crate::DesignError;
@@ -230,14 +231,13 @@ impl Evaluator {
 
     /// Splits the convolutional part of later runs into sub-batches of `size` images
     /// (see the module docs) if that gives the same values, bit for bit, as whole
-    /// batches: checked on the first batch for every layer output up to the join and
-    /// the values at the join. Returns whether sub-batches are on. `size` 0, a first
-    /// batch of at most `size` images, or values without the batch along axis 0: off.
+    /// batches: checked for every layer output up to the join and the values at the
+    /// join, on the first batch of every batch length in use (each
+    /// length splits into its own sub-batch sizes). Returns whether sub-batches are on.
+    /// `size` 0, a first batch of at most `size` images, or values without the batch
+    /// along axis 0: off.
     pub fn enable_sub_batches(&mut self, model: &Model, size: usize) -> Result<bool, DesignError> {
         self.sub = None;
-        let Some(first) = self.inputs.data.first() else {
-            return Ok(false);
-        };
         let n = self.labels.first().map_or(0, Vec::len);
         if size == 0 || n <= size {
             return Ok(false);
@@ -266,28 +266,43 @@ impl Evaluator {
             let r = model.run_with(feeds, &opts)?;
             Ok(r.outputs.into_iter().chain(r.kept).collect())
         };
-        let first = whole(first)?;
-        let all = run(first.clone())?;
-        if all
-            .iter()
-            .any(|t| t.shape().first() != Some(&n) || t.as_f32().is_none())
-        {
-            return Ok(false);
+        // Every batch length in use (normally the batch size and a shorter last batch)
+        // splits into its own sub-batch sizes: check the first batch of each length.
+        let mut checked: Vec<usize> = vec![];
+        let mut same = true;
+        for (b, pieces) in self.inputs.data.iter().enumerate() {
+            let n = self.labels[b].len();
+            if n <= size || checked.contains(&n) {
+                continue;
+            }
+            checked.push(n);
+            let vals = whole(pieces)?;
+            let all = run(vals.clone())?;
+            if all
+                .iter()
+                .any(|t| t.shape().first() != Some(&n) || t.as_f32().is_none())
+            {
+                same = false;
+                break;
+            }
+            let mut parts = vec![];
+            for v in split_images(&vals, size)? {
+                parts.push(run(v)?);
+            }
+            let split = join_images(&parts)?;
+            same = all.len() == split.len()
+                && all.iter().zip(&split).all(|(a, b)| {
+                    a.shape() == b.shape()
+                        && a.f32s().ok().zip(b.f32s().ok()).is_some_and(|(x, y)| {
+                            x.iter()
+                                .map(|v| v.to_bits())
+                                .eq(y.iter().map(|v| v.to_bits()))
+                        })
+                });
+            if !same {
+                break;
+            }
         }
-        let mut parts = vec![];
-        for vals in split_images(&first, size)? {
-            parts.push(run(vals)?);
-        }
-        let split = join_images(&parts)?;
-        let same = all.len() == split.len()
-            && all.iter().zip(&split).all(|(a, b)| {
-                a.shape() == b.shape()
-                    && a.f32s().ok().zip(b.f32s().ok()).is_some_and(|(x, y)| {
-                        x.iter()
-                            .map(|v| v.to_bits())
-                            .eq(y.iter().map(|v| v.to_bits()))
-                    })
-            });
         if same {
             self.sub = Some(SubBatches { size, join, ids });
             // Keep the images in sub-batches: runs then feed them without a copy.

@@ -547,6 +547,17 @@ fn speedups_leave_the_package_unchanged() {
         );
     }
 
+    // A shorter last batch (45 = 16 + 16 + 13) splits into other sub-batch sizes.
+    let short = |sub: usize| {
+        let mut s = fast(None, None);
+        s.limit = Some(45);
+        s.sub_batch = sub;
+        let out = design(&model_bytes(), &s, &|_| {}).unwrap();
+        assert_eq!(out.timing.sub_batches, sub > 0);
+        Package::from_outcome(out).to_bytes().unwrap()
+    };
+    assert_eq!(short(3), short(0), "45 images, sub-batches of 3");
+
     // Interrupted twice and resumed: reused scores are journalled like evaluated ones.
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("f.sieve.journal");
