@@ -108,13 +108,7 @@ pub(super) unsafe fn packed_v64<const MODE: u8>(
         // tables hold 128 bytes each; AVX-512 BW/VBMI by contract.
         unsafe {
             let codes = _mm512_loadu_si512(s.bytes.as_ptr().add(idx).cast());
-            let t = [
-                _mm512_loadu_si512(hi.as_ptr().cast()),
-                _mm512_loadu_si512(hi.as_ptr().add(64).cast()),
-                _mm512_loadu_si512(lo.as_ptr().cast()),
-                _mm512_loadu_si512(lo.as_ptr().add(64).cast()),
-            ];
-            let mut out = lut64(codes, &t, _mm512_set1_epi8(i8::MIN));
+            let mut out = lut64(codes, &tables(hi, lo), _mm512_set1_epi8(i8::MIN));
             if add != 0 {
                 // The row's scale: add to the exponent of the non-zero values only.
                 let mag = _mm512_set1_epi32(i32::MAX);
@@ -500,6 +494,21 @@ pub(super) unsafe fn dot4_64_generic<S: Src + ?Sized>(
     }
 }
 
+/// The two 128-byte tables of the signed 8-bit decoder (high and low byte of each
+/// value's upper half) as the four registers [`lut64`] takes.
+#[inline(always)]
+unsafe fn tables(hi: &[u8; 128], lo: &[u8; 128]) -> [__m512i; 4] {
+    // SAFETY: the caller runs with AVX-512F enabled; each table holds 128 bytes.
+    unsafe {
+        [
+            _mm512_loadu_si512(hi.as_ptr().cast()),
+            _mm512_loadu_si512(hi.as_ptr().add(64).cast()),
+            _mm512_loadu_si512(lo.as_ptr().cast()),
+            _mm512_loadu_si512(lo.as_ptr().add(64).cast()),
+        ]
+    }
+}
+
 /// One row's 64 codes through the byte tables (see [`packed_v64`]), with the tables
 /// and constants in registers.
 #[inline(always)]
@@ -548,12 +557,7 @@ pub(super) unsafe fn dot4_64_w8(
     // addresses past the end are hints that never fault (wrapping arithmetic).
     unsafe {
         let p = bytes.as_ptr().add(b);
-        let t = [
-            _mm512_loadu_si512(hi.as_ptr().cast()),
-            _mm512_loadu_si512(hi.as_ptr().add(64).cast()),
-            _mm512_loadu_si512(lo.as_ptr().cast()),
-            _mm512_loadu_si512(lo.as_ptr().add(64).cast()),
-        ];
+        let t = tables(hi, lo);
         let sign = _mm512_set1_epi8(i8::MIN);
         let [mut a0, mut a1, mut a2, mut a3] = *acc;
         let mut i = 0;
