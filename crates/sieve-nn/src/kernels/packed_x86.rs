@@ -563,9 +563,18 @@ pub(super) unsafe fn dot4_64_w8(
         let mut i = 0;
         while i < body64 {
             let xv = xt4(xt.add(i));
+            // Past the end of its row, row r's look-ahead continues in row r + 4 (the
+            // next four-row block, which starts 4k bytes on): otherwise it would land
+            // in row r + 1, already being read, and the next block's rows would start
+            // cold — a quarter of every 4 KiB row (the 4096-wide layers).
+            let ahead = if i + PREFETCH < k {
+                i + PREFETCH
+            } else {
+                i + PREFETCH + 3 * k
+            };
             let mut rows = [[_mm512_setzero_ps(); 4]; 4];
             for (r, row) in rows.iter_mut().enumerate() {
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(r * k + i + PREFETCH).cast());
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(r * k + ahead).cast());
                 *row = lut64(_mm512_loadu_si512(p.add(r * k + i).cast()), &t, sign);
             }
             for q in 0..4 {
