@@ -64,6 +64,12 @@ pub struct Args {
     /// Most recovery steps per variant (default: twice the number of tensors).
     #[arg(long)]
     pub max_recovery: Option<usize>,
+    /// Beyond the paper: recover the exact and accurate variants until their top-1
+    /// equals the original's on at least this share of the validation images (e.g.
+    /// 0.97), not only until their accuracy does. Equal accuracy can hide changed
+    /// answers that cancel out on the validation images and not on unseen ones.
+    #[arg(long)]
+    pub min_agreement: Option<f64>,
     /// Run the convolutional part of each evaluation this many images at a time (0 =
     /// whole batches). Speed only: used only where the values are bit-identical to
     /// whole batches (checked on the first batch), so the package is the same.
@@ -119,6 +125,12 @@ pub fn run(args: Args) -> Result<()> {
             bail!("--sweep-floor must be in [0, 1], got {f}");
         }
         search.sweep_floor = f;
+    }
+    if let Some(a) = args.min_agreement {
+        if !(0.0..=1.0).contains(&a) {
+            bail!("--min-agreement must be in [0, 1], got {a}");
+        }
+        search.min_agreement = Some(a);
     }
     let settings = Settings {
         dataset: args.val.clone(),

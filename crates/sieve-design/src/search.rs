@@ -80,6 +80,7 @@ impl SearchSettings {
             recovery_doubling: false,
             channel_scales: false,
             adopt_dominating: false,
+            min_agreement: None,
         }
     }
 
@@ -294,6 +295,12 @@ fn norm(correct: u64, base: u64) -> f64 {
 /// `correct / base >= t`, decided in integers for the usual thresholds.
 pub(crate) fn meets(correct: u64, base: u64, t: f64) -> bool {
     (correct as f64) >= t * base as f64 - 1e-9
+}
+
+/// Whether `agree` of `images` answers equal the original's reaches `share`
+/// ([`SearchSettings::min_agreement`]; `None`: no requirement).
+fn agrees(agree: u64, images: usize, share: Option<f64>) -> bool {
+    share.is_none_or(|s| (agree as f64) >= s * images as f64 - 1e-9)
 }
 
 /// Whether each layer's output is non-negative by construction: a fused Relu, or
@@ -723,6 +730,13 @@ pub fn design(
             Variant::Approximate => s.approximate_threshold,
             _ => s.accurate_threshold,
         };
+        let agreement = match variant {
+            Variant::Approximate => None,
+            _ => s.min_agreement,
+        };
+        let done_with = |sc: Score, goal: f64| {
+            meets(sc.correct, base, goal) && agrees(sc.agree, images, agreement)
+        };
         let mut choice: Vec<Option<usize>> = tensors
             .iter()
             .map(|ti| select(&ti.points, base, variant, s))
@@ -805,7 +819,7 @@ pub fn design(
             let goal = target - s.recovery_slack;
             // Bisection back-off: the last doubling step widened k > 1 tensors and
             // met the goal; keep the shortest prefix of that step that meets it.
-            if meets(score.correct, base, goal) && s.recovery_doubling && step_widenings.len() > 1 {
+            if done_with(score, goal) && s.recovery_doubling && step_widenings.len() > 1 {
                 if let Some((c0, f0, rec0)) = last_step.take() {
                     let apply = |j: usize| {
                         let (mut c, mut f) = (c0.clone(), f0.clone());
@@ -820,7 +834,7 @@ pub fn design(
                         let mid = lo + (hi - lo) / 2;
                         let (c, f) = apply(mid);
                         let (fm, sc) = evaluate(&c, &f, &mut journal)?;
-                        if meets(sc.correct, base, goal) {
+                        if done_with(sc, goal) {
                             hi = mid;
                             formats = fm;
                             score = sc;
@@ -835,10 +849,7 @@ pub fn design(
                 }
             }
             let max_steps = s.max_recovery_steps.unwrap_or(2 * tensors.len());
-            if meets(score.correct, base, target - s.recovery_slack)
-                || full.iter().all(|&f| f)
-                || recovered.len() >= max_steps
-            {
+            if done_with(score, goal) || full.iter().all(|&f| f) || recovered.len() >= max_steps {
                 let info = variant_info(variant, &tensors, formats, score, base, images, recovered);
                 variants.push(info);
                 break;
@@ -997,6 +1008,10 @@ fn adopt_dominating(variants: &mut [VariantInfo], base: u64, s: &SearchSettings)
             _ => s.accurate_threshold,
         };
         let goal = threshold - s.recovery_slack;
+        let agreement = match target {
+            Variant::Approximate => None,
+            _ => s.min_agreement,
+        };
         let Some(ti) = variants.iter().position(|v| v.variant == target) else {
             continue;
         };
@@ -1007,6 +1022,9 @@ fn adopt_dominating(variants: &mut [VariantInfo], base: u64, s: &SearchSettings)
             .filter(|&(i, v)| {
                 i != ti
                     && meets(v.accuracy.correct, base, goal)
+                    && (agreement.is_none()
+                        || v.agree
+                            .is_some_and(|a| agrees(a, v.accuracy.images as usize, agreement)))
                     && v.avg_weight_bits <= own.avg_weight_bits
                     && v.avg_activation_bits <= own.avg_activation_bits
                     && (v.avg_weight_bits < own.avg_weight_bits

@@ -82,6 +82,30 @@ fn design_then_inspect_then_eval() {
     assert!(!err.contains("panicked"));
 }
 
+/// Out-of-range settings are refused before any work, naming the option.
+#[test]
+fn bad_min_agreement_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["1.5", "NaN"] {
+        let o = bin()
+            .args(["design", "--model"])
+            .arg(root().join("fixtures/lenet5/model.onnx"))
+            .args([
+                "--val",
+                &format!("mnist:{}", root().join("fixtures/mnist").display()),
+            ])
+            .arg(format!("--min-agreement={bad}"))
+            .arg("--out")
+            .arg(dir.path().join("x.sieve"))
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("--min-agreement must be in [0, 1]"), "{err}");
+        assert!(!dir.path().join("x.sieve").exists());
+    }
+}
+
 #[test]
 #[ignore = "extended: needs ../shared"]
 fn lenet5_accurate_variant_keeps_test_accuracy() {

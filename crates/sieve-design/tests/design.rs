@@ -574,3 +574,42 @@ fn speedups_leave_the_package_unchanged() {
     let again = design(&model_bytes(), &fast(Some(journal), None), &|_| {}).unwrap();
     assert_eq!(again.timing.new_evaluations, 0);
 }
+
+/// `min_agreement` keeps recovering the exact and accurate variants until their answers
+/// equal the original's on that share of the images, not only their accuracy; the
+/// approximate variant's goal is unchanged.
+#[test]
+fn min_agreement_recovers_until_the_answers_agree() {
+    let mut s = settings(None, None);
+    s.limit = None;
+    s.search = SearchSettings::default_with_batch(50);
+    let plain = design(&model_bytes(), &s, &|_| {}).unwrap().meta;
+    let images = plain.provenance.images as u64;
+    let variant = |m: &sieve_design::meta::Meta, v: Variant| {
+        m.variants.iter().find(|x| x.variant == v).unwrap().clone()
+    };
+    // Precondition (else the test proves nothing): on accuracy alone the accurate
+    // variant changes some answers.
+    let acc = variant(&plain, Variant::Accurate);
+    assert!(
+        acc.agree.unwrap() < images,
+        "accurate already agrees everywhere: {:?}",
+        plain.variants
+    );
+    s.search.min_agreement = Some(1.0);
+    // Every tensor may end at f32 (which agrees everywhere) within the step limit.
+    s.search.max_recovery_steps = Some(10_000);
+    let strict = design(&model_bytes(), &s, &|_| {}).unwrap().meta;
+    assert_eq!(strict.settings.min_agreement, Some(1.0));
+    for v in [Variant::Exact, Variant::Accurate] {
+        let x = variant(&strict, v);
+        assert_eq!(x.agree, Some(images), "{v}: {:?}", x.recovered);
+        assert!(x.normalised >= 1.0 - s.search.recovery_slack - 1e-9);
+    }
+    let apx = variant(&strict, Variant::Approximate);
+    let goal = s.search.approximate_threshold - s.search.recovery_slack;
+    assert!(apx.normalised >= goal - 1e-9);
+    // Packages without the setting serialise without it (older readers, same bytes).
+    let json = serde_json::to_string(&plain.settings).unwrap();
+    assert!(!json.contains("min_agreement"), "{json}");
+}
