@@ -283,7 +283,8 @@ pub(crate) trait Src: Sync {
         }
     }
     /// The 64-element blocks `0 .. body64` of four rows starting at elements
-    /// `b + r * k` dotted with `x`, added to `acc[r]` (`adds` as for [`Src::v16`]), in
+    /// `b + r * k` (`k`: the distance between the four rows, a multiple of the row
+    /// length) dotted with `x`, added to `acc[r]` (`adds` as for [`Src::v16`]), in
     /// the block order of [`Src::v64`] — the one order every source shares. `xt` is
     /// `x` with each 64-element block already in that order (see `x86::transpose_x`).
     ///

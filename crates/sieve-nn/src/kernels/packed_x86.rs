@@ -336,20 +336,28 @@ pub(super) unsafe fn dot_rows_512<S: Src>(
         } else {
             Vec::new()
         };
-        while j + 4 <= y.len() {
-            let b = (j0 + j) * k;
-            let adds: [u32; 4] = std::array::from_fn(|r| s.row_add(j0 + j + r));
+        // Four rows at a time, a quarter of the rows apart: rows g, g + q, g + 2q, g + 3q.
+        // Each of the four then moves through memory as one long stream (row g + 1
+        // follows row g), instead of four short ones restarting at every row end (the
+        // prefetchers' look-ahead is lost at each restart: rows of 4 KiB at 8 bits).
+        // Each row's sum is computed exactly as before.
+        let q = y.len() / 4;
+        let rs = q * k;
+        for g in 0..q {
+            let b = (j0 + g) * k;
+            let adds: [u32; 4] = std::array::from_fn(|r| s.row_add(j0 + g + r * q));
             let mut acc = [_mm512_setzero_ps(); 4];
             // SAFETY: body64 <= k, so x[.. body64] exists and every row's elements
-            // b + r*k .. + body64 lie inside W (contract); b + r*k is a multiple of 8.
-            unsafe { s.dot4_64(b, k, xt.as_ptr().cast(), body64, adds, &mut acc) };
+            // b + r*rs .. + body64 lie inside W (contract: the rows j0 + g + r*q exist);
+            // b and rs are multiples of 8.
+            unsafe { s.dot4_64(b, rs, xt.as_ptr().cast(), body64, adds, &mut acc) };
             let mut i = body64;
             while i < body {
                 // SAFETY: as above with 16 elements.
                 unsafe {
                     let xv = _mm512_loadu_ps(xp.add(i));
                     for (r, a) in acc.iter_mut().enumerate() {
-                        *a = _mm512_fmadd_ps(s.v16(b + r * k + i, adds[r]), xv, *a);
+                        *a = _mm512_fmadd_ps(s.v16(b + r * rs + i, adds[r]), xv, *a);
                     }
                 }
                 i += 16;
@@ -358,11 +366,11 @@ pub(super) unsafe fn dot_rows_512<S: Src>(
                 let mut lanes = [0f32; 16];
                 // SAFETY: `lanes` holds 16 floats.
                 unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), *a) };
-                let t = scalar_part(s, b + r * k, x, body, k);
-                finish(&mut y[j + r], (0.0 + hsum(lanes)) + t, alpha, beta);
+                let t = scalar_part(s, b + r * rs, x, body, k);
+                finish(&mut y[g + r * q], (0.0 + hsum(lanes)) + t, alpha, beta);
             }
-            j += 4;
         }
+        j = 4 * q;
     }
     while j < y.len() {
         let b = (j0 + j) * k;
@@ -459,7 +467,8 @@ pub(super) unsafe fn dot_rows_256<S: Src>(
     }
 }
 
-/// The 64-element blocks of four rows (`b + r * k`, `r < 4`) dotted with `x`, added to
+/// The 64-element blocks of four rows (`b + r * k`, `r < 4`; `k` the distance between
+/// them, a multiple of the row length) dotted with `x`, added to
 /// `acc[r]` in the order every source shares: per block, the four lane-block vectors
 /// in turn.
 ///
@@ -563,15 +572,10 @@ pub(super) unsafe fn dot4_64_w8(
         let mut i = 0;
         while i < body64 {
             let xv = xt4(xt.add(i));
-            // Past the end of its row, row r's look-ahead continues in row r + 4 (the
-            // next four-row block, which starts 4k bytes on): otherwise it would land
-            // in row r + 1, already being read, and the next block's rows would start
-            // cold — a quarter of every 4 KiB row (the 4096-wide layers).
-            let ahead = if i + PREFETCH < k {
-                i + PREFETCH
-            } else {
-                i + PREFETCH + 3 * k
-            };
+            // The caller's four rows are a quarter of its rows apart (`k` here is that
+            // distance), so past the end of a row its look-ahead runs on into the next
+            // row of the same stream, the one this row's stream reads next.
+            let ahead = i + PREFETCH;
             let mut rows = [[_mm512_setzero_ps(); 4]; 4];
             for (r, row) in rows.iter_mut().enumerate() {
                 _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(r * k + ahead).cast());
