@@ -1,5 +1,6 @@
 //! `sieve design`: the speculative CNN design search; writes a `.sieve` package.
 
+use crate::inspect_cmd::agreement;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use sieve_data::{ModelCard, Split};
@@ -184,7 +185,8 @@ pub fn run(args: Args) -> Result<()> {
                 serde_json::json!({
                     "variant": v.variant, "avg_weight_bits": v.avg_weight_bits,
                     "avg_activation_bits": v.avg_activation_bits, "weight_bytes": v.weight_bytes,
-                    "val_top1": v.accuracy.top1, "normalised": v.normalised, "recovered": v.recovered,
+                    "val_top1": v.accuracy.top1, "normalised": v.normalised, "val_agree": v.agree,
+                    "recovered": v.recovered,
                 })
             })
             .collect();
@@ -205,16 +207,17 @@ pub fn run(args: Args) -> Result<()> {
             meta.search.combinations,
             timing.total
         );
-        println!("variant      w bits  a bits  weight bytes  val top-1  normalised");
+        println!("variant      w bits  a bits  weight bytes  val top-1  normalised  agree");
         for v in &meta.variants {
             println!(
-                "{:<12} {:>6.2}  {:>6.2}  {:>12}  {:>8.2}%  {:>10.4}{}",
+                "{:<12} {:>6.2}  {:>6.2}  {:>12}  {:>8.2}%  {:>10.4}  {:>6}{}",
                 v.variant.to_string(),
                 v.avg_weight_bits,
                 v.avg_activation_bits,
                 v.weight_bytes,
                 100.0 * v.accuracy.top1,
                 v.normalised,
+                agreement(v),
                 if v.recovered.is_empty() {
                     String::new()
                 } else {

@@ -65,16 +65,17 @@ pub fn run(args: Args) -> Result<()> {
         pkg.graph_bytes().len(),
         pkg.weight_tensors().len()
     );
-    println!("\nvariant      w bits  a bits  weight bytes  val top-1  normalised");
+    println!("\nvariant      w bits  a bits  weight bytes  val top-1  normalised  agree");
     for v in &meta.variants {
         println!(
-            "{:<12} {:>6.2}  {:>6.2}  {:>12}  {:>8.2}%  {:>10.4}",
+            "{:<12} {:>6.2}  {:>6.2}  {:>12}  {:>8.2}%  {:>10.4}  {:>6}",
             v.variant.to_string(),
             v.avg_weight_bits,
             v.avg_activation_bits,
             v.weight_bytes,
             100.0 * v.accuracy.top1,
-            v.normalised
+            v.normalised,
+            agreement(v)
         );
     }
     println!(
@@ -128,4 +129,11 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A variant's top-1 agreement with the original on the validation images, as a
+/// percentage (`-` in packages written before it was recorded).
+pub(crate) fn agreement(v: &sieve_design::meta::VariantInfo) -> String {
+    v.agreement()
+        .map_or("-".to_string(), |a| format!("{:.1}%", 100.0 * a))
 }

@@ -278,6 +278,17 @@ pub struct VariantInfo {
     pub recovered: Vec<String>,
 }
 
+impl VariantInfo {
+    /// Share of the validation images whose top-1 equals the original's (`None` in
+    /// packages written before agreement was recorded).
+    pub fn agreement(&self) -> Option<f64> {
+        match self.agree {
+            Some(a) if self.accuracy.images > 0 => Some(a as f64 / self.accuracy.images as f64),
+            _ => None,
+        }
+    }
+}
+
 /// Search statistics.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SearchStats {

@@ -172,17 +172,19 @@ pub fn markdown(meta: &Meta) -> String {
     let _ = writeln!(s, "- model sha256 `{}` ({} bytes)\n- data `{}` split {} ({} images, fingerprint `{}`)\n- tool {}\n- baseline top-1 {:.2}% ({}/{})\n- explored points {}, combinations evaluated {}\n",
         p.model_sha256, p.model_bytes, p.dataset, p.split, p.images, p.dataset_fingerprint, meta.tool,
         100.0 * meta.baseline.top1, meta.baseline.correct, meta.baseline.images, meta.search.points, meta.search.combinations);
-    let _ = writeln!(s, "## Variants\n\n| variant | avg weight bits | avg activation bits | weight bytes | val top-1 | normalised | recovery |\n|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "## Variants\n\n| variant | avg weight bits | avg activation bits | weight bytes | val top-1 | normalised | agreement | recovery |\n|---|---|---|---|---|---|---|---|");
     for v in &meta.variants {
         let _ = writeln!(
             s,
-            "| {} | {:.2} | {:.2} | {} | {:.2}% | {:.4} | {} |",
+            "| {} | {:.2} | {:.2} | {} | {:.2}% | {:.4} | {} | {} |",
             v.variant,
             v.avg_weight_bits,
             v.avg_activation_bits,
             v.weight_bytes,
             100.0 * v.accuracy.top1,
             v.normalised,
+            v.agreement()
+                .map_or("-".to_string(), |a| format!("{:.1}%", 100.0 * a)),
             if v.recovered.is_empty() {
                 "-".to_string()
             } else {

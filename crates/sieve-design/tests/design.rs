@@ -344,6 +344,13 @@ fn report_has_markdown_json_and_plots() {
     sieve_design::report::write_report(p.meta(), dir.path()).unwrap();
     let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
     assert!(md.contains("| accurate |"));
+    // Each variant's agreement with the original, as recorded in the metadata.
+    assert!(md.contains("| agreement |"));
+    for v in &p.meta().variants {
+        let a = v.agreement().unwrap();
+        assert!((0.0..=1.0).contains(&a));
+        assert!(md.contains(&format!("| {:.1}% |", 100.0 * a)), "{md}");
+    }
     let plots: Vec<_> = std::fs::read_dir(dir.path().join("plots"))
         .unwrap()
         .collect();
