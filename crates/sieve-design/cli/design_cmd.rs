@@ -1,6 +1,5 @@
 //! `sieve design`: the speculative CNN design search; writes a `.sieve` package.
 
-use crate::inspect_cmd::agreement;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use sieve_data::{ModelCard, Split};
@@ -217,7 +216,7 @@ pub fn run(args: Args) -> Result<()> {
                 v.weight_bytes,
                 100.0 * v.accuracy.top1,
                 v.normalised,
-                agreement(v),
+                v.agreement_text(),
                 if v.recovered.is_empty() {
                     String::new()
                 } else {

@@ -75,7 +75,7 @@ pub fn run(args: Args) -> Result<()> {
             v.weight_bytes,
             100.0 * v.accuracy.top1,
             v.normalised,
-            agreement(v)
+            v.agreement_text()
         );
     }
     println!(
@@ -129,11 +129,4 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// A variant's top-1 agreement with the original on the validation images, as a
-/// percentage (`-` in packages written before it was recorded).
-pub(crate) fn agreement(v: &sieve_design::meta::VariantInfo) -> String {
-    v.agreement()
-        .map_or("-".to_string(), |a| format!("{:.1}%", 100.0 * a))
 }

@@ -287,6 +287,12 @@ impl VariantInfo {
             _ => None,
         }
     }
+
+    /// [`VariantInfo::agreement`] as a percentage for tables (`-` when unknown).
+    pub fn agreement_text(&self) -> String {
+        self.agreement()
+            .map_or("-".to_string(), |a| format!("{:.1}%", 100.0 * a))
+    }
 }
 
 /// Search statistics.

@@ -183,8 +183,7 @@ pub fn markdown(meta: &Meta) -> String {
             v.weight_bytes,
             100.0 * v.accuracy.top1,
             v.normalised,
-            v.agreement()
-                .map_or("-".to_string(), |a| format!("{:.1}%", 100.0 * a)),
+            v.agreement_text(),
             if v.recovered.is_empty() {
                 "-".to_string()
             } else {

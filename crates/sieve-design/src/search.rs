@@ -298,9 +298,20 @@ pub(crate) fn meets(correct: u64, base: u64, t: f64) -> bool {
 }
 
 /// Whether `agree` of `images` answers equal the original's reaches `share`
-/// ([`SearchSettings::min_agreement`]; `None`: no requirement).
-fn agrees(agree: u64, images: usize, share: Option<f64>) -> bool {
-    share.is_none_or(|s| (agree as f64) >= s * images as f64 - 1e-9)
+/// ([`SearchSettings::min_agreement`]; `None`: no requirement; an unknown count never
+/// meets one).
+fn agrees(agree: Option<u64>, images: usize, share: Option<f64>) -> bool {
+    share.is_none_or(|s| agree.is_some_and(|a| (a as f64) >= s * images as f64 - 1e-9))
+}
+
+/// A variant's goals for a combination on the validation images: normalised accuracy
+/// (its threshold minus the recovery slack) and the share of answers that must equal
+/// the original's ([`SearchSettings::min_agreement`], not asked of the approximate one).
+fn goals(variant: Variant, s: &SearchSettings) -> (f64, Option<f64>) {
+    match variant {
+        Variant::Approximate => (s.approximate_threshold - s.recovery_slack, None),
+        _ => (s.accurate_threshold - s.recovery_slack, s.min_agreement),
+    }
 }
 
 /// Whether each layer's output is non-negative by construction: a fused Relu, or
@@ -726,17 +737,9 @@ pub fn design(
     let mut combinations = 0usize;
     let mut reused_combinations = 0usize;
     for variant in Variant::SPECULATIVE {
-        let target = match variant {
-            Variant::Approximate => s.approximate_threshold,
-            _ => s.accurate_threshold,
-        };
-        let agreement = match variant {
-            Variant::Approximate => None,
-            _ => s.min_agreement,
-        };
-        let done_with = |sc: Score, goal: f64| {
-            meets(sc.correct, base, goal) && agrees(sc.agree, images, agreement)
-        };
+        let (goal, agreement) = goals(variant, s);
+        let meets_goals =
+            |sc: Score| meets(sc.correct, base, goal) && agrees(Some(sc.agree), images, agreement);
         let mut choice: Vec<Option<usize>> = tensors
             .iter()
             .map(|ti| select(&ti.points, base, variant, s))
@@ -816,10 +819,9 @@ pub fn design(
         };
         loop {
             let (mut formats, mut score) = evaluate(&choice, &full, &mut journal)?;
-            let goal = target - s.recovery_slack;
             // Bisection back-off: the last doubling step widened k > 1 tensors and
             // met the goal; keep the shortest prefix of that step that meets it.
-            if done_with(score, goal) && s.recovery_doubling && step_widenings.len() > 1 {
+            if meets_goals(score) && s.recovery_doubling && step_widenings.len() > 1 {
                 if let Some((c0, f0, rec0)) = last_step.take() {
                     let apply = |j: usize| {
                         let (mut c, mut f) = (c0.clone(), f0.clone());
@@ -834,7 +836,7 @@ pub fn design(
                         let mid = lo + (hi - lo) / 2;
                         let (c, f) = apply(mid);
                         let (fm, sc) = evaluate(&c, &f, &mut journal)?;
-                        if done_with(sc, goal) {
+                        if meets_goals(sc) {
                             hi = mid;
                             formats = fm;
                             score = sc;
@@ -849,7 +851,7 @@ pub fn design(
                 }
             }
             let max_steps = s.max_recovery_steps.unwrap_or(2 * tensors.len());
-            if done_with(score, goal) || full.iter().all(|&f| f) || recovered.len() >= max_steps {
+            if meets_goals(score) || full.iter().all(|&f| f) || recovered.len() >= max_steps {
                 let info = variant_info(variant, &tensors, formats, score, base, images, recovered);
                 variants.push(info);
                 break;
@@ -1003,15 +1005,7 @@ fn encode_weights(
 /// bits than it, with fewer of either.
 fn adopt_dominating(variants: &mut [VariantInfo], base: u64, s: &SearchSettings) {
     for target in [Variant::Accurate, Variant::Approximate] {
-        let threshold = match target {
-            Variant::Approximate => s.approximate_threshold,
-            _ => s.accurate_threshold,
-        };
-        let goal = threshold - s.recovery_slack;
-        let agreement = match target {
-            Variant::Approximate => None,
-            _ => s.min_agreement,
-        };
+        let (goal, agreement) = goals(target, s);
         let Some(ti) = variants.iter().position(|v| v.variant == target) else {
             continue;
         };
@@ -1022,9 +1016,7 @@ fn adopt_dominating(variants: &mut [VariantInfo], base: u64, s: &SearchSettings)
             .filter(|&(i, v)| {
                 i != ti
                     && meets(v.accuracy.correct, base, goal)
-                    && (agreement.is_none()
-                        || v.agree
-                            .is_some_and(|a| agrees(a, v.accuracy.images as usize, agreement)))
+                    && agrees(v.agree, v.accuracy.images as usize, agreement)
                     && v.avg_weight_bits <= own.avg_weight_bits
                     && v.avg_activation_bits <= own.avg_activation_bits
                     && (v.avg_weight_bits < own.avg_weight_bits

@@ -572,13 +572,11 @@ pub(super) unsafe fn dot4_64_w8(
         let mut i = 0;
         while i < body64 {
             let xv = xt4(xt.add(i));
-            // The caller's four rows are a quarter of its rows apart (`k` here is that
-            // distance), so past the end of a row its look-ahead runs on into the next
-            // row of the same stream, the one this row's stream reads next.
-            let ahead = i + PREFETCH;
             let mut rows = [[_mm512_setzero_ps(); 4]; 4];
             for (r, row) in rows.iter_mut().enumerate() {
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(r * k + ahead).cast());
+                // The caller's four rows are a quarter of its rows apart (`k`), so past
+                // a row's end the look-ahead runs on into the next row of its stream.
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(r * k + i + PREFETCH).cast());
                 *row = lut64(_mm512_loadu_si512(p.add(r * k + i).cast()), &t, sign);
             }
             for q in 0..4 {
