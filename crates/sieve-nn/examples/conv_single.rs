@@ -2,6 +2,9 @@
 //! for the convolution GEMM. Run once per path, e.g.
 //! `SIEVE_CONV_PACKED=1 target/release/examples/conv_single` and
 //! `SIEVE_CONV_PACKED=0 target/release/examples/conv_single` (the `gemm` crate path);
+//! `COLD=1` evicts the layer's data from the caches before each run (what a layer meets
+//! inside a model, docs/KERNELS.md "Session 10"); `ROTATE=in` / `ROTATE=out` cycles through
+//! 32 input / output buffers, so that only that operand comes from memory;
 //! `SIEVE_WINOGRAD=0` keeps dense 3x3 stride-1 layers off the Winograd kernel
 //! (`SIEVE_WINOGRAD_MIN_TILES=1` forces it on wherever it applies).
 //!
@@ -70,29 +73,54 @@ fn main() {
         let mut scratch = Vec::new();
         let pack = kernels::ConvPack::new();
         let mut best = f64::MAX;
-        for _ in 0..30 {
+        let mut times = vec![];
+        // COLD=1: write 64 MiB of other data before each run, so that the layer's input,
+        // weights and output start out of the caches (as inside a model, where the
+        // previous layers' tensors went through them since this layer last ran).
+        let cold = std::env::var("COLD").is_ok_and(|v| v == "1");
+        // ROTATE=out|in: cycle through 32 output (or input) buffers, so that only that
+        // operand starts out of the caches.
+        let rotate = std::env::var("ROTATE").unwrap_or_default();
+        let mut outs = vec![vec![0.0f32; co * oh * ow]; if rotate == "out" { 32 } else { 0 }];
+        let ins = vec![input.clone(); if rotate == "in" { 32 } else { 0 }];
+        let mut junk = if cold { vec![0u8; 64 << 20] } else { vec![] };
+        for run in 0..30 {
+            if cold {
+                junk.iter_mut().for_each(|b| *b = b.wrapping_add(run as u8));
+                std::hint::black_box(&junk);
+            }
             let t = std::time::Instant::now();
+            let nouts = outs.len();
+            let out = match nouts {
+                0 => &mut out,
+                n => &mut outs[run % n],
+            };
+            let input = ins.get(run % ins.len().max(1)).unwrap_or(&input);
             kernels::conv2d(
                 &g,
-                &input,
+                input,
                 1,
                 hw,
                 hw,
                 &weights,
                 Some(&bias),
                 Activation::Relu,
-                &mut out,
+                out,
                 &mut scratch,
                 Some(&pack),
             )
             .unwrap();
+            times.push(t.elapsed().as_secs_f64());
             best = best.min(t.elapsed().as_secs_f64());
         }
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
         let macs = (co * oh * ow * (ci / groups) * k * k) as f64;
         println!(
-            "c_in {ci} c_out {co} k {k} stride {s} {hw}x{hw} groups {groups}: {:.3} ms, {:.1} GFLOP/s",
+            "c_in {ci} c_out {co} k {k} stride {s} {hw}x{hw} groups {groups}: {:.3} ms, {:.1} GFLOP/s (median {:.3} ms)",
             best * 1e3,
-            2.0 * macs / best / 1e9
+            2.0 * macs / best / 1e9,
+            median * 1e3
         );
     }
 }
