@@ -111,6 +111,15 @@ fn profiling_requested() -> bool {
     std::env::var_os("SIEVE_PROFILE").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
+/// True if `SIEVE_PROFILE=warm`: with profiling, every node runs once untimed right
+/// before its timed run, so the profile shows each node with its data in the caches
+/// (set against the plain profile: what memory traffic between nodes costs;
+/// docs/KERNELS.md "Session 10"). The outputs are those of the timed run.
+fn profile_warm() -> bool {
+    static WARM: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WARM.get_or_init(|| std::env::var_os("SIEVE_PROFILE").is_some_and(|v| v == "warm"))
+}
+
 impl Clone for Model {
     fn clone(&self) -> Self {
         Model {
@@ -639,6 +648,17 @@ impl Model {
                             },
                         )?),
                     });
+                }
+                if self.profile.is_some() && profile_warm() {
+                    // Diagnostic: an untimed run first, so that the timed one finds its
+                    // input, weights and (recycled) output buffer in the caches.
+                    if let Ok(outs) = n.op.eval(&crate::op::Inputs::new(&ins), &mut scratch[i]) {
+                        for t in outs {
+                            if let Some(b) = t.into_unique_f32() {
+                                crate::buffers::recycle(b);
+                            }
+                        }
+                    }
                 }
                 let t0 = self.profile.as_ref().map(|_| std::time::Instant::now());
                 let r =
