@@ -4,7 +4,7 @@
 //! `SIEVE_CONV_PACKED=0 target/release/examples/conv_single` (the `gemm` crate path);
 //! `COLD=1` evicts the layer's data from the caches before each run (what a layer meets
 //! inside a model, docs/KERNELS.md "Session 10"); `ROTATE=in` / `ROTATE=out` cycles through
-//! 32 input / output buffers, so that only that operand comes from memory;
+//! `ROTATE_N` (32) input / output buffers, so that only that operand comes from memory;
 //! `SIEVE_WINOGRAD=0` keeps dense 3x3 stride-1 layers off the Winograd kernel
 //! (`SIEVE_WINOGRAD_MIN_TILES=1` forces it on wherever it applies).
 //!
@@ -81,8 +81,12 @@ fn main() {
         // ROTATE=out|in: cycle through 32 output (or input) buffers, so that only that
         // operand starts out of the caches.
         let rotate = std::env::var("ROTATE").unwrap_or_default();
-        let mut outs = vec![vec![0.0f32; co * oh * ow]; if rotate == "out" { 32 } else { 0 }];
-        let ins = vec![input.clone(); if rotate == "in" { 32 } else { 0 }];
+        let nrot = std::env::var("ROTATE_N")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(32);
+        let mut outs = vec![vec![0.0f32; co * oh * ow]; if rotate == "out" { nrot } else { 0 }];
+        let ins = vec![input.clone(); if rotate == "in" { nrot } else { 0 }];
         let mut junk = if cold { vec![0u8; 64 << 20] } else { vec![] };
         for run in 0..30 {
             if cold {
