@@ -78,7 +78,7 @@ fn main() {
         // weights and output start out of the caches (as inside a model, where the
         // previous layers' tensors went through them since this layer last ran).
         let cold = std::env::var("COLD").is_ok_and(|v| v == "1");
-        // ROTATE=out|in: cycle through 32 output (or input) buffers, so that only that
+        // ROTATE=out|in: cycle through ROTATE_N (32) output (or input) buffers, so that only that
         // operand starts out of the caches.
         let rotate = std::env::var("ROTATE").unwrap_or_default();
         let nrot = std::env::var("ROTATE_N")

@@ -104,20 +104,19 @@ pub struct Model {
     pool: Mutex<Vec<Vec<Scratch>>>,
     /// Per-node `(nanoseconds, calls)` when profiling is on (`SIEVE_PROFILE`).
     profile: Option<Mutex<Vec<(u64, u64)>>>,
+    /// `SIEVE_PROFILE=warm`: every node runs once untimed right before its timed run,
+    /// so the profile shows each node with its data in the caches (set against the
+    /// plain profile: what memory traffic between nodes costs; docs/KERNELS.md
+    /// "Session 10"). The outputs are those of the timed run.
+    profile_warm: bool,
 }
 
-/// True if the `SIEVE_PROFILE` environment variable asks for per-node timing.
-fn profiling_requested() -> bool {
-    std::env::var_os("SIEVE_PROFILE").is_some_and(|v| !v.is_empty() && v != "0")
-}
-
-/// True if `SIEVE_PROFILE=warm`: with profiling, every node runs once untimed right
-/// before its timed run, so the profile shows each node with its data in the caches
-/// (set against the plain profile: what memory traffic between nodes costs;
-/// docs/KERNELS.md "Session 10"). The outputs are those of the timed run.
-fn profile_warm() -> bool {
-    static WARM: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *WARM.get_or_init(|| std::env::var_os("SIEVE_PROFILE").is_some_and(|v| v == "warm"))
+/// What the `SIEVE_PROFILE` environment variable asks for: `None` (off), or per-node
+/// timing, warm (`Some(true)`) or not.
+fn profiling_requested() -> Option<bool> {
+    std::env::var_os("SIEVE_PROFILE")
+        .filter(|v| !v.is_empty() && v != "0")
+        .map(|v| v == "warm")
 }
 
 impl Clone for Model {
@@ -141,6 +140,7 @@ impl Clone for Model {
                 .profile
                 .as_ref()
                 .map(|_| Mutex::new(vec![(0, 0); self.nodes.len()])),
+            profile_warm: self.profile_warm,
         }
     }
 }
@@ -279,6 +279,7 @@ impl Model {
             fuse_next: vec![],
             pool: Mutex::new(vec![]),
             profile: None,
+            profile_warm: false,
         };
         let mut uses = vec![0usize; nv];
         for n in &m.nodes {
@@ -299,8 +300,9 @@ impl Model {
                     && !m.output_ids.contains(&a.outputs[0])
             })
             .collect();
-        if profiling_requested() {
+        if let Some(warm) = profiling_requested() {
             m.profile = Some(Mutex::new(vec![(0, 0); m.nodes.len()]));
+            m.profile_warm = warm;
         }
         let all: Vec<bool> = vec![true; m.nodes.len()];
         m.frees = m.free_plan(&all, &m.output_ids);
@@ -649,7 +651,7 @@ impl Model {
                         )?),
                     });
                 }
-                if self.profile.is_some() && profile_warm() {
+                if self.profile_warm {
                     // Diagnostic: an untimed run first, so that the timed one finds its
                     // input, weights and (recycled) output buffer in the caches.
                     if let Ok(outs) = n.op.eval(&crate::op::Inputs::new(&ins), &mut scratch[i]) {
