@@ -102,8 +102,16 @@ pub(crate) fn pack_weights<'o>(
         let g = weights.rows(panel * MR * c_in * 9, nr * c_in * 9, buf);
         let at = panel * MR * c_in;
         if simd {
-            // SAFETY: AVX-512F checked above; as below for the writes.
-            unsafe { pack_panel_512(c_in, nr, g, per, at, dst) };
+            TAPS.with(|cell| {
+                let mut own = Vec::new();
+                let mut guard = cell.try_borrow_mut();
+                let taps = match guard.as_deref_mut() {
+                    Ok(t) => t,
+                    Err(_) => &mut own,
+                };
+                // SAFETY: AVX-512F checked above; as below for the writes.
+                unsafe { pack_panel_512(c_in, nr, g, per, at, dst, taps) };
+            });
         } else {
             // SAFETY: this panel's slices of the 16 matrices are written by this item
             // only; `out` (16 * per floats) outlives the section.
@@ -113,59 +121,64 @@ pub(crate) fn pack_weights<'o>(
     &out[..16 * per]
 }
 
+thread_local! {
+    /// Per-thread buffer for one panel's weights in tap-major order ([`pack_panel_512`]).
+    static TAPS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Fewest (output, input) channel pairs for [`pack_weights`] on two workers.
 const PAR_MIN_PAIRS: usize = 1 << 14;
 
 /// [`pack_panel`] with AVX-512: 16 lanes = 2 input channels x 8 panel rows, so every
-/// `U[ξ]` result is one contiguous 16-float store (the packed layout is `[ci][MR]`);
-/// the taps come in by masked gathers (rows past `nr`, or a missing odd last input
-/// channel, read as zero). Same operations in the same order as [`pack_panel`], so the
-/// results are identical.
+/// `U[ξ]` result is one contiguous 16-float store (the packed layout is `[ci][MR]`).
+/// The panel is first put in tap-major order `[ci][tap][row]` in `taps` by the GEMM's
+/// weight packer ([`sgemm::pack_a`], 8x8 transposes; rows past `nr` zero), so that the
+/// taps of two input channels load as two contiguous 8-float halves (gathers from the
+/// row-major weights cost two thirds of the transform on Zen 4). Same operations in the
+/// same order as [`pack_panel`], so the results are identical.
 ///
 /// # Safety
-/// AVX-512F available; `w.len() >= nr * c_in * 9`; `c_in * 9 * MR` fits an `i32`;
-/// `dst` as for [`pack_panel`].
+/// AVX-512F available; `w.len() >= nr * c_in * 9`; `dst` as for [`pack_panel`].
 #[target_feature(enable = "avx512f")]
-unsafe fn pack_panel_512(c_in: usize, nr: usize, w: &[f32], per: usize, at: usize, dst: OutPtr) {
+unsafe fn pack_panel_512(
+    c_in: usize,
+    nr: usize,
+    w: &[f32],
+    per: usize,
+    at: usize,
+    dst: OutPtr,
+    taps: &mut Vec<f32>,
+) {
     const MR: usize = sgemm::MR;
     const _: () = assert!(MR == 8);
-    let stride = (c_in * 9) as i32;
-    // Lane l = 8 * (input channel within the pair) + panel row.
-    let idx = _mm512_setr_epi32(
-        0,
-        stride,
-        2 * stride,
-        3 * stride,
-        4 * stride,
-        5 * stride,
-        6 * stride,
-        7 * stride,
-        9,
-        stride + 9,
-        2 * stride + 9,
-        3 * stride + 9,
-        4 * stride + 9,
-        5 * stride + 9,
-        6 * stride + 9,
-        7 * stride + 9,
-    );
-    let rows: u16 = (1u16 << nr) - 1;
+    let k9 = c_in * 9;
+    if taps.len() < MR * k9 {
+        taps.resize(MR * k9, 0.0);
+    }
+    sgemm::pack_a(w, nr, k9, k9, taps);
+    let tp = taps.as_ptr();
     let half = _mm512_set1_ps(0.5);
     let zero = _mm512_setzero_ps();
     let mut ci = 0;
     while ci < c_in {
-        let mask: __mmask16 = if ci + 1 < c_in {
-            rows | (rows << 8)
-        } else {
-            rows
-        };
-        let base = w.as_ptr().wrapping_add(ci * 9);
-        // g[k]: tap k of the 16 kernels.
+        let pair = ci + 1 < c_in;
+        // g[k]: tap k of the 16 kernels (lanes 0..8: channel ci's rows, 8..16: ci + 1's).
         let mut g = [zero; 9];
         for (k, gk) in g.iter_mut().enumerate() {
-            // SAFETY: unmasked lanes read w[(r * c_in + ci + cl) * 9 + k] with r < nr and
-            // ci + cl < c_in, inside `w`.
-            *gk = unsafe { _mm512_mask_i32gather_ps::<4>(zero, mask, idx, base.wrapping_add(k)) };
+            // SAFETY: `taps` holds MR * k9 floats; (ci * 9 + k) * MR + 8 <= MR * k9, and
+            // for ci + 1 < c_in likewise.
+            unsafe {
+                let lo = _mm256_loadu_ps(tp.add((ci * 9 + k) * MR));
+                let hi = if pair {
+                    _mm256_loadu_ps(tp.add(((ci + 1) * 9 + k) * MR))
+                } else {
+                    _mm256_setzero_ps()
+                };
+                *gk = _mm512_castpd_ps(_mm512_insertf64x4::<1>(
+                    _mm512_castps_pd(_mm512_castps256_ps512(lo)),
+                    _mm256_castps_pd(hi),
+                ));
+            }
         }
         // t = G g (4x3), then u = t Gᵀ (4x4), as in `pack_panel`.
         let mut t = [[zero; 3]; 4];
@@ -718,7 +731,7 @@ mod tests {
             // fits; single-threaded.
             unsafe {
                 pack_panel(c_in, nr, &w, per, 3, OutPtr(a.as_mut_ptr()));
-                pack_panel_512(c_in, nr, &w, per, 3, OutPtr(b.as_mut_ptr()));
+                pack_panel_512(c_in, nr, &w, per, 3, OutPtr(b.as_mut_ptr()), &mut vec![]);
             }
             let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
             assert!(same, "nr {nr}, c_in {c_in}: SIMD transform differs");
