@@ -96,7 +96,7 @@ pub(crate) fn pack_weights<'o>(
         1
     };
     let dst = OutPtr(out.as_mut_ptr());
-    let simd = is_x86_feature_detected!("avx512f") && c_in * 9 * MR <= i32::MAX as usize;
+    let simd = is_x86_feature_detected!("avx512f");
     for_panels(panels, workers, &|panel, buf| {
         let nr = MR.min(rows - panel * MR);
         let g = weights.rows(panel * MR * c_in * 9, nr * c_in * 9, buf);
