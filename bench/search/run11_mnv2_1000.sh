@@ -3,7 +3,7 @@
 # otherwise idle machine, with the search's own defaults (the issue's sweep: e from e_max,
 # no exponent headroom; `--cache-mb` only sets how much of the prefix cache is kept, the
 # results do not depend on it). EXTRA adds options (e.g. EXTRA="--e-headroom 1
-# --max-recovery 100000" repeats session 9's run). B: a sieve-design binary.
+# --max-recovery 100000" is session 9's run, run9_mnv2_1000.sh). B: a sieve-design binary.
 S=${SIEVE_SHARED:-/work/shared}; B=${B:-target/release/sieve-design}
 B=$(realpath "$B"); OUTDIR=${OUTDIR:-/work/runs/s11/mnv2_1000}
 mkdir -p "$OUTDIR" && cd "$OUTDIR" || exit 1

@@ -426,12 +426,15 @@ thread_local! {
     static DECODE_BUF: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     /// Per-thread buffer for one panel of decoded weights while packing.
     static ROW_BUF: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Per-thread buffer for one panel's weights in tap-major order (the Winograd
+    /// weight transform, `winograd::pack_panel_512`).
+    static TAPS_BUF: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Bytes held by this thread's convolution weight buffers (packed per call, decoded
-/// whole, decoded per panel), for memory reports.
+/// whole, decoded per panel, a panel in tap-major order), for memory reports.
 pub fn buffer_bytes() -> usize {
-    [&PACK_BUF, &DECODE_BUF, &ROW_BUF]
+    [&PACK_BUF, &DECODE_BUF, &ROW_BUF, &TAPS_BUF]
         .iter()
         .map(|k| k.with(|b| b.try_borrow().map_or(0, |v| v.capacity() * 4)))
         .sum()
@@ -482,6 +485,12 @@ impl RowBuf {
     fn take() -> TlsBuf {
         TlsBuf::take(&ROW_BUF)
     }
+}
+
+/// This thread's [`TAPS_BUF`].
+#[cfg(target_arch = "x86_64")]
+pub(super) fn taps_buf() -> TlsBuf {
+    TlsBuf::take(&TAPS_BUF)
 }
 
 /// [`conv2d`] with an explicit choice of kernels ([`Paths`]); tests run every path.

@@ -102,16 +102,9 @@ pub(crate) fn pack_weights<'o>(
         let g = weights.rows(panel * MR * c_in * 9, nr * c_in * 9, buf);
         let at = panel * MR * c_in;
         if simd {
-            TAPS.with(|cell| {
-                let mut own = Vec::new();
-                let mut guard = cell.try_borrow_mut();
-                let taps = match guard.as_deref_mut() {
-                    Ok(t) => t,
-                    Err(_) => &mut own,
-                };
-                // SAFETY: AVX-512F checked above; as below for the writes.
-                unsafe { pack_panel_512(c_in, nr, g, per, at, dst, taps) };
-            });
+            let mut taps = super::conv::taps_buf();
+            // SAFETY: AVX-512F checked above; as below for the writes.
+            unsafe { pack_panel_512(c_in, nr, g, per, at, dst, &mut taps.0) };
         } else {
             // SAFETY: this panel's slices of the 16 matrices are written by this item
             // only; `out` (16 * per floats) outlives the section.
@@ -119,11 +112,6 @@ pub(crate) fn pack_weights<'o>(
         }
     });
     &out[..16 * per]
-}
-
-thread_local! {
-    /// Per-thread buffer for one panel's weights in tap-major order ([`pack_panel_512`]).
-    static TAPS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Fewest (output, input) channel pairs for [`pack_weights`] on two workers.
