@@ -61,7 +61,9 @@ pub struct Args {
     /// small validation set one image can be more than 0.2% of it.
     #[arg(long)]
     pub sweep_floor: Option<f64>,
-    /// Most recovery steps per variant (default: twice the number of tensors).
+    /// Most recovery steps (widenings) per variant (default: no limit with the
+    /// default doubling recovery, which needs O(log n) evaluations; twice the number
+    /// of tensors with `--paper`, one widening per evaluation).
     #[arg(long)]
     pub max_recovery: Option<usize>,
     /// Beyond the paper: recover the exact and accurate variants until their top-1
@@ -80,6 +82,12 @@ pub struct Args {
     /// point of its tensor). Speed only: the package is the same either way.
     #[arg(long)]
     pub no_reuse: bool,
+    /// Evaluate every point on all validation images. By default a point's evaluation
+    /// stops once it can no longer reach the sweep floor (the package then records it
+    /// as stopped, without figures) and a combination's once it cannot meet its goal;
+    /// the formats and variants are the same either way.
+    #[arg(long)]
+    pub full_scores: bool,
     /// Do not keep a journal (no resume).
     #[arg(long)]
     pub no_journal: bool,
@@ -147,6 +155,7 @@ pub fn run(args: Args) -> Result<()> {
             .map(|p| p.display().to_string()),
         sub_batch: args.sub_batch,
         reuse_identical: !args.no_reuse,
+        stop_early: !args.full_scores,
     };
     let bar = ProgressBar::new(1);
     bar.set_style(

@@ -22,6 +22,7 @@ use crate::DesignError;
 use rayon::prelude::*;
 use sieve_float::{ExpHistogram, Format};
 use sieve_nn::{Model, NnError, RunOptions, Tensor, ValueId};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// A callback applied to each computed value (e.g. to reformat one activation).
@@ -75,6 +76,23 @@ impl std::iter::Sum for Score {
             correct: a.correct + b.correct,
             agree: a.agree + b.agree,
         })
+    }
+}
+
+/// The least score an evaluation has to reach to matter: with one, an evaluation stops
+/// as soon as it can no longer reach it ([`Evaluator::score_until`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Need {
+    /// Correct answers.
+    pub correct: u64,
+    /// Answers equal to the original model's (0: no requirement).
+    pub agree: u64,
+}
+
+impl Need {
+    /// Whether `score` reaches this.
+    pub fn met_by(&self, score: Score) -> bool {
+        score.correct >= self.correct && score.agree >= self.agree
     }
 }
 
@@ -457,6 +475,79 @@ impl Evaluator {
             })
             .collect();
         counts.into_iter().sum()
+    }
+
+    /// [`Evaluator::score`], stopping as soon as the score can no longer reach `need`
+    /// (more images wrong, or disagreeing with the original, than `need` allows): `None`
+    /// then, and whenever the whole score falls short, so the outcome does not depend on
+    /// when the stop came (threads, batch order); `Some(score)` iff it reaches `need`.
+    /// Without a need: the whole score.
+    pub fn score_until(
+        &self,
+        model: &Model,
+        cut: &Cut,
+        replace: Option<(ValueId, Format)>,
+        transform: Option<Transform<'_>>,
+        need: Option<Need>,
+    ) -> Result<Option<Score>, DesignError> {
+        let Some(need) = need else {
+            return self.score(model, cut, replace, transform).map(Some);
+        };
+        let images = self.images() as u64;
+        // Most images that may be wrong / disagree and still reach `need`.
+        let (Some(wrong_max), Some(differ_max)) = (
+            images.checked_sub(need.correct),
+            images.checked_sub(need.agree),
+        ) else {
+            return Ok(None);
+        };
+        let wrong = AtomicU64::new(0);
+        let differ = AtomicU64::new(0);
+        let stop = AtomicBool::new(false);
+        let counts: Vec<Result<Option<Score>, DesignError>> = cut
+            .data
+            .par_iter()
+            .enumerate()
+            .map(|(b, vals)| {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(None);
+                }
+                let outputs =
+                    self.run_batch(model, cut.at, &cut.ids, vals, replace, transform, None)?;
+                let out = outputs
+                    .first()
+                    .and_then(|p| p.first())
+                    .ok_or_else(|| DesignError::Model("no output".into()))?;
+                let sc = self.count(out, b)?;
+                let n = self.labels[b].len() as u64;
+                let w = wrong.fetch_add(n - sc.correct.min(n), Ordering::Relaxed) + n
+                    - sc.correct.min(n);
+                let d =
+                    differ.fetch_add(n - sc.agree.min(n), Ordering::Relaxed) + n - sc.agree.min(n);
+                if w > wrong_max || d > differ_max {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                Ok(Some(sc))
+            })
+            .collect();
+        let mut total = Score::default();
+        for c in counts {
+            match c? {
+                Some(sc) => total = [total, sc].into_iter().sum(),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(total).filter(|sc| need.met_by(*sc)))
+    }
+
+    /// [`Evaluator::score_until`] from the model inputs.
+    pub fn score_from_inputs_until(
+        &self,
+        model: &Model,
+        transform: Option<Transform<'_>>,
+        need: Option<Need>,
+    ) -> Result<Option<Score>, DesignError> {
+        self.score_until(model, &self.inputs, None, transform, need)
     }
 
     /// Correct answers of `model` from the model inputs.

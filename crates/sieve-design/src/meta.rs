@@ -128,7 +128,10 @@ pub struct SearchSettings {
     /// not count towards the stored weight bits).
     #[serde(default)]
     pub widen_activations_first: bool,
-    /// Most recovery steps per variant (`None`: twice the number of tensors).
+    /// Most recovery steps (widenings) per variant. `None`: no limit when
+    /// [`SearchSettings::recovery_doubling`] is on (the doubling reaches every tensor
+    /// at `f32` within O(log n) evaluations, so recovery always ends at a combination
+    /// that meets the goal), else twice the number of tensors.
     #[serde(default)]
     pub max_recovery_steps: Option<usize>,
     /// Each recovery step that still falls short widens twice as many tensors as
@@ -248,6 +251,12 @@ pub struct Point {
     /// packages written before it was recorded).
     #[serde(default)]
     pub agree: Option<u64>,
+    /// The evaluation stopped once the point could no longer reach the sweep floor
+    /// (nor a variant's threshold): it is below them, and `correct`, `normalised` and
+    /// `agree` are not known (0, 0, `None`). Absent (`false`) in packages written
+    /// before the search stopped early and with `--full-scores`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
 }
 
 /// One speculative variant.

@@ -539,6 +539,7 @@ mod scale_tests {
                 source_path: None,
                 sub_batch: crate::search::DEFAULT_SUB_BATCH,
                 reuse_identical: true,
+                stop_early: true,
             };
             Package::from_outcome(crate::design(&bytes, &settings, &|_| {}).unwrap())
         })

@@ -247,11 +247,19 @@ pub fn markdown(meta: &Meta) -> String {
             "| format | bits | coverage | correct | normalised |\n|---|---|---|---|---|"
         );
         for pt in &t.points {
-            let _ = writeln!(
-                s,
-                "| {} | {} | {:.4} | {} | {:.4} |",
-                pt.format, pt.bits, pt.coverage, pt.correct, pt.normalised
-            );
+            if pt.stopped {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {:.4} | stopped | below the floor |",
+                    pt.format, pt.bits, pt.coverage
+                );
+            } else {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {:.4} | {} | {:.4} |",
+                    pt.format, pt.bits, pt.coverage, pt.correct, pt.normalised
+                );
+            }
         }
         s.push('\n');
     }

@@ -8,18 +8,18 @@
 //! point under `sweep_floor` normalised accuracy. Then the exact / accurate /
 //! approximate combinations, each re-evaluated as a whole, with recovery.
 
-use crate::eval::{Evaluator, Score};
+use crate::eval::{Evaluator, Need, Score};
 use crate::meta::*;
 use crate::runner::{quantize_tensor, weights_from_packed};
 use crate::scales;
-use crate::select::{select, widen, worst_tensor};
+use crate::select::{select, widen, widen_candidates, worst_tensor};
 use crate::{sha256_hex, DesignError, Variant};
 use sieve_data::{DatasetSpec, InputSpec, Split};
 use sieve_float::{quantize_slice, ExpHistogram, Format, PackedTensor};
 use sieve_nn::{Dim, Model, NnError, Tensor, ValueId, Weights};
 use sieve_onnx::proto;
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -55,6 +55,13 @@ pub struct Settings {
     /// score, and a combination takes the score of an evaluated combination whose
     /// networks are identical (see [`Timing::reused_points`]).
     pub reuse_identical: bool,
+    /// Stop an evaluation as soon as it can no longer matter: a point once it cannot
+    /// reach the sweep floor or a variant's threshold (recorded as
+    /// [`Point::stopped`](crate::Point::stopped) and evaluated whole later only if a
+    /// choice needs its figures), a combination once it cannot meet its variant's
+    /// goal. The formats and variants are the same; `false` (`--full-scores`) records
+    /// every point's figures.
+    pub stop_early: bool,
 }
 
 /// The default of [`Settings::sub_batch`] (MobileNet v2 on one thread: 4 images at a
@@ -141,6 +148,10 @@ pub struct Timing {
     pub reused_points: usize,
     /// Combinations not evaluated because an evaluated one has identical networks.
     pub reused_combinations: usize,
+    /// Sweep points recorded as stopped below the floor ([`Settings::stop_early`]).
+    pub stopped_points: usize,
+    /// Stopped points evaluated whole later because a choice needed their figures.
+    pub completed_points: usize,
     /// Whether runs were split into sub-batches ([`Settings::sub_batch`]).
     pub sub_batches: bool,
     /// Seconds spent checking that sub-batches give whole batches' values.
@@ -179,12 +190,32 @@ pub struct DesignOutcome {
     pub timing: Timing,
 }
 
+/// A journalled evaluation: its score, or that it fell short of a [`Need`] (it stopped
+/// early, [`Evaluator::score_until`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Entry {
+    Score(Score),
+    Below(Need),
+}
+
 struct Journal {
     path: Option<PathBuf>,
-    done: BTreeMap<String, Score>,
+    done: BTreeMap<String, Entry>,
     file: Option<std::fs::File>,
     new: usize,
     max: Option<usize>,
+}
+
+/// One journal line: `KEY CORRECT AGREE` or `KEY below CORRECT AGREE` (keys have no
+/// spaces).
+fn parse_journal_line(line: &str) -> Option<(String, Entry)> {
+    let mut parts = line.rsplitn(3, ' ');
+    let (a, c, k) = (parts.next()?, parts.next()?, parts.next()?);
+    let (correct, agree) = (c.parse().ok()?, a.parse().ok()?);
+    Some(match k.strip_suffix(" below") {
+        Some(k) => (k.to_string(), Entry::Below(Need { correct, agree })),
+        None => (k.to_string(), Entry::Score(Score { correct, agree })),
+    })
 }
 
 impl Journal {
@@ -200,42 +231,45 @@ impl Journal {
             });
         };
         let mut fresh = true;
-        if let Ok(f) = std::fs::File::open(&p) {
-            let mut lines = std::io::BufReader::new(f).lines();
-            if let Some(Ok(first)) = lines.next() {
-                if first == format!("sieve-design journal {key}") {
+        // Bytes up to the end of the last whole line.
+        let mut whole_len = None;
+        match std::fs::read(&p) {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                let mut lines = text.split('\n');
+                if lines.next() == Some(format!("sieve-design journal {key}").as_str()) {
                     fresh = false;
-                    for line in lines {
-                        let line = line.map_err(|e| DesignError::io(&p, e))?;
-                        // A torn last line (killed mid-write) is ignored.
-                        let mut parts = line.rsplitn(3, ' ');
-                        if let (Some(a), Some(c), Some(k)) =
-                            (parts.next(), parts.next(), parts.next())
-                        {
-                            if let (Ok(correct), Ok(agree)) = (c.parse(), a.parse()) {
-                                done.insert(k.to_string(), Score { correct, agree });
-                            }
+                    // A torn last line (killed mid-write: no newline after it) is ignored.
+                    if !text.ends_with('\n') {
+                        whole_len =
+                            Some(bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1));
+                    }
+                    let complete: Vec<&str> = lines.collect();
+                    let n = complete.len().saturating_sub(1);
+                    for line in &complete[..n] {
+                        if let Some((k, e)) = parse_journal_line(line) {
+                            // A later line wins (a full score after a stopped one).
+                            done.insert(k, e);
                         }
                     }
                 }
             }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(DesignError::io(&p, e)),
         }
         let file = if fresh {
             let mut f = std::fs::File::create(&p).map_err(|e| DesignError::io(&p, e))?;
             writeln!(f, "sieve-design journal {key}").map_err(|e| DesignError::io(&p, e))?;
             f
         } else {
-            let torn = std::fs::read(&p)
-                .map_err(|e| DesignError::io(&p, e))?
-                .last()
-                != Some(&b'\n');
-            let mut f = std::fs::OpenOptions::new()
+            let f = std::fs::OpenOptions::new()
                 .append(true)
                 .open(&p)
                 .map_err(|e| DesignError::io(&p, e))?;
-            if torn {
-                // A run killed mid-line: end that line so the next record stands alone.
-                writeln!(f).map_err(|e| DesignError::io(&p, e))?;
+            if let Some(n) = whole_len {
+                // A run killed mid-line: drop the torn record so that the next one
+                // stands alone (ending it instead would read it back as a record).
+                f.set_len(n as u64).map_err(|e| DesignError::io(&p, e))?;
             }
             f
         };
@@ -248,30 +282,47 @@ impl Journal {
         })
     }
 
-    fn get(&self, key: &str) -> Option<Score> {
-        self.done.get(key).copied()
+    /// The outcome recorded under `key` as asked with `need` (`None`: the whole score):
+    /// `Some(Some(score))` (reaches `need`), `Some(None)` (known to fall short of it),
+    /// `None` (not known: evaluate).
+    fn get(&self, key: &str, need: Option<Need>) -> Option<Option<Score>> {
+        match (self.done.get(key)?, need) {
+            (Entry::Score(sc), Some(n)) => Some(Some(*sc).filter(|sc| n.met_by(*sc))),
+            (Entry::Score(sc), None) => Some(Some(*sc)),
+            // Short of `b`, hence of any need at least as high.
+            (Entry::Below(b), Some(n)) if n.correct >= b.correct && n.agree >= b.agree => {
+                Some(None)
+            }
+            (Entry::Below(_), _) => None,
+        }
     }
 
-    /// Records a score known without an evaluation (an identical network's).
-    fn record(&mut self, key: &str, v: Score) -> Result<(), DesignError> {
-        if self.done.contains_key(key) {
+    /// Records an outcome (also one known without an evaluation: an identical
+    /// network's). A score is never replaced; a stopped record is, by a score.
+    fn record(&mut self, key: &str, v: Entry) -> Result<(), DesignError> {
+        if matches!(self.done.get(key), Some(Entry::Score(_))) || self.done.get(key) == Some(&v) {
             return Ok(());
         }
         self.done.insert(key.to_string(), v);
         if let (Some(f), Some(p)) = (self.file.as_mut(), self.path.as_ref()) {
-            writeln!(f, "{key} {} {}", v.correct, v.agree)
-                .and_then(|_| f.flush())
-                .map_err(|e| DesignError::io(p, e))?;
+            match v {
+                Entry::Score(v) => writeln!(f, "{key} {} {}", v.correct, v.agree),
+                Entry::Below(n) => writeln!(f, "{key} below {} {}", n.correct, n.agree),
+            }
+            .and_then(|_| f.flush())
+            .map_err(|e| DesignError::io(p, e))?;
         }
         Ok(())
     }
 
+    /// Records the outcome of `eval` under `need` (see [`Journal::get`]) unless known.
     fn get_or(
         &mut self,
         key: &str,
-        eval: impl FnOnce() -> Result<Score, DesignError>,
-    ) -> Result<Score, DesignError> {
-        if let Some(&v) = self.done.get(key) {
+        need: Option<Need>,
+        eval: impl FnOnce() -> Result<Option<Score>, DesignError>,
+    ) -> Result<Option<Score>, DesignError> {
+        if let Some(v) = self.get(key, need) {
             return Ok(v);
         }
         if self.max.is_some_and(|m| self.new >= m) {
@@ -279,8 +330,46 @@ impl Journal {
         }
         let v = eval()?;
         self.new += 1;
-        self.record(key, v)?;
+        self.record(key, entry(v, need)?)?;
         Ok(v)
+    }
+}
+
+/// The journal entry of an outcome asked with `need`.
+fn entry(v: Option<Score>, need: Option<Need>) -> Result<Entry, DesignError> {
+    match (v, need) {
+        (Some(sc), _) => Ok(Entry::Score(sc)),
+        (None, Some(n)) => Ok(Entry::Below(n)),
+        (None, None) => Err(DesignError::Model(
+            "an evaluation without a need stopped early".into(),
+        )),
+    }
+}
+
+/// The least `c` in `0..=max` with `ok(c)` (`ok` monotone), `u64::MAX` if none.
+fn least(max: u64, ok: impl Fn(u64) -> bool) -> u64 {
+    if !ok(max) {
+        return u64::MAX;
+    }
+    let (mut lo, mut hi) = (0, max);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if ok(mid) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    hi
+}
+
+/// The least score that meets normalised accuracy `t` (and agreement `share`) on
+/// `images` validation images ([`meets`], [`agrees`]).
+fn need_for(base: u64, images: usize, t: f64, share: Option<f64>) -> Need {
+    let n = images as u64;
+    Need {
+        correct: least(n, |c| meets(c, base, t)),
+        agree: least(n, |a| agrees(Some(a), images, share)),
     }
 }
 
@@ -558,6 +647,15 @@ pub fn design(
         .sum::<usize>()
         + 3;
     let mut done = 0usize;
+    // A point matters only if it can reach the sweep floor or a variant's threshold.
+    let point_need = settings.stop_early.then(|| Need {
+        correct: [s.sweep_floor, s.accurate_threshold, s.approximate_threshold]
+            .into_iter()
+            .map(|t| need_for(base, images, t, None).correct)
+            .min()
+            .unwrap_or(0),
+        agree: 0,
+    });
     let report = |done: usize, what: String| progress(&ProgressEvent { done, total, what });
 
     // 2. Per-tensor sweeps, layer by layer (the prefix cache moves forward).
@@ -579,7 +677,7 @@ pub fn design(
             let windows = candidates(&hists[ti], headroom(s, kind));
             let mut points = vec![];
             // This tensor's distinct quantised weights so far: (values, (score, point)).
-            let mut seen: Vec<(Vec<f32>, (Score, usize))> = vec![];
+            let mut seen: Vec<(Vec<f32>, Seen)> = vec![];
             // Fewest bits of a point meeting the accurate threshold so far.
             let mut accurate_bits = u32::MAX;
             'e: for win in &windows {
@@ -594,16 +692,8 @@ pub fn design(
                         done += 1;
                         continue;
                     }
-                    // Channel-scaled weight points are other numerics: own journal key.
-                    let jkey = format!(
-                        "{}{k}:{fmt}{}",
-                        if kind == TensorKind::Weight { "w" } else { "a" },
-                        if kind == TensorKind::Weight && wshifts[k].is_some() {
-                            "/cs"
-                        } else {
-                            ""
-                        }
-                    );
+                    let cs = kind == TensorKind::Weight && wshifts[k].is_some();
+                    let jkey = point_key(kind, k, fmt, cs);
                     report(
                         done,
                         format!(
@@ -619,60 +709,55 @@ pub fn design(
                     // A weight point's quantised tensor: an identical one of an earlier
                     // point of this tensor gives the identical network, hence its score.
                     let quantised = match kind {
-                        TensorKind::Weight => {
-                            let dw = &dense_weights[k];
-                            Some(match &wshifts[k] {
-                                Some(b) => scales::quantize_scaled(
-                                    fmt,
-                                    dw.f32s()?,
-                                    dw.shape(),
-                                    b,
-                                    &info.name,
-                                )?,
-                                None => {
-                                    let mut v = dw.f32s()?.to_vec();
-                                    quantize_slice(fmt, &mut v);
-                                    v
-                                }
-                            })
-                        }
+                        TensorKind::Weight => Some(quantised_weights(
+                            fmt,
+                            &dense_weights[k],
+                            wshifts[k].as_deref(),
+                            &info.name,
+                        )?),
                         TensorKind::Activation => None,
                     };
-                    let twin = match (&quantised, journal.get(&jkey)) {
+                    let twin = match (&quantised, journal.get(&jkey, point_need)) {
                         (Some(q), None) if settings.reuse_identical => {
                             seen.iter().position(|(v, _)| same_bits(v, q))
                         }
                         _ => None,
                     };
-                    let score = if let Some(i) = twin {
-                        let (score, p) = seen[i].1;
-                        journal.record(&jkey, score)?;
+                    let outcome = if let Some(i) = twin {
+                        let (outcome, p) = seen[i].1;
+                        journal.record(&jkey, entry(outcome, point_need)?)?;
                         timing.reused_points += 1;
                         canon[ti].push(p);
-                        score
+                        outcome
                     } else {
-                        let score = journal.get_or(&jkey, || match (&quantised, kind) {
-                            (Some(v), _) => {
-                                let dw = &dense_weights[k];
-                                let wt = Tensor::from_f32(dw.shape().to_vec(), v.clone())?;
-                                let m2 = model.with_weights(k, Weights::Dense(wt))?;
-                                ev.score(&m2, ev.base(), None, None)
-                            }
-                            (None, _) => match &after {
-                                Some(cut) => ev.score(&model, cut, Some((l.output, fmt)), None),
-                                None => {
-                                    let id = l.output;
-                                    let tf =
-                                        move |v: ValueId, t: &mut Tensor| -> Result<(), NnError> {
-                                            if v == id {
-                                                quantize_tensor(fmt, t);
-                                            }
-                                            Ok(())
-                                        };
-                                    ev.score(&model, ev.base(), None, Some(&tf))
+                        let outcome =
+                            journal.get_or(&jkey, point_need, || match (&quantised, kind) {
+                                (Some(v), _) => {
+                                    let dw = &dense_weights[k];
+                                    let wt = Tensor::from_f32(dw.shape().to_vec(), v.clone())?;
+                                    let m2 = model.with_weights(k, Weights::Dense(wt))?;
+                                    ev.score_until(&m2, ev.base(), None, None, point_need)
                                 }
-                            },
-                        })?;
+                                (None, _) => match &after {
+                                    Some(cut) => ev.score_until(
+                                        &model,
+                                        cut,
+                                        Some((l.output, fmt)),
+                                        None,
+                                        point_need,
+                                    ),
+                                    None => {
+                                        let tf = quantise_value(l.output, fmt);
+                                        ev.score_until(
+                                            &model,
+                                            ev.base(),
+                                            None,
+                                            Some(&tf),
+                                            point_need,
+                                        )
+                                    }
+                                },
+                            })?;
                         // Reuse only between points of this run or its journal, keyed
                         // by the tensor: the first of identical points is canonical.
                         let p = match &quantised {
@@ -680,7 +765,7 @@ pub fn design(
                                 match seen.iter().position(|(v, _)| same_bits(v, q)) {
                                     Some(i) => seen[i].1 .1,
                                     None => {
-                                        seen.push((q.clone(), (score, points.len())));
+                                        seen.push((q.clone(), (outcome, points.len())));
                                         points.len()
                                     }
                                 }
@@ -688,22 +773,16 @@ pub fn design(
                             _ => points.len(),
                         };
                         canon[ti].push(p);
-                        score
+                        outcome
                     };
                     done += 1;
-                    let correct = score.correct;
-                    points.push(Point {
-                        format: fmt,
-                        bits: fmt.width(),
-                        coverage: win.coverage,
-                        correct,
-                        normalised: norm(correct, base),
-                        agree: Some(score.agree),
-                    });
-                    if meets(correct, base, s.accurate_threshold) {
+                    points.push(point(fmt, win.coverage, outcome, base));
+                    timing.stopped_points += usize::from(outcome.is_none());
+                    let reaches = |t: f64| outcome.is_some_and(|sc| meets(sc.correct, base, t));
+                    if reaches(s.accurate_threshold) {
                         accurate_bits = accurate_bits.min(fmt.width());
                     }
-                    if !meets(correct, base, s.sweep_floor) {
+                    if !reaches(s.sweep_floor) {
                         done += usize::from(m); // the skipped rest of this m sweep
                         if m == s.m_max && s.stop_e_sweep {
                             break 'e;
@@ -736,10 +815,53 @@ pub fn design(
     let mut variants = vec![];
     let mut combinations = 0usize;
     let mut reused_combinations = 0usize;
+    // A stopped point's whole score, once a choice needs its figures; whether it took
+    // an evaluation.
+    let complete = |tensors: &mut [TensorInfo],
+                    ti: usize,
+                    p: usize,
+                    journal: &mut Journal|
+     -> Result<bool, DesignError> {
+        let info = &tensors[ti];
+        let Some(pt) = info.points.get(p).filter(|pt| pt.stopped) else {
+            return Ok(false);
+        };
+        let (k, kind, fmt, coverage) = (info.layer, info.kind, pt.format, pt.coverage);
+        let jkey = point_key(kind, k, fmt, info.channel_scales.is_some());
+        let new = journal.new;
+        let outcome = journal.get_or(&jkey, None, || match kind {
+            TensorKind::Weight => {
+                let dw = &dense_weights[k];
+                let v = quantised_weights(fmt, dw, wshifts[k].as_deref(), &info.name)?;
+                let m2 = model
+                    .with_weights(k, Weights::Dense(Tensor::from_f32(dw.shape().to_vec(), v)?))?;
+                ev.score_from_inputs_until(&m2, None, None)
+            }
+            TensorKind::Activation => {
+                let tf = quantise_value(layers[k].output, fmt);
+                ev.score_from_inputs_until(&model, Some(&tf), None)
+            }
+        })?;
+        tensors[ti].points[p] = point(fmt, coverage, outcome, base);
+        Ok(journal.new > new)
+    };
     for variant in Variant::SPECULATIVE {
         let (goal, agreement) = goals(variant, s);
         let meets_goals =
             |sc: Score| meets(sc.correct, base, goal) && agrees(Some(sc.agree), images, agreement);
+        let combo_need = settings
+            .stop_early
+            .then(|| need_for(base, images, goal, agreement));
+        // A tensor whose points all stopped: its most accurate one (the fallback
+        // choice) needs their figures.
+        for ti in 0..tensors.len() {
+            if tensors[ti].points.iter().all(|p| p.stopped) {
+                for p in 0..tensors[ti].points.len() {
+                    timing.completed_points +=
+                        usize::from(complete(&mut tensors, ti, p, &mut journal)?);
+                }
+            }
+        }
         let mut choice: Vec<Option<usize>> = tensors
             .iter()
             .map(|ti| select(&ti.points, base, variant, s))
@@ -751,10 +873,12 @@ pub fn design(
         // `(tensor, choice, full)`, for the bisection back-off.
         let mut last_step: Option<(Vec<Option<usize>>, Vec<bool>, usize)> = None;
         let mut step_widenings: Vec<(usize, Option<usize>, bool)> = vec![];
-        let mut evaluate = |choice: &[Option<usize>],
+        let mut evaluate = |tensors: &[TensorInfo],
+                            choice: &[Option<usize>],
                             full: &[bool],
-                            journal: &mut Journal|
-         -> Result<(Vec<Option<Format>>, Score), DesignError> {
+                            journal: &mut Journal,
+                            need: Option<Need>|
+         -> Result<(Vec<Option<Format>>, Option<Score>), DesignError> {
             let formats: Vec<Option<Format>> = (0..tensors.len())
                 .map(|i| {
                     if full[i] {
@@ -767,7 +891,7 @@ pub fn design(
             report(done, format!("{variant} variant"));
             let spelled: Vec<String> = formats
                 .iter()
-                .zip(&tensors)
+                .zip(tensors)
                 .map(|(f, t)| match f {
                     None => "f32".to_string(),
                     Some(f) if t.channel_scales.is_some() => format!("{f}/cs"),
@@ -791,17 +915,17 @@ pub fn design(
                 })
                 .collect();
             let ckey = format!("c:{}", sha256_hex(twins.join(",").as_bytes()));
-            if settings.reuse_identical && journal.get(&vkey).is_none() {
-                if let Some(sc) = journal.get(&ckey) {
-                    journal.record(&vkey, sc)?;
+            if settings.reuse_identical && journal.get(&vkey, need).is_none() {
+                if let Some(sc) = journal.get(&ckey, need) {
+                    journal.record(&vkey, entry(sc, need)?)?;
                     reused_combinations += 1;
                     combinations += 1;
                     return Ok((formats, sc));
                 }
             }
-            let score = journal.get_or(&vkey, || {
-                let sm = build_reference(&model, &dense_weights, &wshifts, &tensors, &formats)?;
-                ev.score_from_inputs(
+            let score = journal.get_or(&vkey, need, || {
+                let sm = build_reference(&model, &dense_weights, &wshifts, tensors, &formats)?;
+                ev.score_from_inputs_until(
                     sm.0.as_ref().unwrap_or(&model),
                     Some(&|v: ValueId, t: &mut Tensor| {
                         if let Ok(i) = sm.1.binary_search_by_key(&v.0, |(id, _)| id.0) {
@@ -809,19 +933,21 @@ pub fn design(
                         }
                         Ok(())
                     }),
+                    need,
                 )
             })?;
             if settings.reuse_identical {
-                journal.record(&ckey, score)?;
+                journal.record(&ckey, entry(score, need)?)?;
             }
             combinations += 1;
             Ok((formats, score))
         };
         loop {
-            let (mut formats, mut score) = evaluate(&choice, &full, &mut journal)?;
+            let (mut formats, mut score) =
+                evaluate(&tensors, &choice, &full, &mut journal, combo_need)?;
             // Bisection back-off: the last doubling step widened k > 1 tensors and
             // met the goal; keep the shortest prefix of that step that meets it.
-            if meets_goals(score) && s.recovery_doubling && step_widenings.len() > 1 {
+            if score.is_some_and(meets_goals) && s.recovery_doubling && step_widenings.len() > 1 {
                 if let Some((c0, f0, rec0)) = last_step.take() {
                     let apply = |j: usize| {
                         let (mut c, mut f) = (c0.clone(), f0.clone());
@@ -835,8 +961,8 @@ pub fn design(
                     while hi - lo > 1 {
                         let mid = lo + (hi - lo) / 2;
                         let (c, f) = apply(mid);
-                        let (fm, sc) = evaluate(&c, &f, &mut journal)?;
-                        if meets_goals(sc) {
+                        let (fm, sc) = evaluate(&tensors, &c, &f, &mut journal, combo_need)?;
+                        if sc.is_some_and(meets_goals) {
                             hi = mid;
                             formats = fm;
                             score = sc;
@@ -850,17 +976,31 @@ pub fn design(
                     recovered.truncate(rec0 + hi);
                 }
             }
-            let max_steps = s.max_recovery_steps.unwrap_or(2 * tensors.len());
-            if meets_goals(score) || full.iter().all(|&f| f) || recovered.len() >= max_steps {
+            let max_steps = s.max_recovery_steps.unwrap_or(if s.recovery_doubling {
+                usize::MAX
+            } else {
+                2 * tensors.len()
+            });
+            let met = score.is_some_and(meets_goals);
+            if met || full.iter().all(|&f| f) || recovered.len() >= max_steps {
+                // Short of the goal (stopped early): the reported figures need the whole score.
+                let score = match score {
+                    Some(sc) => sc,
+                    None => evaluate(&tensors, &choice, &full, &mut journal, None)?
+                        .1
+                        .ok_or_else(|| DesignError::Model("a whole evaluation stopped".into()))?,
+                };
                 let info = variant_info(variant, &tensors, formats, score, base, images, recovered);
                 variants.push(info);
                 break;
             }
-            let spell =
-                |choice: &[Option<usize>], full: &[bool], i: usize| match (full[i], choice[i]) {
-                    (false, Some(p)) => tensors[i].points[p].format.to_string(),
-                    _ => "f32".to_string(),
-                };
+            let spell = |tensors: &[TensorInfo],
+                         choice: &[Option<usize>],
+                         full: &[bool],
+                         i: usize| match (full[i], choice[i]) {
+                (false, Some(p)) => tensors[i].points[p].format.to_string(),
+                _ => "f32".to_string(),
+            };
             last_step = Some((choice.clone(), full.clone(), recovered.len()));
             step_widenings.clear();
             for _ in 0..widen_per_step {
@@ -880,17 +1020,27 @@ pub fn design(
                 else {
                     break;
                 };
-                let old = spell(&choice, &full, worst);
+                let old = spell(&tensors, &choice, &full, worst);
+                // The next wider points: if those of the fewest bits all stopped,
+                // their figures decide between them (a point that did not stop beats
+                // any that did).
+                let next = widen_candidates(&tensors[worst], choice[worst]);
+                if next.iter().all(|&p| tensors[worst].points[p].stopped) {
+                    for p in next {
+                        timing.completed_points +=
+                            usize::from(complete(&mut tensors, worst, p, &mut journal)?);
+                    }
+                }
                 match widen(&tensors[worst], choice[worst]) {
                     Some(p) => choice[worst] = Some(p),
                     None => full[worst] = true,
                 }
                 step_widenings.push((worst, choice[worst], full[worst]));
-                let new = spell(&choice, &full, worst);
+                let new = spell(&tensors, &choice, &full, worst);
                 recovered.push(format!("{}: {old} -> {new}", tensors[worst].name));
             }
             if s.recovery_doubling {
-                widen_per_step *= 2;
+                widen_per_step = widen_per_step.saturating_mul(2);
             }
         }
         done += 1;
@@ -934,6 +1084,61 @@ pub fn design(
 }
 
 type Reference = (Option<Model>, Vec<(ValueId, Format)>);
+
+/// A weight point's outcome (`None`: stopped) and index, for later identical points.
+type Seen = (Option<Score>, usize);
+
+/// A point's journal key (channel-scaled weight points are other numerics: own key).
+fn point_key(kind: TensorKind, layer: usize, fmt: Format, channel_scaled: bool) -> String {
+    format!(
+        "{}{layer}:{fmt}{}",
+        if kind == TensorKind::Weight { "w" } else { "a" },
+        if channel_scaled { "/cs" } else { "" }
+    )
+}
+
+/// A layer's weights in `fmt` (with its channel shifts, if any).
+fn quantised_weights(
+    fmt: Format,
+    dense: &Tensor,
+    shifts: Option<&[i32]>,
+    name: &str,
+) -> Result<Vec<f32>, DesignError> {
+    Ok(match shifts {
+        Some(b) => scales::quantize_scaled(fmt, dense.f32s()?, dense.shape(), b, name)?,
+        None => {
+            let mut v = dense.f32s()?.to_vec();
+            quantize_slice(fmt, &mut v);
+            v
+        }
+    })
+}
+
+/// A run transform that reformats value `id` to `fmt`.
+fn quantise_value(
+    id: ValueId,
+    fmt: Format,
+) -> impl Fn(ValueId, &mut Tensor) -> Result<(), NnError> {
+    move |v: ValueId, t: &mut Tensor| {
+        if v == id {
+            quantize_tensor(fmt, t);
+        }
+        Ok(())
+    }
+}
+
+/// An explored point from its outcome (`None`: stopped below what matters).
+fn point(format: Format, coverage: f64, outcome: Option<Score>, base: u64) -> Point {
+    Point {
+        format,
+        bits: format.width(),
+        coverage,
+        correct: outcome.map_or(0, |sc| sc.correct),
+        normalised: outcome.map_or(0.0, |sc| norm(sc.correct, base)),
+        agree: outcome.map(|sc| sc.agree),
+        stopped: outcome.is_none(),
+    }
+}
 
 /// Equal bit for bit (`-0.0 != 0.0`, a NaN equals the same NaN).
 fn same_bits(a: &[f32], b: &[f32]) -> bool {
@@ -1271,6 +1476,130 @@ mod tests {
             adopt_dominating(&mut v, 900, &paper);
         }
         assert_eq!(v[1].avg_weight_bits, 8.30);
+    }
+
+    #[test]
+    fn needs_are_the_least_scores_that_meet_the_goals() {
+        // 846 of 1000 correct originally: 99.8% needs 845 (844.3 rounded up), 100% 846.
+        let n = need_for(846, 1000, 0.998, None);
+        assert_eq!(
+            n,
+            Need {
+                correct: 845,
+                agree: 0
+            }
+        );
+        assert!(meets(845, 846, 0.998) && !meets(844, 846, 0.998));
+        assert_eq!(need_for(846, 1000, 1.0, Some(0.97)).agree, 970);
+        assert_eq!(
+            need_for(846, 1000, 1.0, Some(1.0)),
+            Need {
+                correct: 846,
+                agree: 1000
+            }
+        );
+        // Unreachable goals (more than every image) and a NaN: never met.
+        assert_eq!(need_for(846, 1000, 2.0, None).correct, u64::MAX);
+        assert_eq!(need_for(846, 1000, f64::NAN, None).correct, u64::MAX);
+        assert_eq!(need_for(0, 10, 0.998, None).correct, 0);
+    }
+
+    #[test]
+    fn journal_lines_round_trip_and_torn_ones_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let need = Need {
+            correct: 845,
+            agree: 3,
+        };
+        {
+            let mut j = Journal::open(Some(path.clone()), "k", None).unwrap();
+            j.record(
+                "w0:s1e3m6b5/cs",
+                Entry::Score(Score {
+                    correct: 849,
+                    agree: 995,
+                }),
+            )
+            .unwrap();
+            j.record("a1:u0e4m2b9", Entry::Below(need)).unwrap();
+            j.record("v:ab", Entry::Below(need)).unwrap();
+            // A whole score replaces a stopped record; nothing replaces a score.
+            j.record(
+                "v:ab",
+                Entry::Score(Score {
+                    correct: 800,
+                    agree: 900,
+                }),
+            )
+            .unwrap();
+            j.record("v:ab", Entry::Below(need)).unwrap();
+        }
+        // A line torn mid-number (no newline): ignored, not read as another figure.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"a2:u0e4m2b9 845 99")
+            .unwrap();
+        let j = Journal::open(Some(path.clone()), "k", None).unwrap();
+        assert_eq!(j.done.len(), 3, "{:?}", j.done);
+        let w = Score {
+            correct: 849,
+            agree: 995,
+        };
+        assert_eq!(j.get("w0:s1e3m6b5/cs", None), Some(Some(w)));
+        assert_eq!(j.get("w0:s1e3m6b5/cs", Some(need)), Some(Some(w)));
+        assert_eq!(
+            j.get(
+                "w0:s1e3m6b5/cs",
+                Some(Need {
+                    correct: 850,
+                    agree: 0
+                })
+            ),
+            Some(None)
+        );
+        // Stopped short of 845: short of any higher need, unknown for a lower one.
+        assert_eq!(j.get("a1:u0e4m2b9", Some(need)), Some(None));
+        assert_eq!(
+            j.get(
+                "a1:u0e4m2b9",
+                Some(Need {
+                    correct: 846,
+                    agree: 3
+                })
+            ),
+            Some(None)
+        );
+        assert_eq!(
+            j.get(
+                "a1:u0e4m2b9",
+                Some(Need {
+                    correct: 844,
+                    agree: 3
+                })
+            ),
+            None
+        );
+        assert_eq!(j.get("a1:u0e4m2b9", None), None);
+        assert_eq!(
+            j.get("v:ab", None),
+            Some(Some(Score {
+                correct: 800,
+                agree: 900
+            }))
+        );
+        assert_eq!(j.get("a2:u0e4m2b9", None), None);
+        drop(j);
+        // The torn record was dropped: a record after it stands alone.
+        let mut j = Journal::open(Some(path.clone()), "k", None).unwrap();
+        j.record("a3:u0e4m2b9", Entry::Score(w)).unwrap();
+        drop(j);
+        let j = Journal::open(Some(path), "k", None).unwrap();
+        assert_eq!(j.get("a3:u0e4m2b9", None), Some(Some(w)));
+        assert_eq!(j.get("a2:u0e4m2b9", None), None);
+        assert_eq!(j.done.len(), 4);
     }
 
     #[test]

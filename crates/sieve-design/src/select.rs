@@ -59,6 +59,21 @@ pub(crate) fn widen(t: &TensorInfo, current: Option<usize>) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
+/// The points [`widen`] chooses between: those with the fewest bits more than
+/// `current`'s.
+pub(crate) fn widen_candidates(t: &TensorInfo, current: Option<usize>) -> Vec<usize> {
+    let cur_bits = current.map_or(u32::MAX, |p| t.points[p].bits);
+    let next = t
+        .points
+        .iter()
+        .map(|p| p.bits)
+        .filter(|&b| b > cur_bits)
+        .min();
+    (0..t.points.len())
+        .filter(|&i| Some(t.points[i].bits) == next)
+        .collect()
+}
+
 /// The tensor recovery widens next among `widenable`: by `rank` of its chosen
 /// point measured on its own (see [`RecoveryRank`]); ties go to the first tensor.
 pub(crate) fn worst_tensor(
@@ -119,6 +134,7 @@ mod tests {
                         correct,
                         normalised: correct as f64 / 100.0,
                         agree: Some(agree),
+                        stopped: false,
                     }
                 })
                 .collect(),
@@ -183,6 +199,7 @@ mod tests {
             correct,
             normalised: correct as f64 / 1000.0,
             agree: None,
+            stopped: false,
         };
         let pts = vec![p(6, 1001), p(5, 1000), p(4, 999), p(3, 990)];
         let s = SearchSettings::paper(8);

@@ -34,6 +34,7 @@ fn settings(journal: Option<PathBuf>, max_evals: Option<usize>) -> Settings {
         source_path: None,
         sub_batch: sieve_design::search::DEFAULT_SUB_BATCH,
         reuse_identical: true,
+        stop_early: true,
     }
 }
 
@@ -386,15 +387,18 @@ fn default_settings_skip_dominated_points_and_record_agreement() {
             if p.correct as f64 >= base - 1e-9 {
                 narrowest_accurate = narrowest_accurate.min(p.bits);
             }
-            let agree = p.agree.unwrap();
-            assert!(agree <= meta.provenance.images as u64);
+            // Agreement is recorded with every figure (a stopped point has none).
+            assert_eq!(p.agree.is_none(), p.stopped, "{} {}", t.name, p.format);
+            assert!(p.agree.unwrap_or(0) <= meta.provenance.images as u64);
         }
         // Every point the default search evaluated is one the paper's sweep could reach,
         // with the same count (points do not depend on selection settings).
         let pt = &paper.meta().tensors[t.id];
         for p in &t.points {
             if let Some(q) = pt.points.iter().find(|q| q.format == p.format) {
-                assert_eq!(q.correct, p.correct, "{} {}", t.name, p.format);
+                if !p.stopped && !q.stopped {
+                    assert_eq!(q.correct, p.correct, "{} {}", t.name, p.format);
+                }
             }
         }
     }
@@ -604,9 +608,20 @@ fn min_agreement_recovers_until_the_answers_agree() {
         plain.variants
     );
     s.search.min_agreement = Some(1.0);
-    // Every tensor may end at f32 (which agrees everywhere) within the step limit.
-    s.search.max_recovery_steps = Some(10_000);
+    // The default has no step limit with doubling recovery: every tensor may end at
+    // f32 (which agrees everywhere).
+    assert_eq!(s.search.max_recovery_steps, None);
     let strict = design(&model_bytes(), &s, &|_| {}).unwrap().meta;
+    let tensors = strict.tensors.len();
+    // It needs more widenings than the old default limit (twice the tensors) allowed.
+    assert!(
+        strict
+            .variants
+            .iter()
+            .any(|v| v.recovered.len() > 2 * tensors),
+        "{:?}",
+        strict.variants
+    );
     assert_eq!(strict.settings.min_agreement, Some(1.0));
     for v in [Variant::Exact, Variant::Accurate] {
         let x = variant(&strict, v);
@@ -619,4 +634,73 @@ fn min_agreement_recovers_until_the_answers_agree() {
     // Packages without the setting serialise without it (older readers, same bytes).
     let json = serde_json::to_string(&plain.settings).unwrap();
     assert!(!json.contains("min_agreement"), "{json}");
+}
+
+/// Stopping evaluations early (the default) changes no choice: the same formats and
+/// variants (figures included) as with every point scored whole; a stopped point is
+/// one whose whole score is under the sweep floor; the journal of either run gives
+/// the other's package.
+#[test]
+fn stopping_early_leaves_the_choices_unchanged() {
+    let run = |stop: bool, journal: Option<PathBuf>| {
+        let mut s = settings(journal, None);
+        s.limit = Some(200);
+        s.search = SearchSettings::default_with_batch(16);
+        s.stop_early = stop;
+        design(&model_bytes(), &s, &|_| {}).unwrap()
+    };
+    let whole = run(false, None);
+    let early = run(true, None);
+    assert_eq!(whole.timing.stopped_points, 0);
+    // Preconditions (else the test proves little): points stopped, and a choice needed
+    // the whole score of one of them (it is then recorded whole).
+    assert!(
+        early.timing.stopped_points > 0 && early.timing.completed_points > 0,
+        "{:?}",
+        early.timing
+    );
+    let (w, e) = (&whole.meta, &early.meta);
+    assert_eq!(w.variants, e.variants);
+    let base = w.baseline.correct as f64;
+    let floor = w.settings.sweep_floor;
+    let mut stopped = 0;
+    for (tw, te) in w.tensors.iter().zip(&e.tensors) {
+        assert_eq!(tw.points.len(), te.points.len(), "{}", tw.name);
+        for (pw, pe) in tw.points.iter().zip(&te.points) {
+            assert_eq!(pw.format, pe.format);
+            assert!(!pw.stopped);
+            if pe.stopped {
+                stopped += 1;
+                assert!(
+                    (pw.correct as f64) < floor * base,
+                    "{} {}: stopped but {} of {base} correct",
+                    tw.name,
+                    pw.format,
+                    pw.correct
+                );
+                assert_eq!((pe.correct, pe.agree), (0, None));
+            } else {
+                assert_eq!(pw, pe, "{}", tw.name);
+            }
+        }
+    }
+    assert_eq!(
+        stopped,
+        early.timing.stopped_points - early.timing.completed_points
+    );
+
+    // Either journal gives the other setting's package.
+    let whole_bytes = Package::from_outcome(whole).to_bytes().unwrap();
+    let early_bytes = Package::from_outcome(early).to_bytes().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (first, then, want) in [(false, true, &early_bytes), (true, false, &whole_bytes)] {
+        let journal = dir.path().join(format!("{first}.journal"));
+        run(first, Some(journal.clone()));
+        let out = run(then, Some(journal));
+        assert_eq!(
+            &Package::from_outcome(out).to_bytes().unwrap(),
+            want,
+            "journal of stop_early={first}, run with {then}"
+        );
+    }
 }
