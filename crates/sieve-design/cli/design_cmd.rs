@@ -77,6 +77,12 @@ pub struct Args {
     /// whole batches (checked on the first batch), so the package is the same.
     #[arg(long, default_value_t = sieve_design::search::DEFAULT_SUB_BATCH)]
     pub sub_batch: usize,
+    /// Per stage of layers with the same map size, as many images per sub-batch as keep
+    /// the stage's largest layer output within this many bytes (a power of two; 0 =
+    /// `--sub-batch` images throughout). Speed only, and used only where bit-identical
+    /// to whole batches; otherwise `--sub-batch` applies.
+    #[arg(long, default_value_t = sieve_design::search::DEFAULT_SUB_BATCH_BYTES)]
+    pub sub_batch_bytes: usize,
     /// Evaluate every point and combination, even one whose network is identical to
     /// one already evaluated (a weight point quantising to the same tensor as another
     /// point of its tensor). Speed only: the package is the same either way.
@@ -154,6 +160,7 @@ pub fn run(args: Args) -> Result<()> {
             .ok()
             .map(|p| p.display().to_string()),
         sub_batch: args.sub_batch,
+        sub_batch_bytes: args.sub_batch_bytes,
         reuse_identical: !args.no_reuse,
         stop_early: !args.full_scores,
     };

@@ -11,7 +11,11 @@
 //! (up to the first compute layer that is not a `Conv`) goes through the network a few
 //! images at a time, which keeps a layer's input and output in the caches (MobileNet
 //! v2, one thread: 4 images at a time ~15% faster than 50); the values where the
-//! convolutions end are then joined into the whole batch for the rest. Results are
+//! convolutions end are then joined into the whole batch for the rest. The number of
+//! images can differ by stage ([`stage_plan`]): fewer where maps are large (1 image
+//! at MobileNet v2's 112x112 and 56x56), more where they are small and a layer's
+//! weights are reused over more pixels (8 at 7x7); runs re-split their pieces where a
+//! stage starts. Results are
 //! unchanged only if every value up to there is the same, bit for bit, whatever the
 //! batch (fully-connected kernels are not, nor MobileNet v2's 1x1 logits convolution
 //! for some sub-batch sizes: their blocking spans the images), so the evaluator checks
@@ -112,14 +116,115 @@ pub struct Evaluator {
 /// Where and how runs are split into sub-batches (see the module docs).
 #[derive(Clone, Debug)]
 struct SubBatches {
-    /// Images per sub-batch.
-    size: usize,
+    /// Stages in run order: (first layer, images per sub-batch); the first starts at
+    /// layer 0 and the last ends at the join.
+    stages: Vec<(usize, usize)>,
+    /// Per stage, the values live at its end (the next stage's first layer; the last
+    /// stage: `ids`).
+    ends: Vec<Vec<ValueId>>,
     /// The join: right before this layer (the first compute layer that is not a `Conv`,
     /// or the number of layers: the whole run is split).
     join: usize,
     /// The values live at the join ([`Model::live_values`]; the model outputs when the
     /// whole run is split).
     ids: Vec<ValueId>,
+}
+
+/// A whole batch's inputs and the values kept from its run, by id.
+type WholeRun = (Vec<Tensor>, Vec<(ValueId, Tensor)>);
+
+/// The layer a run from cut position `at` starts with (`after` a layer: the next one).
+fn first_layer(at: Option<(usize, bool)>) -> usize {
+    match at {
+        None => 0,
+        Some((l, after)) => l + usize::from(after),
+    }
+}
+
+/// Images along axis 0 of a piece (its first value).
+fn piece_images(p: &[Tensor]) -> usize {
+    p.first()
+        .and_then(|t| t.shape().first().copied())
+        .unwrap_or(0)
+}
+
+/// `pieces` (consecutive images) as sub-batches of `size` from the first image on:
+/// as they are if they already are, else regrouped with one copy of each image.
+fn resplit(pieces: Vec<Vec<Tensor>>, size: usize) -> Result<Vec<Vec<Tensor>>, DesignError> {
+    let k = pieces.len();
+    let counts: Vec<usize> = pieces.iter().map(|p| piece_images(p)).collect();
+    let fits = counts.iter().enumerate().all(|(i, &n)| {
+        if i + 1 < k {
+            n == size
+        } else {
+            n > 0 && n <= size
+        }
+    });
+    if fits {
+        return Ok(pieces);
+    }
+    if let [one] = pieces.as_slice() {
+        return split_images(one, size);
+    }
+    let images: usize = counts.iter().sum();
+    let values = pieces.first().map_or(0, Vec::len);
+    let mut out = vec![];
+    // (piece, image within it) where the next sub-batch starts.
+    let (mut p, mut at) = (0usize, 0usize);
+    for start in (0..images).step_by(size.max(1)) {
+        let n = size.max(1).min(images - start);
+        let mut sub: Vec<(Vec<usize>, Vec<f32>)> = (0..values)
+            .map(|v| {
+                let t = &pieces[0][v];
+                let per = t.len() / counts[0].max(1);
+                let mut shape = t.shape().to_vec();
+                if let Some(d) = shape.first_mut() {
+                    *d = n;
+                }
+                (shape, Vec::with_capacity(n * per))
+            })
+            .collect();
+        let mut left = n;
+        while left > 0 {
+            let piece = pieces
+                .get(p)
+                .ok_or_else(|| DesignError::Model("sub-batches lost images".into()))?;
+            let take = left.min(counts[p] - at);
+            for (v, (_, data)) in sub.iter_mut().enumerate() {
+                let t = piece
+                    .get(v)
+                    .ok_or_else(|| DesignError::Model("sub-batch lost a value".into()))?;
+                let d = t.f32s()?;
+                let per = d.len() / counts[p].max(1);
+                data.extend_from_slice(&d[at * per..(at + take) * per]);
+            }
+            left -= take;
+            at += take;
+            if at == counts[p] {
+                p += 1;
+                at = 0;
+            }
+        }
+        out.push(
+            sub.into_iter()
+                .map(|(shape, data)| Tensor::from_f32(shape, data))
+                .collect::<Result<Vec<_>, _>>()?,
+        );
+    }
+    Ok(out)
+}
+
+/// Bit-for-bit equality of two value lists.
+fn same_values(a: &[Tensor], b: &[Tensor]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(a, b)| {
+            a.shape() == b.shape()
+                && a.f32s().ok().zip(b.f32s().ok()).is_some_and(|(x, y)| {
+                    x.iter()
+                        .map(|v| v.to_bits())
+                        .eq(y.iter().map(|v| v.to_bits()))
+                })
+        })
 }
 
 /// Cut positions in run order: `None` (the inputs) first, then `(layer, after)`.
@@ -212,6 +317,54 @@ pub fn argmax(row: &[f32]) -> usize {
     best
 }
 
+/// Sub-batch stages from each compute layer's (map shape, output bytes per image) and
+/// the bytes per image of the values live right before each layer (`live`): runs of
+/// consecutive layers with the same map shape, each with the largest power of two of
+/// images (at least 1, at most `images`) whose largest output stays within
+/// `stage_bytes`; neighbours with the same count merge. Each boundary then moves to the
+/// first layer of the next stage where the live values are at most twice the fewest
+/// bytes found there (runs re-split what is live at a boundary: after a block rather
+/// than between a block's wide expansion and its depthwise layer). `(first layer,
+/// images)` per stage. (MobileNet v2 at 2.5 MiB: 1 image from the first layer, 4 from
+/// the first 28x28 block's start, 8 from the first 7x7 block's, the whole batch for
+/// the 1x1 logits.)
+pub fn stage_plan(
+    layers: &[(Vec<usize>, usize)],
+    live: &[usize],
+    stage_bytes: usize,
+    images: usize,
+) -> Vec<(usize, usize)> {
+    let mut runs: Vec<(usize, usize)> = vec![]; // (first layer, largest bytes)
+    for (l, (shape, bytes)) in layers.iter().enumerate() {
+        match runs.last_mut() {
+            Some((first, max)) if layers[*first].0 == *shape => *max = (*max).max(*bytes),
+            _ => runs.push((l, *bytes)),
+        }
+    }
+    let mut plan: Vec<(usize, usize)> = vec![];
+    for (first, max) in runs {
+        let fit = (stage_bytes / max.max(1)).clamp(1, images.max(1));
+        let k = if fit >= images {
+            images
+        } else {
+            1 << fit.ilog2()
+        };
+        match plan.last() {
+            Some(&(_, prev)) if prev == k => {}
+            _ => plan.push((first, k)),
+        }
+    }
+    for i in 1..plan.len() {
+        let (b, end) = (plan[i].0, plan.get(i + 1).map_or(layers.len(), |s| s.0));
+        let bytes = |l: usize| live.get(l).copied().unwrap_or(usize::MAX);
+        let least = (b..end).map(bytes).min().unwrap_or(usize::MAX);
+        if let Some(t) = (b..end).find(|&l| bytes(l) <= least.saturating_mul(2)) {
+            plan[i].0 = t;
+        }
+    }
+    plan
+}
+
 impl Evaluator {
     /// `batches`: (NCHW input, labels). `offset`: background classes before the
     /// first label (output `i` is class `i - offset`). `budget`: bytes the prefix
@@ -247,18 +400,27 @@ impl Evaluator {
         })
     }
 
-    /// Splits the convolutional part of later runs into sub-batches of `size` images
-    /// (see the module docs) if that gives the same values, bit for bit, as whole
-    /// batches: checked for every layer output up to the join and the values at the
-    /// join, on the first batch of every batch length in use (each
-    /// length splits into its own sub-batch sizes). Returns whether sub-batches are on.
-    /// `size` 0, a first batch of at most `size` images, or values without the batch
-    /// along axis 0: off.
-    pub fn enable_sub_batches(&mut self, model: &Model, size: usize) -> Result<bool, DesignError> {
+    /// Splits the convolutional part of later runs into sub-batches (see the module
+    /// docs) if that gives the same values, bit for bit, as whole batches. With
+    /// `stage_bytes` > 0, per stage of layers whose outputs have the same map size: as
+    /// many images as keep the stage's largest output per sub-batch within
+    /// `stage_bytes` (a power of two, at least 1; [`stage_plan`]); if that plan is not
+    /// bit-identical (or `stage_bytes` is 0), `size` images throughout. Checked for
+    /// every layer output up to the join and the values at the join, on the first
+    /// batch of every batch length in use (each length splits into its own sub-batch
+    /// sizes), each stage fed the whole batch's values. Returns the plan in use
+    /// (`(first layer, images)` per stage; empty: whole batches). `size` 0, a first
+    /// batch of at most `size` images, or values without the batch along axis 0: off.
+    pub fn enable_sub_batches(
+        &mut self,
+        model: &Model,
+        size: usize,
+        stage_bytes: usize,
+    ) -> Result<Vec<(usize, usize)>, DesignError> {
         self.sub = None;
         let n = self.labels.first().map_or(0, Vec::len);
         if size == 0 || n <= size {
-            return Ok(false);
+            return Ok(vec![]);
         }
         let layers = model.layers();
         let join = layers
@@ -266,74 +428,182 @@ impl Evaluator {
             .position(|l| l.op != "Conv")
             .unwrap_or(layers.len());
         if join == 0 {
-            return Ok(false);
+            return Ok(vec![]);
         }
         let ids = if join < layers.len() {
             model.live_values(join, false)?
         } else {
             model.output_ids().to_vec()
         };
-        let keep: Vec<ValueId> = layers[..join].iter().map(|l| l.output).collect();
-        let run = |vals: Vec<Tensor>| -> Result<Vec<Tensor>, DesignError> {
-            let feeds = self.inputs.ids.iter().copied().zip(vals).collect();
+        // Every value a stage may start from or end with, and every layer output.
+        let mut keep: Vec<ValueId> = layers[..join].iter().map(|l| l.output).collect();
+        for l in 1..join {
+            keep.extend(model.live_values(l, false)?);
+        }
+        keep.extend(ids.iter().copied());
+        keep.retain(|v| !self.inputs.ids.contains(v));
+        keep.sort_by_key(|v| v.0);
+        keep.dedup();
+        // The whole batch's values, per batch length in use (normally the batch size
+        // and a shorter last batch: the first batch of each length).
+        let mut refs: Vec<WholeRun> = vec![];
+        let mut checked: Vec<usize> = vec![];
+        for (b, pieces) in self.inputs.data.iter().enumerate() {
+            let len = self.labels[b].len();
+            if len <= 1 || checked.contains(&len) {
+                continue;
+            }
+            checked.push(len);
+            let vals = whole(pieces)?;
+            let feeds = self.inputs.ids.iter().copied().zip(vals.clone()).collect();
             let opts = RunOptions {
                 targets: Some(ids.clone()),
                 keep: keep.clone(),
                 ..Default::default()
             };
             let r = model.run_with(feeds, &opts)?;
-            Ok(r.outputs.into_iter().chain(r.kept).collect())
+            if r.kept
+                .iter()
+                .chain(&vals)
+                .any(|t| t.shape().first() != Some(&len) || t.as_f32().is_none())
+            {
+                return Ok(vec![]);
+            }
+            refs.push((vals, keep.iter().copied().zip(r.kept).collect()));
+        }
+        let Some((_, first)) = refs.first() else {
+            return Ok(vec![]);
         };
-        // Every batch length in use (normally the batch size and a shorter last batch)
-        // splits into its own sub-batch sizes: check the first batch of each length.
-        let mut checked: Vec<usize> = vec![];
-        let mut same = true;
-        for (b, pieces) in self.inputs.data.iter().enumerate() {
-            let n = self.labels[b].len();
-            if n <= size || checked.contains(&n) {
+        let mut plans = vec![];
+        if stage_bytes > 0 {
+            let bytes: Vec<(Vec<usize>, usize)> = layers[..join]
+                .iter()
+                .map(|l| {
+                    first
+                        .iter()
+                        .find(|(v, _)| *v == l.output)
+                        .map(|(_, t)| (t.shape().get(2..).unwrap_or(&[]).to_vec(), t.len() * 4 / n))
+                        .unwrap_or_default()
+                })
+                .collect();
+            // Bytes per image live right before each layer (the inputs before layer 0).
+            let live: Vec<usize> = (0..join)
+                .map(|l| {
+                    let ids = if l == 0 {
+                        self.inputs.ids.clone()
+                    } else {
+                        model.live_values(l, false)?
+                    };
+                    Ok(ids
+                        .iter()
+                        .map(|v| match first.iter().find(|(id, _)| id == v) {
+                            Some((_, t)) => t.len() * 4 / n,
+                            None => refs[0].0.iter().map(|t| t.len() * 4 / n).sum(),
+                        })
+                        .sum())
+                })
+                .collect::<Result<_, DesignError>>()?;
+            plans.push(stage_plan(&bytes, &live, stage_bytes, n));
+        }
+        plans.push(vec![(0, size)]);
+        for plan in plans {
+            let plan: Vec<(usize, usize)> = plan.into_iter().filter(|&(_, k)| k > 0).collect();
+            if plan.iter().all(|&(_, k)| k >= n) {
                 continue;
             }
-            checked.push(n);
-            let vals = whole(pieces)?;
-            let all = run(vals.clone())?;
-            if all
-                .iter()
-                .any(|t| t.shape().first() != Some(&n) || t.as_f32().is_none())
-            {
-                same = false;
-                break;
-            }
-            let mut parts = vec![];
-            for v in split_images(&vals, size)? {
-                parts.push(run(v)?);
-            }
-            let split = join_images(&parts)?;
-            same = all.len() == split.len()
-                && all.iter().zip(&split).all(|(a, b)| {
-                    a.shape() == b.shape()
-                        && a.f32s().ok().zip(b.f32s().ok()).is_some_and(|(x, y)| {
-                            x.iter()
-                                .map(|v| v.to_bits())
-                                .eq(y.iter().map(|v| v.to_bits()))
-                        })
+            let mut ends = vec![];
+            for (i, _) in plan.iter().enumerate() {
+                ends.push(match plan.get(i + 1) {
+                    Some(&(next, _)) => model.live_values(next, false)?,
+                    None => ids.clone(),
                 });
-            if !same {
-                break;
             }
-        }
-        if same {
-            self.sub = Some(SubBatches { size, join, ids });
-            // Keep the images in sub-batches: runs then feed them without a copy.
-            for b in &mut self.inputs.data {
-                if let [one] = b.as_slice() {
-                    *b = split_images(one, size)?;
+            let sub = SubBatches {
+                stages: plan.clone(),
+                ends,
+                join,
+                ids: ids.clone(),
+            };
+            if refs
+                .iter()
+                .map(|(inputs, vals)| self.stages_match(model, &sub, inputs, vals))
+                .collect::<Result<Vec<bool>, DesignError>>()?
+                .into_iter()
+                .all(|same| same)
+            {
+                self.sub = Some(sub);
+                // Keep the images in the first stage's sub-batches: runs then feed them
+                // without a copy.
+                for b in &mut self.inputs.data {
+                    let pieces = std::mem::take(b);
+                    *b = resplit(pieces, plan[0].1)?;
                 }
-            }
-            if self.base.at.is_none() {
-                self.base = self.inputs.clone();
+                if self.base.at.is_none() {
+                    self.base = self.inputs.clone();
+                }
+                return Ok(plan);
             }
         }
-        Ok(same)
+        Ok(vec![])
+    }
+
+    /// Whether each stage of `sub`, fed the whole batch's values at its start in
+    /// sub-batches, gives the whole batch's values at its end and every layer output
+    /// in it, bit for bit.
+    fn stages_match(
+        &self,
+        model: &Model,
+        sub: &SubBatches,
+        inputs: &[Tensor],
+        vals: &[(ValueId, Tensor)],
+    ) -> Result<bool, DesignError> {
+        let find = |v: ValueId| {
+            vals.iter()
+                .find(|(id, _)| *id == v)
+                .map(|(_, t)| t.clone())
+                .ok_or_else(|| DesignError::Model(format!("value {} not kept", v.0)))
+        };
+        let layers = model.layers();
+        for (i, &(start, size)) in sub.stages.iter().enumerate() {
+            let end = sub.stages.get(i + 1).map_or(sub.join, |s| s.0);
+            let (feed_ids, feed) = if start == 0 {
+                (self.inputs.ids.clone(), inputs.to_vec())
+            } else {
+                let ids = model.live_values(start, false)?;
+                let feed = ids
+                    .iter()
+                    .map(|&v| find(v))
+                    .collect::<Result<Vec<_>, _>>()?;
+                (ids, feed)
+            };
+            let outs: Vec<ValueId> = layers[start..end].iter().map(|l| l.output).collect();
+            let mut parts = vec![];
+            for piece in split_images(&feed, size)? {
+                let opts = RunOptions {
+                    targets: Some(sub.ends[i].clone()),
+                    keep: outs.clone(),
+                    ..Default::default()
+                };
+                let r = model.run_with(feed_ids.iter().copied().zip(piece).collect(), &opts)?;
+                parts.push(r.outputs.into_iter().chain(r.kept).collect::<Vec<_>>());
+            }
+            let got = join_images(&parts)?;
+            let want = sub.ends[i]
+                .iter()
+                .chain(&outs)
+                .map(|&v| match self.inputs.ids.iter().position(|&x| x == v) {
+                    Some(j) => inputs
+                        .get(j)
+                        .cloned()
+                        .ok_or_else(|| DesignError::Model("input lost".into())),
+                    None => find(v),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if !same_values(&got, &want) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Whether runs are split into sub-batches ([`Evaluator::enable_sub_batches`]).
@@ -343,9 +613,10 @@ impl Evaluator {
 
     /// Runs `model` on one batch (its pieces) fed at `ids` (cut position `from`) up to
     /// `targets` (`None`: the model outputs; with their position), quantising a fed
-    /// value (`replace`) and applying `transform` to computed values: in sub-batches up
-    /// to the join when that lies after `from`, else whole. Returns the result's pieces:
-    /// the sub-batches when `targets` lie at or before the join, else one (the batch).
+    /// value (`replace`) and applying `transform` to computed values: in sub-batches,
+    /// stage by stage, up to the join when that lies after `from`, else whole. Returns
+    /// the result's pieces: the sub-batches when `targets` lie at or before the join,
+    /// else one (the batch).
     #[allow(clippy::too_many_arguments)]
     fn run_batch(
         &self,
@@ -357,8 +628,11 @@ impl Evaluator {
         transform: Option<Transform<'_>>,
         targets: Option<(&[ValueId], (usize, bool))>,
     ) -> Result<Vec<Vec<Tensor>>, DesignError> {
-        let run = |vals: Vec<Tensor>, targets: Option<Vec<ValueId>>| {
-            let mut feeds: Vec<(ValueId, Tensor)> = ids.iter().copied().zip(vals).collect();
+        let run = |feed_ids: &[ValueId],
+                   vals: Vec<Tensor>,
+                   replace: Option<(ValueId, Format)>,
+                   targets: Option<Vec<ValueId>>| {
+            let mut feeds: Vec<(ValueId, Tensor)> = feed_ids.iter().copied().zip(vals).collect();
             if let Some((id, fmt)) = replace {
                 for (v, t) in &mut feeds {
                     if *v == id {
@@ -378,37 +652,54 @@ impl Evaluator {
                 && pieces.iter().flatten().all(|t| t.as_f32().is_some())
         });
         let Some(sub) = sub else {
-            return Ok(vec![run(whole(pieces)?, targets.map(|(t, _)| t.to_vec()))?]);
+            return Ok(vec![run(
+                ids,
+                whole(pieces)?,
+                replace,
+                targets.map(|(t, _)| t.to_vec()),
+            )?]);
         };
-        // Up to the join, or to the targets if they come first.
-        let (first_targets, done) = match targets {
-            Some((t, to)) if position(Some(to)) <= position(Some((sub.join, false))) => {
-                (t.to_vec(), true)
+        let layer = first_layer(from);
+        let first = sub
+            .stages
+            .iter()
+            .rposition(|&(start, _)| start <= layer)
+            .unwrap_or(0);
+        let mut feed_ids = ids.to_vec();
+        let mut pieces = pieces.to_vec();
+        let mut replace = replace;
+        for i in first..sub.stages.len() {
+            let size = sub.stages[i].1;
+            let end = sub.stages.get(i + 1).map_or(sub.join, |s| s.0);
+            // This stage's end, or the targets if they come first.
+            let (stage_targets, last) = match targets {
+                Some((t, to)) if position(Some(to)) <= position(Some((end, false))) => {
+                    (t.to_vec(), true)
+                }
+                _ => (sub.ends[i].clone(), false),
+            };
+            let mut parts = vec![];
+            for vals in resplit(pieces, size)? {
+                parts.push(run(&feed_ids, vals, replace, Some(stage_targets.clone()))?);
             }
-            _ => (sub.ids.clone(), sub.join == model.layers().len()),
-        };
-        let split = match pieces {
-            [one] => split_images(one, sub.size)?,
-            _ => pieces.to_vec(),
-        };
-        let mut parts = vec![];
-        for vals in split {
-            parts.push(run(vals, Some(first_targets.clone()))?);
+            // The fed value was reformatted in the first stage's feeds.
+            replace = None;
+            if last {
+                return Ok(parts);
+            }
+            pieces = parts;
+            feed_ids.clone_from(&sub.ends[i]);
         }
-        if done && targets.is_some() {
-            return Ok(parts);
-        }
-        let joined = join_images(&parts)?;
-        if done {
+        let joined = join_images(&pieces)?;
+        if sub.join == model.layers().len() {
             return Ok(vec![joined]);
         }
-        let feeds = sub.ids.iter().copied().zip(joined).collect();
-        let opts = RunOptions {
-            targets: targets.map(|(t, _)| t.to_vec()),
-            transform,
-            ..Default::default()
-        };
-        Ok(vec![model.run_with(feeds, &opts)?.outputs])
+        Ok(vec![run(
+            &sub.ids,
+            joined,
+            None,
+            targets.map(|(t, _)| t.to_vec()),
+        )?])
     }
 
     /// Number of images.
@@ -758,5 +1049,51 @@ pub fn input_spec(model: &Model) -> Result<sieve_data::InputSpec, DesignError> {
             "input '{}' has shape {s:?}; expected N x C x H x W",
             input.name
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_plan_follows_map_sizes() {
+        // MobileNet v2's shapes: (map, bytes per image of the layer's output).
+        let l = |hw: usize, c: usize| (vec![hw, hw], hw * hw * c * 4);
+        let layers = vec![
+            l(112, 32),
+            l(112, 32),
+            l(112, 16),
+            l(112, 96),
+            l(56, 96),
+            l(56, 24),
+            l(56, 144),
+            l(28, 144),
+            l(28, 32),
+            l(28, 192),
+            l(14, 192),
+            l(14, 576),
+            l(7, 576),
+            l(7, 960),
+            l(7, 1280),
+            (vec![1, 1], 1008 * 4),
+        ];
+        // Live before each layer: the previous layer's output.
+        let live: Vec<usize> = std::iter::once(224 * 224 * 3 * 4)
+            .chain(layers.iter().map(|l| l.1))
+            .take(layers.len())
+            .collect();
+        let plan = |b: usize| stage_plan(&layers, &live, b, 50);
+        // 28x28 from layer 7 (a 144-channel output is live) moves to layer 9 (32 channels
+        // live, the least in that stage); 7x7 from 12 (576) to 13 (less than twice the
+        // least: 7x7x576 against 7x7x960 and 1280 later).
+        assert_eq!(
+            plan(crate::search::DEFAULT_SUB_BATCH_BYTES),
+            vec![(0, 1), (9, 4), (13, 8), (15, 50)]
+        );
+        // Whole batches where everything fits; at least one image where nothing does.
+        assert_eq!(plan(usize::MAX), vec![(0, 50)]);
+        assert_eq!(plan(1), vec![(0, 1)]);
+        assert_eq!(stage_plan(&[], &[], 1, 50), vec![]);
     }
 }

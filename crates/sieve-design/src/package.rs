@@ -538,6 +538,7 @@ mod scale_tests {
                 output: None,
                 source_path: None,
                 sub_batch: crate::search::DEFAULT_SUB_BATCH,
+                sub_batch_bytes: crate::search::DEFAULT_SUB_BATCH_BYTES,
                 reuse_identical: true,
                 stop_early: true,
             };

@@ -50,6 +50,11 @@ pub struct Settings {
     /// convolutional part of every run, when that is bit-identical to whole batches
     /// ([`Evaluator::enable_sub_batches`]); 0 = whole batches.
     pub sub_batch: usize,
+    /// Execution only (the outcome is the same): per stage of layers with the same map
+    /// size, as many images per sub-batch as keep the stage's largest layer output
+    /// within this many bytes ([`crate::eval::stage_plan`]), where that is bit-identical;
+    /// 0 = [`Settings::sub_batch`] images throughout.
+    pub sub_batch_bytes: usize,
     /// Execution only (the outcome is the same): a weight point whose quantised tensor
     /// equals, bit for bit, an earlier point's of the same tensor takes that point's
     /// score, and a combination takes the score of an evaluated combination whose
@@ -63,6 +68,10 @@ pub struct Settings {
     /// every point's figures.
     pub stop_early: bool,
 }
+
+/// The default of [`Settings::sub_batch_bytes`] (MobileNet v2: 1 image per sub-batch
+/// on 112x112 and 56x56 maps, 4 on 28x28 and 14x14, 8 on 7x7).
+pub const DEFAULT_SUB_BATCH_BYTES: usize = 5 << 19;
 
 /// The default of [`Settings::sub_batch`] (MobileNet v2 on one thread: 4 images at a
 /// time ~15% faster than 50).
@@ -154,6 +163,8 @@ pub struct Timing {
     pub completed_points: usize,
     /// Whether runs were split into sub-batches ([`Settings::sub_batch`]).
     pub sub_batches: bool,
+    /// The sub-batch stages in use: (first layer, images) each.
+    pub sub_batch_plan: Vec<(usize, usize)>,
     /// Seconds spent checking that sub-batches give whole batches' values.
     pub sub_batch_check: f64,
     /// Per compute layer, in order: where the sweep time went.
@@ -573,7 +584,9 @@ pub fn design(
     let n_images = images as u64;
     timing.baseline = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    timing.sub_batches = ev.enable_sub_batches(&model, settings.sub_batch)?;
+    timing.sub_batch_plan =
+        ev.enable_sub_batches(&model, settings.sub_batch, settings.sub_batch_bytes)?;
+    timing.sub_batches = !timing.sub_batch_plan.is_empty();
     timing.sub_batch_check = t.elapsed().as_secs_f64();
     let nonneg = non_negative_layers(&model, &onnx);
     let mut dense_weights: Vec<Tensor> = vec![];
@@ -657,6 +670,14 @@ pub fn design(
         agree: 0,
     });
     let report = |done: usize, what: String| progress(&ProgressEvent { done, total, what });
+    if !timing.sub_batch_plan.is_empty() {
+        let plan: Vec<String> = timing
+            .sub_batch_plan
+            .iter()
+            .map(|(l, k)| format!("{k} from layer {l}"))
+            .collect();
+        report(0, format!("sub-batches: {} images", plan.join(", ")));
+    }
 
     // 2. Per-tensor sweeps, layer by layer (the prefix cache moves forward).
     for (k, l) in layers.iter().enumerate() {

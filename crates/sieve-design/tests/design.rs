@@ -33,6 +33,7 @@ fn settings(journal: Option<PathBuf>, max_evals: Option<usize>) -> Settings {
         output: None,
         source_path: None,
         sub_batch: sieve_design::search::DEFAULT_SUB_BATCH,
+        sub_batch_bytes: sieve_design::search::DEFAULT_SUB_BATCH_BYTES,
         reuse_identical: true,
         stop_early: true,
     }
@@ -556,6 +557,32 @@ fn speedups_leave_the_package_unchanged() {
             plain,
             "sub-batch {sub}, reuse {reuse}"
         );
+    }
+
+    // Sub-batches by stage: 2 images through conv1 (46 KB per image), 4 through conv2
+    // (12.8 KB), re-split between them; and with the shorter last batch.
+    for limit in [None, Some(45)] {
+        let mut s = fast(None, None);
+        s.sub_batch_bytes = 100_000;
+        if limit.is_some() {
+            s.limit = limit;
+        }
+        let out = design(&model_bytes(), &s, &|_| {}).unwrap();
+        assert_eq!(out.timing.sub_batch_plan, vec![(0, 2), (1, 4)]);
+        let bytes = Package::from_outcome(out).to_bytes().unwrap();
+        if limit.is_none() {
+            assert_eq!(bytes, plain, "sub-batches by stage");
+        } else {
+            let mut s = fast(None, None);
+            s.limit = limit;
+            s.sub_batch = 0;
+            let whole = design(&model_bytes(), &s, &|_| {}).unwrap();
+            assert_eq!(
+                bytes,
+                Package::from_outcome(whole).to_bytes().unwrap(),
+                "45 images by stage"
+            );
+        }
     }
 
     // A shorter last batch (45 = 16 + 16 + 13) splits into other sub-batch sizes.
