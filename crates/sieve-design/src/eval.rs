@@ -955,6 +955,12 @@ impl Evaluator {
         }))
     }
 
+    /// Makes `cut` the base runs start from (it must lie at or before where later runs
+    /// start: the search moves forward).
+    pub fn set_base(&mut self, cut: Cut) {
+        self.base = cut;
+    }
+
     /// Moves the base to right before `layer` if that cut fits the budget
     /// (otherwise keeps the current base). Returns whether it moved.
     pub fn advance(&mut self, model: &Model, layer: usize) -> Result<bool, DesignError> {

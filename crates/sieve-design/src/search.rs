@@ -680,8 +680,14 @@ pub fn design(
     }
 
     // 2. Per-tensor sweeps, layer by layer (the prefix cache moves forward).
+    // The cut right after the previous layer: the next base is computed from it (only
+    // what lies between two layers runs) instead of re-running that layer.
+    let mut prev_after = None;
     for (k, l) in layers.iter().enumerate() {
         let t = Instant::now();
+        if let Some(cut) = prev_after.take() {
+            ev.set_base(cut);
+        }
         ev.advance(&model, k)?;
         let after = ev.cut(&model, k, true)?;
         let mut lt = LayerTiming {
@@ -827,7 +833,7 @@ pub fn design(
             }
         }
         timing.layers.push(lt);
-        drop(after);
+        prev_after = after;
     }
     done = total - 3;
 

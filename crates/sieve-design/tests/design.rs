@@ -585,6 +585,18 @@ fn speedups_leave_the_package_unchanged() {
         }
     }
 
+    // The prefix cache's budget (none; some cuts; all) only moves where runs start.
+    for budget in [0, 1 << 20] {
+        let mut s = fast(None, None);
+        s.cache_bytes = budget;
+        let out = design(&model_bytes(), &s, &|_| {}).unwrap();
+        assert_eq!(
+            Package::from_outcome(out).to_bytes().unwrap(),
+            plain,
+            "cache budget {budget}"
+        );
+    }
+
     // A shorter last batch (45 = 16 + 16 + 13) splits into other sub-batch sizes.
     let short = |sub: usize| {
         let mut s = fast(None, None);
