@@ -25,7 +25,7 @@ use crate::runner::quantize_tensor;
 use crate::DesignError;
 use rayon::prelude::*;
 use sieve_float::{ExpHistogram, Format};
-use sieve_nn::{Model, NnError, RunOptions, Tensor, ValueId};
+use sieve_nn::{Model, NnError, RunOptions, Tensor, ValueId, VisitFn};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -626,6 +626,7 @@ impl Evaluator {
         pieces: &[Vec<Tensor>],
         replace: Option<(ValueId, Format)>,
         transform: Option<Transform<'_>>,
+        visit: Option<VisitFn<'_>>,
         targets: Option<(&[ValueId], (usize, bool))>,
     ) -> Result<Vec<Vec<Tensor>>, DesignError> {
         let run = |feed_ids: &[ValueId],
@@ -643,6 +644,7 @@ impl Evaluator {
             let opts = RunOptions {
                 targets,
                 transform,
+                visit,
                 ..Default::default()
             };
             Ok::<_, DesignError>(model.run_with(feeds, &opts)?.outputs)
@@ -756,8 +758,9 @@ impl Evaluator {
             .par_iter()
             .enumerate()
             .map(|(b, vals)| {
-                let outputs =
-                    self.run_batch(model, cut.at, &cut.ids, vals, replace, transform, None)?;
+                let outputs = self.run_batch(
+                    model, cut.at, &cut.ids, vals, replace, transform, None, None,
+                )?;
                 let out = outputs
                     .first()
                     .and_then(|p| p.first())
@@ -803,8 +806,9 @@ impl Evaluator {
                 if stop.load(Ordering::Relaxed) {
                     return Ok(None);
                 }
-                let outputs =
-                    self.run_batch(model, cut.at, &cut.ids, vals, replace, transform, None)?;
+                let outputs = self.run_batch(
+                    model, cut.at, &cut.ids, vals, replace, transform, None, None,
+                )?;
                 let out = outputs
                     .first()
                     .and_then(|p| p.first())
@@ -877,15 +881,21 @@ impl Evaluator {
             .par_iter()
             .enumerate()
             .map(|(b, vals)| {
-                let feeds = self.inputs.ids.iter().copied().zip(whole(vals)?).collect();
-                let opts = RunOptions {
-                    visit: Some(&visit),
-                    ..Default::default()
-                };
-                let r = model.run_with(feeds, &opts)?;
+                // In sub-batches when they are enabled (checked bit-identical to the
+                // whole batch): smaller maps, fewer fresh pages.
+                let r = self.run_batch(
+                    model,
+                    None,
+                    &self.inputs.ids,
+                    vals,
+                    None,
+                    None,
+                    Some(&visit),
+                    None,
+                )?;
                 let out = r
-                    .outputs
                     .first()
+                    .and_then(|o| o.first())
                     .ok_or_else(|| DesignError::Model("no output".into()))?;
                 Ok((
                     self.count(out, b)?,
@@ -925,6 +935,7 @@ impl Evaluator {
                 self.base.at,
                 &self.base.ids,
                 vals,
+                None,
                 None,
                 None,
                 Some((&ids, (layer, after))),

@@ -576,18 +576,18 @@ pub fn design(
     )?;
     timing.load = t_all.elapsed().as_secs_f64();
 
-    // 1. Baseline and histograms.
+    // 1. Sub-batches (the baseline runs in them too), baseline and histograms.
+    let t = Instant::now();
+    timing.sub_batch_plan =
+        ev.enable_sub_batches(&model, settings.sub_batch, settings.sub_batch_bytes)?;
+    timing.sub_batches = !timing.sub_batch_plan.is_empty();
+    timing.sub_batch_check = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let layers = model.layers().to_vec();
     let act_ids: Vec<ValueId> = layers.iter().map(|l| l.output).collect();
     let (base, act_hists, act_sizes) = ev.baseline(&model, &act_ids)?;
     let n_images = images as u64;
     timing.baseline = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    timing.sub_batch_plan =
-        ev.enable_sub_batches(&model, settings.sub_batch, settings.sub_batch_bytes)?;
-    timing.sub_batches = !timing.sub_batch_plan.is_empty();
-    timing.sub_batch_check = t.elapsed().as_secs_f64();
     let nonneg = non_negative_layers(&model, &onnx);
     let mut dense_weights: Vec<Tensor> = vec![];
     // Per layer: the weight tensor's channel shifts before clamping (channel scales).

@@ -1,13 +1,16 @@
 //! Decode throughput per code width, next to a plain copy of the same f32
 //! output, plus encode/quantize throughput. Throughput is bytes of f32
-//! produced (4 per element).
+//! produced (4 per element). Also the exponent histogram of a ReLU-like
+//! activation (half zeros), value by value against `add_slice`.
 //!
 //! `cargo bench -p sieve-float --bench decode -- --quick`
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use sieve_float::{decode_slice, encode_slice, pack, quantize_slice, Decoder, Format};
+use sieve_float::{
+    decode_slice, encode_slice, pack, quantize_slice, Decoder, ExpHistogram, Format,
+};
 
 const N: usize = 1 << 20;
 
@@ -92,9 +95,29 @@ fn bench_codec(c: &mut Criterion) {
     g.finish();
 }
 
+fn bench_histogram(c: &mut Criterion) {
+    // After a ReLU: the negative half of `inputs` becomes zeros, in no order.
+    let xs: Vec<f32> = inputs().into_iter().map(|x| x.max(0.0)).collect();
+    let mut g = c.benchmark_group("exp_histogram_relu");
+    g.throughput(Throughput::Bytes((N * 4) as u64));
+    g.bench_function("add_each", |b| {
+        b.iter(|| {
+            let mut h = ExpHistogram::new();
+            for &x in black_box(&xs) {
+                h.add(x);
+            }
+            h
+        });
+    });
+    g.bench_function("add_slice", |b| {
+        b.iter(|| ExpHistogram::from_slice(black_box(&xs)));
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10);
-    targets = bench_decode, bench_codec
+    targets = bench_decode, bench_codec, bench_histogram
 }
 criterion_main!(benches);
