@@ -34,6 +34,8 @@ fn design_then_inspect_then_eval() {
             "--batch",
             "8",
             "--json",
+            "--progress-secs",
+            "0",
             "--out",
         ])
         .arg(&out)
@@ -42,6 +44,14 @@ fn design_then_inspect_then_eval() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // stderr is a pipe here: plain progress lines instead of a bar that draws nothing.
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("design ") && l.contains(" evaluations ("))
+        .collect();
+    assert!(lines.len() > 10, "{err}");
+    assert!(err.contains("design finished after "), "{err}");
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["images"], 24);
     assert_eq!(v["variants"].as_array().unwrap().len(), 3);
@@ -84,7 +94,7 @@ fn design_then_inspect_then_eval() {
 
 /// Out-of-range settings are refused before any work, naming the option.
 #[test]
-fn bad_min_agreement_is_refused() {
+fn bad_settings_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     for bad in ["1.5", "NaN"] {
         let o = bin()
@@ -102,6 +112,27 @@ fn bad_min_agreement_is_refused() {
         assert!(!o.status.success());
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains("--min-agreement must be in [0, 1]"), "{err}");
+        assert!(!dir.path().join("x.sieve").exists());
+    }
+    for bad in ["-1", "inf", "NaN"] {
+        let o = bin()
+            .args(["design", "--model"])
+            .arg(root().join("fixtures/lenet5/model.onnx"))
+            .args([
+                "--val",
+                &format!("mnist:{}", root().join("fixtures/mnist").display()),
+            ])
+            .arg(format!("--progress-secs={bad}"))
+            .arg("--out")
+            .arg(dir.path().join("x.sieve"))
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("--progress-secs must be a finite number >= 0"),
+            "{err}"
+        );
         assert!(!dir.path().join("x.sieve").exists());
     }
 }
