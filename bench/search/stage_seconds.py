@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Seconds and evaluations of a MobileNet v2 search by stage, from `sieve design --json` files
-(docs/SPECULATIVE.md "Session 11" and "Session 12").
+(docs/SPECULATIVE.md "Session 11", "Session 12" and "Sessions 13-15").
 
 Usage: bench/search/stage_seconds.py NAME=design.json...
 Stages by compute layer: 0-3 (112x112), 4-9 (56x56), 10-18 (28x28), 19-36 (14x14), 37-52 (7x7
@@ -26,15 +26,18 @@ def main():
             sec = sum(l["weight"] + l["activation"] for l in ls)
             cells.append(f"{ev}, {sec:,.0f} ({sec / max(ev, 1):.2f})")
         print(f"| {name} | " + " | ".join(cells) + " |")
-    keys = ["baseline", "sub_batch_check", "cache", "weight_points", "activation_points",
-            "combinations", "total"]
+    keys = ["baseline", "reorder", "sub_batch_check", "cache", "weight_points",
+            "activation_points", "combinations", "total"]
     print()
-    print("| run | " + " | ".join(keys) + " | evaluations | stopped points |")
-    print("|---" * (len(keys) + 3) + "|")
+    print("| run | " + " | ".join(keys) + " | evaluations | stopped points | images run |")
+    print("|---" * (len(keys) + 4) + "|")
     for (n, _), d in zip(runs, data):
         t = d["timing"]
-        print(f"| {n} | " + " | ".join(f"{t[k]:,.1f}" for k in keys)
-              + f" | {t['new_evaluations']} | {t.get('stopped_points', 0)} |")
+        # `reorder` and `images_run` exist from session 15 on.
+        images = f"{t['images_run']:,}" if "images_run" in t else "-"
+        print(f"| {n} | " + " | ".join(f"{t.get(k, 0):,.1f}" for k in keys)
+              + f" | {t['new_evaluations']} | {t.get('stopped_points', 0)}"
+              + f" | {images} |")
 
 
 main()

@@ -97,6 +97,13 @@ pub struct Args {
     /// the formats and variants are the same either way.
     #[arg(long)]
     pub full_scores: bool,
+    /// Evaluate the validation images in the dataset's order. By default they run
+    /// fragile first (those the original gets wrong, then by its top-1 margin, smallest
+    /// first), so that an evaluation that falls short stops after fewer images; scores
+    /// count the same images either way, but fully-connected kernels round differently
+    /// with other images in a batch (`--paper` implies this option).
+    #[arg(long)]
+    pub dataset_order: bool,
     /// Do not keep a journal (no resume).
     #[arg(long)]
     pub no_journal: bool,
@@ -147,6 +154,9 @@ pub fn run(args: Args) -> Result<()> {
     }
     if args.no_adopt_dominating {
         search.adopt_dominating = false;
+    }
+    if args.dataset_order {
+        search.fragile_first = false;
     }
     if let Some(f) = args.sweep_floor {
         if !(0.0..=1.0).contains(&f) {

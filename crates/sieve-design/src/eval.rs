@@ -26,7 +26,7 @@ use crate::DesignError;
 use rayon::prelude::*;
 use sieve_float::{ExpHistogram, Format};
 use sieve_nn::{Model, NnError, RunOptions, Tensor, ValueId, VisitFn};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// A callback applied to each computed value (e.g. to reformat one activation).
@@ -106,6 +106,11 @@ pub struct Evaluator {
     labels: Vec<Vec<i64>>,
     /// Per batch, the original model's top-1 output index of each image.
     original: Vec<Vec<usize>>,
+    /// Per batch, the original model's top-1 margin of each image (largest output minus
+    /// the next; [`Evaluator::fragile_first`]).
+    margins: Vec<Vec<f32>>,
+    /// Images run by evaluations so far (stopped evaluations count what they ran).
+    images_run: AtomicU64,
     inputs: Cut,
     base: Cut,
     offset: usize,
@@ -317,6 +322,28 @@ pub fn argmax(row: &[f32]) -> usize {
     best
 }
 
+/// The largest value of `row` minus the next largest (0 with fewer than two values;
+/// NaN if either is NaN).
+fn margin(row: &[f32]) -> f32 {
+    let (mut first, mut second) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
+    for &v in row {
+        if v.is_nan() {
+            return f32::NAN;
+        }
+        if v > first {
+            second = first;
+            first = v;
+        } else if v > second {
+            second = v;
+        }
+    }
+    if row.len() < 2 {
+        0.0
+    } else {
+        first - second
+    }
+}
+
 /// Sub-batch stages from each compute layer's (map shape, output bytes per image) and
 /// the bytes per image of the values live right before each layer (`live`): runs of
 /// consecutive layers with the same map shape, each with the largest power of two of
@@ -391,6 +418,8 @@ impl Evaluator {
         };
         Ok(Evaluator {
             original: vec![],
+            margins: vec![],
+            images_run: AtomicU64::new(0),
             labels,
             base: inputs.clone(),
             inputs,
@@ -725,17 +754,26 @@ impl Evaluator {
         Ok(d.chunks_exact(d.len() / n).map(argmax).collect())
     }
 
+    /// Whether output index `pred` is class `label`.
+    fn is_correct(&self, pred: usize, label: i64) -> bool {
+        pred.checked_sub(self.offset)
+            .and_then(|p| i64::try_from(p).ok())
+            == Some(label)
+    }
+
+    /// Images run by evaluations ([`Evaluator::score`], [`Evaluator::score_until`]) so
+    /// far.
+    pub fn images_run(&self) -> u64 {
+        self.images_run.load(Ordering::Relaxed)
+    }
+
     fn count(&self, out: &Tensor, batch: usize) -> Result<Score, DesignError> {
         let labels = &self.labels[batch];
         let pred = Self::predictions(out, labels.len())?;
         let correct = pred
             .iter()
             .zip(labels)
-            .filter(|(&p, &l)| {
-                p.checked_sub(self.offset)
-                    .and_then(|p| i64::try_from(p).ok())
-                    == Some(l)
-            })
+            .filter(|(&p, &l)| self.is_correct(p, l))
             .count() as u64;
         let agree = match self.original.get(batch) {
             Some(o) => pred.iter().zip(o).filter(|(a, b)| a == b).count() as u64,
@@ -765,6 +803,8 @@ impl Evaluator {
                     .first()
                     .and_then(|p| p.first())
                     .ok_or_else(|| DesignError::Model("no output".into()))?;
+                self.images_run
+                    .fetch_add(self.labels[b].len() as u64, Ordering::Relaxed);
                 self.count(out, b)
             })
             .collect();
@@ -798,39 +838,62 @@ impl Evaluator {
         let wrong = AtomicU64::new(0);
         let differ = AtomicU64::new(0);
         let stop = AtomicBool::new(false);
-        let counts: Vec<Result<Option<Score>, DesignError>> = cut
-            .data
-            .par_iter()
-            .enumerate()
-            .map(|(b, vals)| {
-                if stop.load(Ordering::Relaxed) {
-                    return Ok(None);
+        // Batches are taken in order by whichever thread is free (not split in halves
+        // as `par_iter` does), so that with the images ordered fragile first
+        // ([`Evaluator::fragile_first`]) the batches most likely to decide a shortfall
+        // run first on every thread.
+        let next = AtomicUsize::new(0);
+        let batches = cut.data.len();
+        let workers = rayon::current_num_threads().clamp(1, batches.max(1));
+        let done: Vec<Vec<(usize, Result<Score, DesignError>)>> = (0..workers)
+            .into_par_iter()
+            .map(|_| {
+                let mut mine = vec![];
+                while !stop.load(Ordering::Relaxed) {
+                    let b = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(vals) = cut.data.get(b) else {
+                        break;
+                    };
+                    let sc = self
+                        .run_batch(
+                            model, cut.at, &cut.ids, vals, replace, transform, None, None,
+                        )
+                        .and_then(|outputs| {
+                            let out = outputs
+                                .first()
+                                .and_then(|p| p.first())
+                                .ok_or_else(|| DesignError::Model("no output".into()))?;
+                            self.count(out, b)
+                        });
+                    let n = self.labels[b].len() as u64;
+                    self.images_run.fetch_add(n, Ordering::Relaxed);
+                    match &sc {
+                        Ok(sc) => {
+                            let lost = n - sc.correct.min(n);
+                            let w = wrong.fetch_add(lost, Ordering::Relaxed) + lost;
+                            let changed = n - sc.agree.min(n);
+                            let d = differ.fetch_add(changed, Ordering::Relaxed) + changed;
+                            if w > wrong_max || d > differ_max {
+                                stop.store(true, Ordering::Relaxed);
+                            }
+                        }
+                        Err(_) => stop.store(true, Ordering::Relaxed),
+                    }
+                    mine.push((b, sc));
                 }
-                let outputs = self.run_batch(
-                    model, cut.at, &cut.ids, vals, replace, transform, None, None,
-                )?;
-                let out = outputs
-                    .first()
-                    .and_then(|p| p.first())
-                    .ok_or_else(|| DesignError::Model("no output".into()))?;
-                let sc = self.count(out, b)?;
-                let n = self.labels[b].len() as u64;
-                let w = wrong.fetch_add(n - sc.correct.min(n), Ordering::Relaxed) + n
-                    - sc.correct.min(n);
-                let d =
-                    differ.fetch_add(n - sc.agree.min(n), Ordering::Relaxed) + n - sc.agree.min(n);
-                if w > wrong_max || d > differ_max {
-                    stop.store(true, Ordering::Relaxed);
-                }
-                Ok(Some(sc))
+                mine
             })
             .collect();
+        let mut done: Vec<(usize, Result<Score, DesignError>)> =
+            done.into_iter().flatten().collect();
+        done.sort_by_key(|(b, _)| *b);
+        let complete = done.len() == batches;
         let mut total = Score::default();
-        for c in counts {
-            match c? {
-                Some(sc) => total = [total, sc].into_iter().sum(),
-                None => return Ok(None),
-            }
+        for (_, sc) in done {
+            total = [total, sc?].into_iter().sum();
+        }
+        if !complete {
+            return Ok(None);
         }
         Ok(Some(total).filter(|sc| need.met_by(*sc)))
     }
@@ -875,42 +938,7 @@ impl Evaluator {
                 }
             }
         };
-        let counts: Vec<Result<(Score, Vec<usize>), DesignError>> = self
-            .inputs
-            .data
-            .par_iter()
-            .enumerate()
-            .map(|(b, vals)| {
-                // In sub-batches when they are enabled (checked bit-identical to the
-                // whole batch): smaller maps, fewer fresh pages.
-                let r = self.run_batch(
-                    model,
-                    None,
-                    &self.inputs.ids,
-                    vals,
-                    None,
-                    None,
-                    Some(&visit),
-                    None,
-                )?;
-                let out = r
-                    .first()
-                    .and_then(|o| o.first())
-                    .ok_or_else(|| DesignError::Model("no output".into()))?;
-                Ok((
-                    self.count(out, b)?,
-                    Self::predictions(out, self.labels[b].len())?,
-                ))
-            })
-            .collect();
-        let mut correct = 0;
-        let mut original = vec![];
-        for c in counts {
-            let (s, p) = c?;
-            correct += s.correct;
-            original.push(p);
-        }
-        self.original = original;
+        let correct = self.original_pass(model, Some(&visit))?;
         let hists = hists
             .into_inner()
             .map_err(|_| DesignError::Model("histogram lock poisoned".into()))?;
@@ -918,6 +946,137 @@ impl Evaluator {
             .into_inner()
             .map_err(|_| DesignError::Model("size lock poisoned".into()))?;
         Ok((correct, hists, sizes))
+    }
+
+    /// Runs the original model over every batch (in sub-batches when they are enabled,
+    /// checked bit-identical to the whole batch: smaller maps, fewer fresh pages), with
+    /// `visit` on each computed value; records each image's top-1 and margin and
+    /// returns the correct answers.
+    fn original_pass(
+        &mut self,
+        model: &Model,
+        visit: Option<VisitFn<'_>>,
+    ) -> Result<u64, DesignError> {
+        // Per batch: its score, and each image's top-1 and margin.
+        type Pass = (Score, Vec<usize>, Vec<f32>);
+        let counts: Vec<Result<Pass, DesignError>> = self
+            .inputs
+            .data
+            .par_iter()
+            .enumerate()
+            .map(|(b, vals)| {
+                let r =
+                    self.run_batch(model, None, &self.inputs.ids, vals, None, None, visit, None)?;
+                let out = r
+                    .first()
+                    .and_then(|o| o.first())
+                    .ok_or_else(|| DesignError::Model("no output".into()))?;
+                let n = self.labels[b].len();
+                let d = out.f32s()?;
+                if n == 0 || d.len() % n != 0 {
+                    return Err(DesignError::Model(format!(
+                        "output shape {:?} does not fit a batch of {n}",
+                        out.shape()
+                    )));
+                }
+                let margins = d.chunks_exact(d.len() / n).map(margin).collect();
+                Ok((self.count(out, b)?, Self::predictions(out, n)?, margins))
+            })
+            .collect();
+        let mut correct = 0;
+        let (mut original, mut margins) = (vec![], vec![]);
+        for c in counts {
+            let (s, p, m) = c?;
+            correct += s.correct;
+            original.push(p);
+            margins.push(m);
+        }
+        self.original = original;
+        self.margins = margins;
+        Ok(correct)
+    }
+
+    /// Puts the validation images in the order that lets an evaluation which falls short
+    /// of its need stop soonest ([`Evaluator::score_until`]): first the images the
+    /// original model gets wrong (they most often stay wrong), then the others by the
+    /// original's top-1 margin, smallest first (they are the first to change); ties in
+    /// dataset order. Batches keep their sizes. Counts do not depend on the order, but
+    /// kernels whose blocking spans the images of a batch (fully-connected layers) round
+    /// differently with other neighbours, so the original is run again on the new
+    /// batches for its correct answers (returned) and the top-1 that agreement is
+    /// counted against. Call after [`Evaluator::baseline`], before any cut is taken.
+    pub fn fragile_first(&mut self, model: &Model) -> Result<u64, DesignError> {
+        if self.base.at.is_some() {
+            return Err(DesignError::Model(
+                "the images can only be reordered before the prefix cache is filled".into(),
+            ));
+        }
+        if self.margins.len() != self.labels.len() || self.original.len() != self.labels.len() {
+            return Err(DesignError::Model(
+                "reordering the images needs the baseline first".into(),
+            ));
+        }
+        // One piece per image, in dataset order, with its label and sort key.
+        let mut images: Vec<Option<Vec<Tensor>>> = vec![];
+        let mut labels = vec![];
+        let mut keys: Vec<(bool, f32)> = vec![];
+        for (b, pieces) in std::mem::take(&mut self.inputs.data)
+            .into_iter()
+            .enumerate()
+        {
+            let ones = resplit(pieces, 1)?;
+            let (l, p, m) = (&self.labels[b], &self.original[b], &self.margins[b]);
+            if ones.len() != l.len() || p.len() != l.len() || m.len() != l.len() {
+                return Err(DesignError::Model(format!(
+                    "batch {b}: {} images, {} labels, {} predictions",
+                    ones.len(),
+                    l.len(),
+                    p.len()
+                )));
+            }
+            for (j, one) in ones.into_iter().enumerate() {
+                images.push(Some(one));
+                labels.push(l[j]);
+                keys.push((self.is_correct(p[j], l[j]), m[j]));
+            }
+        }
+        let mut order: Vec<usize> = (0..images.len()).collect();
+        order.sort_by(|&a, &b| {
+            keys[a]
+                .0
+                .cmp(&keys[b].0)
+                .then(keys[a].1.total_cmp(&keys[b].1))
+                .then(a.cmp(&b))
+        });
+        let first = self
+            .sub
+            .as_ref()
+            .and_then(|s| s.stages.first())
+            .map(|s| s.1);
+        let sizes: Vec<usize> = self.labels.iter().map(Vec::len).collect();
+        let mut order = order.into_iter();
+        let (mut data, mut new_labels) = (vec![], vec![]);
+        for n in sizes {
+            let idx: Vec<usize> = order.by_ref().take(n).collect();
+            let mut ims = vec![];
+            for &i in &idx {
+                ims.push(
+                    images
+                        .get_mut(i)
+                        .and_then(Option::take)
+                        .ok_or_else(|| DesignError::Model("reordering lost an image".into()))?,
+                );
+            }
+            new_labels.push(idx.iter().map(|&i| labels[i]).collect());
+            data.push(match first {
+                Some(size) => resplit(ims, size)?,
+                None => vec![join_images(&ims)?],
+            });
+        }
+        self.inputs.data = data;
+        self.labels = new_labels;
+        self.base = self.inputs.clone();
+        self.original_pass(model, None)
     }
 
     /// The cut at `(layer, after)` computed from the current base, or `None` if it

@@ -165,6 +165,14 @@ pub struct SearchSettings {
     /// absent in older packages) = accuracy only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_agreement: Option<f64>,
+    /// Evaluate the validation images fragile first: those the original model gets
+    /// wrong, then the rest by the original's top-1 margin, smallest first
+    /// ([`crate::eval::Evaluator::fragile_first`]), so that an evaluation that falls
+    /// short stops after fewer images. Scores count the same images either way; only
+    /// which images share a batch changes (kernels whose blocking spans a batch's images
+    /// round differently). `false` (and absent in older packages) = dataset order.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fragile_first: bool,
 }
 
 /// The ranking recovery uses to pick the next tensor to widen.

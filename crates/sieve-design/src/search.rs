@@ -97,6 +97,7 @@ impl SearchSettings {
             channel_scales: false,
             adopt_dominating: false,
             min_agreement: None,
+            fragile_first: false,
         }
     }
 
@@ -104,9 +105,11 @@ impl SearchSettings {
     /// ([`SearchSettings::skip_dominated`]), fidelity-ranked recovery that
     /// widens activations first, at most `2 x tensors` steps, per-channel weight
     /// scales ([`SearchSettings::channel_scales`]), and variants that adopt a
-    /// dominating combination ([`SearchSettings::adopt_dominating`]).
+    /// dominating combination ([`SearchSettings::adopt_dominating`]), with the images
+    /// evaluated fragile first ([`SearchSettings::fragile_first`]).
     pub fn default_with_batch(batch: usize) -> SearchSettings {
         SearchSettings {
+            fragile_first: true,
             skip_dominated: true,
             channel_scales: true,
             recovery_rank: RecoveryRank::Fidelity,
@@ -140,6 +143,12 @@ pub struct Timing {
     pub load: f64,
     /// Baseline run with histograms.
     pub baseline: f64,
+    /// Reordering the images fragile first and scoring the original again on the new
+    /// batches ([`SearchSettings::fragile_first`]).
+    pub reorder: f64,
+    /// Images run by evaluations in this run (an evaluation that stops early counts the
+    /// images it ran; [`Settings::stop_early`], [`SearchSettings::fragile_first`]).
+    pub images_run: u64,
     /// Computing prefix-cache cuts.
     pub cache: f64,
     /// Weight-tensor points.
@@ -562,7 +571,9 @@ pub fn design(
             &provenance.split,
             settings.background_offset,
             s.batch,
-            "v2",
+            // Other batches, other rounding: fragile first has journals of its own
+            // (dataset order keeps the key of earlier versions).
+            if s.fragile_first { "v2-fragile" } else { "v2" },
         ))
         .map_err(|e| DesignError::Invalid(e.to_string()))?
         .as_bytes(),
@@ -585,9 +596,14 @@ pub fn design(
     let t = Instant::now();
     let layers = model.layers().to_vec();
     let act_ids: Vec<ValueId> = layers.iter().map(|l| l.output).collect();
-    let (base, act_hists, act_sizes) = ev.baseline(&model, &act_ids)?;
+    let (mut base, act_hists, act_sizes) = ev.baseline(&model, &act_ids)?;
     let n_images = images as u64;
     timing.baseline = t.elapsed().as_secs_f64();
+    if s.fragile_first {
+        let t = Instant::now();
+        base = ev.fragile_first(&model)?;
+        timing.reorder = t.elapsed().as_secs_f64();
+    }
     let nonneg = non_negative_layers(&model, &onnx);
     let mut dense_weights: Vec<Tensor> = vec![];
     // Per layer: the weight tensor's channel shifts before clamping (channel scales).
@@ -1100,6 +1116,7 @@ pub fn design(
         output: settings.output.clone(),
     };
     timing.new_evaluations = journal.new;
+    timing.images_run = ev.images_run();
     timing.reused_combinations = reused_combinations;
     timing.total = t_all.elapsed().as_secs_f64();
     Ok(DesignOutcome {

@@ -743,3 +743,83 @@ fn stopping_early_leaves_the_choices_unchanged() {
         );
     }
 }
+
+/// Fragile first: the same scores as the dataset's order, and an evaluation that cannot
+/// reach its need stops after the batches holding the original's wrong answers instead
+/// of wherever they lie in the dataset. One thread, so that where it stops does not
+/// depend on scheduling.
+#[test]
+fn fragile_first_keeps_scores_and_stops_shortfalls_sooner() {
+    use sieve_design::eval::{Evaluator, Need};
+    let m = sieve_onnx::load_bytes(&model_bytes()).unwrap();
+    let (x, labels) = images(1000);
+    let batch = 16;
+    let batches = || {
+        labels
+            .chunks(batch)
+            .enumerate()
+            .map(|(i, l)| {
+                let per = 28 * 28;
+                let d = x.as_f32().unwrap()[i * batch * per..(i * batch + l.len()) * per].to_vec();
+                (
+                    Tensor::from_f32(vec![l.len(), 1, 28, 28], d).unwrap(),
+                    l.to_vec(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let mut dataset = Evaluator::new(&m, batches(), 0, 1 << 30).unwrap();
+        let base = dataset.baseline(&m, &[]).unwrap().0;
+        let mut fragile = Evaluator::new(&m, batches(), 0, 1 << 30).unwrap();
+        assert_eq!(fragile.baseline(&m, &[]).unwrap().0, base);
+        assert_eq!(fragile.fragile_first(&m).unwrap(), base);
+        let wrong = 1000 - base;
+        // Preconditions: some wrong answers, fewer than a batch holds, not all in the
+        // dataset's first batch.
+        assert!(wrong > 0 && wrong as usize <= batch, "{wrong} wrong");
+        // Whole scores and a reachable need: the same either way.
+        for ev in [&dataset, &fragile] {
+            let whole = ev.score(&m, ev.base(), None, None).unwrap();
+            assert_eq!(whole.correct, base);
+            assert_eq!(whole.agree, 1000);
+            let need = Need {
+                correct: base,
+                agree: 1000,
+            };
+            assert_eq!(
+                ev.score_until(&m, ev.base(), None, None, Some(need))
+                    .unwrap(),
+                Some(whole)
+            );
+        }
+        // One more correct answer than the original: out of reach, decided once every
+        // wrong answer has been seen.
+        let need = Some(Need {
+            correct: base + 1,
+            agree: 0,
+        });
+        let run = |ev: &Evaluator| {
+            let before = ev.images_run();
+            assert_eq!(
+                ev.score_until(&m, ev.base(), None, None, need).unwrap(),
+                None
+            );
+            ev.images_run() - before
+        };
+        assert_eq!(
+            run(&fragile),
+            batch as u64,
+            "the first batch holds them all"
+        );
+        let in_order = run(&dataset);
+        assert!(
+            in_order > 4 * batch as u64,
+            "{in_order} images in the dataset's order"
+        );
+    });
+}
