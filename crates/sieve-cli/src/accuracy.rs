@@ -1,6 +1,7 @@
 //! `sieve accuracy`: top-1 / top-5 accuracy of a model on a dataset split.
 
 use crate::common::{image_input_chw, load_runner_with_contract, ranked_classes};
+use crate::plain_progress::PlainProgress;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use sieve_data::{DatasetSpec, InputSpec, ModelCard, Split};
@@ -38,6 +39,8 @@ pub struct Args {
     /// Print one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    #[arg(long, default_value_t = 30.0, help = crate::plain_progress::PROGRESS_SECS_HELP)]
+    progress_secs: f64,
 }
 
 /// Run `sieve accuracy`.
@@ -67,7 +70,13 @@ pub fn run(args: Args) -> Result<()> {
         dataset = sieve_data::limit(dataset, n);
     }
     let total = dataset.len();
-    let bar = ProgressBar::new(total as u64);
+    // Lines for logs; the bar draws only on a terminal.
+    let plain = PlainProgress::for_stderr("accuracy", "images", false, args.progress_secs)?;
+    let bar = if plain.is_some() {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total as u64)
+    };
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -101,8 +110,14 @@ pub fn run(args: Args) -> Result<()> {
         }
         count += n;
         bar.inc(n as u64);
+        if let Some(p) = &plain {
+            p.update(count as u64, total as u64, "");
+        }
     }
     bar.finish_and_clear();
+    if let Some(p) = &plain {
+        p.finish(true);
+    }
     if count == 0 {
         bail!("the dataset split is empty");
     }

@@ -4,6 +4,7 @@
 //! threshold that keeps `target x` the original's accuracy, and stores the
 //! result in the package (section `detector`).
 
+use crate::plain_progress::PlainProgress;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use sieve_data::{Dataset, DatasetSpec, ModelCard, Split};
@@ -15,6 +16,8 @@ use sieve_runtime::record::{record, records, Recorded};
 use sieve_runtime::{RuntimeError, Scores, VariantCalibration};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// Arguments of `sieve calibrate`.
 #[derive(clap::Args)]
@@ -56,6 +59,8 @@ pub struct Args {
     /// Print one JSON object (the stored section) on stdout.
     #[arg(long)]
     json: bool,
+    #[arg(long, default_value_t = 30.0, help = crate::plain_progress::PROGRESS_SECS_HELP)]
+    progress_secs: f64,
 }
 
 /// How to read the outputs: the package's recorded output contract, else the
@@ -111,6 +116,8 @@ pub fn open_dataset(
 }
 
 /// Runs the original and each variant once over `ds`: (original, per variant).
+/// `(label, progress_secs)`: the command, and its `--progress-secs` (plain progress
+/// lines when stderr is not a terminal).
 pub fn record_all(
     pkg: &Package,
     original: &sieve_nn::Model,
@@ -118,28 +125,50 @@ pub fn record_all(
     ds: &dyn Dataset,
     batch: usize,
     scores: &Scores,
+    (label, progress_secs): (&'static str, f64),
 ) -> Result<(Recorded, Vec<Recorded>)> {
     if batch == 0 {
         bail!("--batch must be at least 1");
     }
     let n = ds.len() as u64;
-    let bar = ProgressBar::new(n * (1 + variants.len() as u64));
+    let total = n * (1 + variants.len() as u64);
+    // Lines for logs (`label`: the command); the bar draws only on a terminal.
+    let plain = PlainProgress::for_stderr(label, "runs", false, progress_secs)?;
+    let bar = if plain.is_some() {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total)
+    };
     bar.set_style(
         ProgressStyle::with_template("{msg:12} {bar:40} {pos}/{len} runs  {per_sec}  eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let tick = |k: u64| bar.inc(k);
+    let done = AtomicU64::new(0);
+    let what = Mutex::new("original");
+    let tick = |k: u64| {
+        bar.inc(k);
+        let d = done.fetch_add(k, Ordering::Relaxed) + k;
+        if let (Some(p), Ok(w)) = (&plain, what.lock()) {
+            p.update(d, total, &w);
+        }
+    };
     bar.set_message("original");
     let run_orig = |t: Tensor| -> Result<Vec<Tensor>, RuntimeError> { Ok(original.run(vec![t])?) };
     let orig = record("original", &run_orig, ds, batch, scores, &tick)?;
     let mut out = vec![];
     for &v in variants {
         bar.set_message(v.name());
+        if let Ok(mut w) = what.lock() {
+            *w = v.name();
+        }
         let m = pkg.model(v)?;
         let run = |t: Tensor| -> Result<Vec<Tensor>, RuntimeError> { Ok(m.run(vec![t])?) };
         out.push(record(v.name(), &run, ds, batch, scores, &tick)?);
     }
     bar.finish_and_clear();
+    if let Some(p) = &plain {
+        p.finish(true);
+    }
     Ok((orig, out))
 }
 
@@ -181,7 +210,15 @@ pub fn run(args: Args) -> Result<()> {
     let (mut pkg, original, scores) = open_all(&args.package, args.model.as_deref(), args.threads)?;
     let ds = open_dataset(&args.val, &args.split, args.limit, &original)?;
     let variants: Vec<Variant> = pkg.meta().variants.iter().map(|v| v.variant).collect();
-    let (orig, runs) = record_all(&pkg, &original, &variants, ds.as_ref(), args.batch, &scores)?;
+    let (orig, runs) = record_all(
+        &pkg,
+        &original,
+        &variants,
+        ds.as_ref(),
+        args.batch,
+        &scores,
+        ("calibrate", args.progress_secs),
+    )?;
     let original_correct = orig
         .predictions
         .iter()

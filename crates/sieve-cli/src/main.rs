@@ -12,6 +12,8 @@ mod design_cmd;
 mod infer;
 #[path = "../../sieve-design/cli/inspect_cmd.rs"]
 mod inspect_cmd;
+#[path = "../../sieve-design/cli/plain_progress.rs"]
+mod plain_progress;
 #[path = "../../sieve-serve/cli/serve_cmd.rs"]
 mod serve_cmd;
 mod speculate;

@@ -50,6 +50,8 @@ pub struct Args {
     /// Print one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    #[arg(long, default_value_t = 30.0, help = crate::plain_progress::PROGRESS_SECS_HELP)]
+    progress_secs: f64,
 }
 
 fn parse_list<T>(s: &str, all: &[T]) -> Result<Vec<T>>
@@ -80,7 +82,15 @@ pub fn run(args: Args) -> Result<()> {
     }
     let modes: Vec<Mode> = parse_list(&args.mode, &[Mode::Normal, Mode::PowerSaving])?;
     let ds = open_dataset(&args.dataset, &args.split, args.limit, &original)?;
-    let (orig, runs) = record_all(&pkg, &original, &variants, ds.as_ref(), args.batch, &scores)?;
+    let (orig, runs) = record_all(
+        &pkg,
+        &original,
+        &variants,
+        ds.as_ref(),
+        args.batch,
+        &scores,
+        ("speculate", args.progress_secs),
+    )?;
     let name = model_name(&args.package);
     let images = orig.labels.len();
     let data = format!(

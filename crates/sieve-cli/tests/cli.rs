@@ -23,12 +23,24 @@ fn accuracy_on_the_shipped_mnist_slice_matches_onnxruntime() {
         "--dataset",
         "mnist:fixtures/mnist",
         "--json",
+        "--progress-secs",
+        "0",
     ]);
     let v = stdout_json(&out);
     assert_eq!(v["count"], 1000);
     // onnxruntime 1.32: 989/1000 top-1, 1000/1000 top-5 (fixtures/README.md).
     assert_eq!(v["top1"].as_f64(), Some(0.989));
     assert_eq!(v["top5"].as_f64(), Some(1.0));
+    // stderr is a pipe here: a plain line per batch of 64 instead of a bar that draws
+    // nothing, the last one at 1000/1000, and a closing line.
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("accuracy ") && l.contains(" images ("))
+        .collect();
+    assert_eq!(lines.len(), 16, "{err}");
+    assert!(lines[15].contains(" 1000/1000 images (100.0%)"), "{err}");
+    assert!(err.contains("accuracy finished after "), "{err}");
 }
 
 #[test]

@@ -65,7 +65,7 @@ fn calibrate_stores_thresholds_and_speculate_uses_them() {
     ]));
     assert!(e.contains("calibrate"), "{e}");
 
-    let v = ok_json(&sieve(&[
+    let out = sieve(&[
         "calibrate",
         "--package",
         pkg_s,
@@ -82,7 +82,19 @@ fn calibrate_stores_thresholds_and_speculate_uses_them() {
         "--plots",
         plots.to_str().expect("utf-8"),
         "--json",
-    ]));
+        "--progress-secs",
+        "0",
+    ]);
+    let v = ok_json(&out);
+    // stderr is a pipe: plain progress lines over the original and the three variants
+    // (4 x 400 runs), naming what runs, and a closing line.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/1600 runs (") && err.contains(": original"),
+        "{err}"
+    );
+    assert!(err.contains("1600/1600 runs (100.0%)"), "{err}");
+    assert!(err.contains("calibrate finished after "), "{err}");
     assert_eq!(v["images"], 400);
     assert_eq!(v["modes"]["normal"], 1.0);
     assert_eq!(v["modes"]["power-saving"], 0.99);

@@ -1,15 +1,13 @@
 //! `sieve design`: the speculative CNN design search; writes a `.sieve` package.
 
+use crate::plain_progress::PlainProgress;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use sieve_data::{ModelCard, Split};
 use sieve_design::meta::SearchSettings;
 use sieve_design::search::Settings;
 use sieve_design::{report, Package};
-use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 /// Arguments of `sieve design`.
 #[derive(clap::Args, Debug)]
@@ -113,21 +111,14 @@ pub struct Args {
     /// Print a JSON summary on stdout.
     #[arg(long)]
     pub json: bool,
-    /// When stderr is not a terminal (a log file, a pipe, CI), print a plain progress
-    /// line at most every this many seconds instead of the progress bar (0 = at every
-    /// evaluation).
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 30.0, help = crate::plain_progress::PROGRESS_SECS_HELP)]
     pub progress_secs: f64,
 }
 
 /// Runs `sieve design`.
 pub fn run(args: Args) -> Result<()> {
-    if !(args.progress_secs >= 0.0 && args.progress_secs.is_finite()) {
-        bail!(
-            "--progress-secs must be a finite number >= 0, got {}",
-            args.progress_secs
-        );
-    }
+    // Lines for logs; the bar draws only on a terminal.
+    let plain = PlainProgress::for_stderr("design", "evaluations", true, args.progress_secs)?;
     if args.threads > 0 {
         sieve_nn::set_threads(args.threads).context("setting the thread count")?;
     }
@@ -188,8 +179,6 @@ pub fn run(args: Args) -> Result<()> {
         reuse_identical: !args.no_reuse,
         stop_early: !args.full_scores,
     };
-    let plain = (!std::io::stderr().is_terminal())
-        .then(|| PlainProgress::new(Duration::from_secs_f64(args.progress_secs)));
     let bar = if plain.is_some() {
         ProgressBar::hidden()
     } else {
@@ -203,7 +192,7 @@ pub fn run(args: Args) -> Result<()> {
     );
     let progress = |e: &sieve_design::search::ProgressEvent| {
         if let Some(p) = &plain {
-            p.event(e);
+            p.update(e.done as u64, e.total as u64, &e.what);
         }
         bar.set_length(e.total as u64);
         bar.set_position(e.done as u64);
@@ -284,131 +273,4 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Progress as plain lines on stderr, for logs: indicatif draws nothing when stderr is
-/// not a terminal, and a 30-minute search would otherwise be silent until it ends.
-struct PlainProgress {
-    every: Duration,
-    start: Instant,
-    /// When the last line was printed (`None` before the first).
-    last: Mutex<Option<Instant>>,
-}
-
-impl PlainProgress {
-    fn new(every: Duration) -> Self {
-        Self {
-            every,
-            start: Instant::now(),
-            last: Mutex::new(None),
-        }
-    }
-
-    /// Prints a line for the first event, the last one (`done >= total`) and otherwise
-    /// at most once per `every`.
-    fn event(&self, e: &sieve_design::search::ProgressEvent) {
-        let now = Instant::now();
-        let mut last = match self.last.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let due = match *last {
-            None => true,
-            Some(t) => e.done >= e.total || now.duration_since(t) >= self.every,
-        };
-        if !due {
-            return;
-        }
-        *last = Some(now);
-        eprintln!(
-            "{}",
-            plain_line(now.duration_since(self.start), e.done, e.total, &e.what)
-        );
-    }
-}
-
-impl PlainProgress {
-    /// The closing line.
-    fn finish(&self, ok: bool) {
-        let how = if ok { "finished" } else { "stopped" };
-        eprintln!(
-            "design {how} after {}",
-            hms(self.start.elapsed().as_secs_f64())
-        );
-    }
-}
-
-/// One progress line: elapsed time, evaluations done of the upper bound, and an
-/// estimate of the time left from the rate so far (the bound shrinks as sweeps stop
-/// early, so the estimate is an upper one).
-fn plain_line(elapsed: Duration, done: usize, total: usize, what: &str) -> String {
-    let pct = if total > 0 {
-        100.0 * done as f64 / total as f64
-    } else {
-        0.0
-    };
-    let eta = if done > 0 && total > done {
-        let left = elapsed.as_secs_f64() * (total - done) as f64 / done as f64;
-        format!(", eta <= {}", hms(left))
-    } else {
-        String::new()
-    };
-    format!(
-        "design {} {done}/{total} evaluations ({pct:.1}%){eta}: {}",
-        hms(elapsed.as_secs_f64()),
-        shorten(what, 100)
-    )
-}
-
-/// `s` itself if it has at most `max` characters, else its start and its end (where a
-/// tensor's format is) around `...`: ONNX names from converters run to 200 characters.
-fn shorten(s: &str, max: usize) -> String {
-    let n = s.chars().count();
-    if n <= max {
-        return s.to_string();
-    }
-    let tail = max / 2;
-    let head = max.saturating_sub(tail + 3);
-    let start: String = s.chars().take(head).collect();
-    let end: String = s.chars().skip(n - tail).collect();
-    format!("{start}...{end}")
-}
-
-/// `h:mm:ss`.
-fn hms(secs: f64) -> String {
-    let s = secs.max(0.0).round() as u64;
-    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plain_lines_give_elapsed_count_and_eta() {
-        let l = plain_line(Duration::from_secs(125), 10, 40, "conv1 s1e3m2");
-        assert_eq!(
-            l,
-            "design 0:02:05 10/40 evaluations (25.0%), eta <= 0:06:15: conv1 s1e3m2"
-        );
-        // No estimate before the first evaluation or after the last.
-        assert_eq!(
-            plain_line(Duration::from_secs(3), 0, 40, "baseline"),
-            "design 0:00:03 0/40 evaluations (0.0%): baseline"
-        );
-        assert_eq!(
-            plain_line(Duration::from_secs(3725), 40, 40, "done"),
-            "design 1:02:05 40/40 evaluations (100.0%): done"
-        );
-        assert_eq!(hms(-1.0), "0:00:00");
-        // Long names keep their start and their end (the format), on char boundaries.
-        let long = format!("{}é{} s1e4m3", "a".repeat(60), "b".repeat(150));
-        let s = shorten(&long, 100);
-        assert_eq!(s.chars().count(), 100);
-        assert!(s.starts_with(&"a".repeat(47)) && s.ends_with("bbb s1e4m3"));
-        assert!(s.contains("..."));
-        assert_eq!(shorten("conv1 s1e3m2", 100), "conv1 s1e3m2");
-        let l = plain_line(Duration::from_secs(1), 1, 2, &long);
-        assert!(l.ends_with("bbb s1e4m3") && l.len() < 160, "{l}");
-    }
 }

@@ -5,6 +5,7 @@
 mod design_cmd;
 mod eval_cmd;
 mod inspect_cmd;
+mod plain_progress;
 
 use clap::{Parser, Subcommand};
 
