@@ -957,8 +957,8 @@ impl Evaluator {
         model: &Model,
         visit: Option<VisitFn<'_>>,
     ) -> Result<u64, DesignError> {
-        // Per batch: its score, and each image's top-1 and margin.
-        type Pass = (Score, Vec<usize>, Vec<f32>);
+        // Per batch: its correct answers, and each image's top-1 and margin.
+        type Pass = (u64, Vec<usize>, Vec<f32>);
         let counts: Vec<Result<Pass, DesignError>> = self
             .inputs
             .data
@@ -971,23 +971,24 @@ impl Evaluator {
                     .first()
                     .and_then(|o| o.first())
                     .ok_or_else(|| DesignError::Model("no output".into()))?;
-                let n = self.labels[b].len();
+                let labels = &self.labels[b];
+                // Checks the output's shape against the batch.
+                let pred = Self::predictions(out, labels.len())?;
                 let d = out.f32s()?;
-                if n == 0 || d.len() % n != 0 {
-                    return Err(DesignError::Model(format!(
-                        "output shape {:?} does not fit a batch of {n}",
-                        out.shape()
-                    )));
-                }
-                let margins = d.chunks_exact(d.len() / n).map(margin).collect();
-                Ok((self.count(out, b)?, Self::predictions(out, n)?, margins))
+                let margins = d.chunks_exact(d.len() / labels.len()).map(margin).collect();
+                let correct = pred
+                    .iter()
+                    .zip(labels)
+                    .filter(|(&p, &l)| self.is_correct(p, l))
+                    .count() as u64;
+                Ok((correct, pred, margins))
             })
             .collect();
         let mut correct = 0;
         let (mut original, mut margins) = (vec![], vec![]);
         for c in counts {
-            let (s, p, m) = c?;
-            correct += s.correct;
+            let (c, p, m) = c?;
+            correct += c;
             original.push(p);
             margins.push(m);
         }
