@@ -121,8 +121,10 @@ impl SearchSettings {
     }
 }
 
-/// A progress report: `done` of about `total` evaluations (skipped points of a
-/// stopped sweep count as done, so the total is an upper bound that stays fixed).
+/// A progress report: `done` of about `total` evaluations. Skipped points of a stopped
+/// sweep count as done, so during the sweeps the total is an upper bound; a variant's
+/// recovery evaluations (not known in advance) add one to `done` and `total` each, so
+/// `total` only grows, and `done` never decreases and reaches `total` at the end.
 #[derive(Clone, Debug)]
 pub struct ProgressEvent {
     /// Evaluations done or skipped.
@@ -685,7 +687,18 @@ pub fn design(
             .unwrap_or(0),
         agree: 0,
     });
-    let report = |done: usize, what: String| progress(&ProgressEvent { done, total, what });
+    // Evaluations the combination phase adds to its planned three (recovery steps, their
+    // bisection, stopped points completed for a choice): counted in `done` and `total`
+    // alike as they happen, so the count moves while a variant recovers.
+    let extra = std::cell::Cell::new(0usize);
+    let report = |done: usize, what: String| {
+        let x = extra.get();
+        progress(&ProgressEvent {
+            done: done + x,
+            total: total + x,
+            what,
+        })
+    };
     if !timing.sub_batch_plan.is_empty() {
         let plan: Vec<String> = timing
             .sub_batch_plan
@@ -886,6 +899,7 @@ pub fn design(
             }
         })?;
         tensors[ti].points[p] = point(fmt, coverage, outcome, base);
+        extra.set(extra.get() + 1);
         Ok(journal.new > new)
     };
     for variant in Variant::SPECULATIVE {
@@ -920,7 +934,8 @@ pub fn design(
                             choice: &[Option<usize>],
                             full: &[bool],
                             journal: &mut Journal,
-                            need: Option<Need>|
+                            need: Option<Need>,
+                            step: Option<String>|
          -> Result<(Vec<Option<Format>>, Option<Score>), DesignError> {
             let formats: Vec<Option<Format>> = (0..tensors.len())
                 .map(|i| {
@@ -931,7 +946,15 @@ pub fn design(
                     }
                 })
                 .collect();
-            report(done, format!("{variant} variant"));
+            // The variant's first evaluation is one of the planned three; a recovery
+            // evaluation adds one to the count (done and total).
+            match step {
+                None => report(done, format!("{variant} variant")),
+                Some(step) => {
+                    extra.set(extra.get() + 1);
+                    report(done, format!("{variant} variant, {step}"));
+                }
+            }
             let spelled: Vec<String> = formats
                 .iter()
                 .zip(tensors)
@@ -985,9 +1008,18 @@ pub fn design(
             combinations += 1;
             Ok((formats, score))
         };
+        let mut steps = 0usize;
         loop {
+            let step = (steps > 0).then(|| {
+                format!(
+                    "recovery step {steps} ({} widening{})",
+                    recovered.len(),
+                    if recovered.len() == 1 { "" } else { "s" }
+                )
+            });
+            steps += 1;
             let (mut formats, mut score) =
-                evaluate(&tensors, &choice, &full, &mut journal, combo_need)?;
+                evaluate(&tensors, &choice, &full, &mut journal, combo_need, step)?;
             // Bisection back-off: the last doubling step widened k > 1 tensors and
             // met the goal; keep the shortest prefix of that step that meets it.
             if score.is_some_and(meets_goals) && s.recovery_doubling && step_widenings.len() > 1 {
@@ -1004,7 +1036,12 @@ pub fn design(
                     while hi - lo > 1 {
                         let mid = lo + (hi - lo) / 2;
                         let (c, f) = apply(mid);
-                        let (fm, sc) = evaluate(&tensors, &c, &f, &mut journal, combo_need)?;
+                        let step = format!(
+                            "recovery back-off (keeping {mid} of the last step's {} widenings)",
+                            step_widenings.len()
+                        );
+                        let (fm, sc) =
+                            evaluate(&tensors, &c, &f, &mut journal, combo_need, Some(step))?;
                         if sc.is_some_and(meets_goals) {
                             hi = mid;
                             formats = fm;
@@ -1029,9 +1066,16 @@ pub fn design(
                 // Short of the goal (stopped early): the reported figures need the whole score.
                 let score = match score {
                     Some(sc) => sc,
-                    None => evaluate(&tensors, &choice, &full, &mut journal, None)?
-                        .1
-                        .ok_or_else(|| DesignError::Model("a whole evaluation stopped".into()))?,
+                    None => evaluate(
+                        &tensors,
+                        &choice,
+                        &full,
+                        &mut journal,
+                        None,
+                        Some("its whole score".into()),
+                    )?
+                    .1
+                    .ok_or_else(|| DesignError::Model("a whole evaluation stopped".into()))?,
                 };
                 let info = variant_info(variant, &tensors, formats, score, base, images, recovered);
                 variants.push(info);

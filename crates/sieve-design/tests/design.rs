@@ -650,8 +650,31 @@ fn min_agreement_recovers_until_the_answers_agree() {
     // The default has no step limit with doubling recovery: every tensor may end at
     // f32 (which agrees everywhere).
     assert_eq!(s.search.max_recovery_steps, None);
-    let strict = design(&model_bytes(), &s, &|_| {}).unwrap().meta;
+    let events = std::sync::Mutex::new(vec![]);
+    let strict = design(&model_bytes(), &s, &|e| {
+        events.lock().unwrap().push(e.clone());
+    })
+    .unwrap()
+    .meta;
     let tensors = strict.tensors.len();
+    // The progress count follows the recovery: each of its evaluations adds one to
+    // done and total, done never goes back, never passes total, and ends equal to it.
+    let events = events.into_inner().unwrap();
+    let (first, last) = (events.first().unwrap(), events.last().unwrap());
+    for w in events.windows(2) {
+        assert!(w[1].done >= w[0].done && w[1].total >= w[0].total, "{w:?}");
+    }
+    assert!(events.iter().all(|e| e.done <= e.total));
+    assert_eq!(last.done, last.total, "{last:?}");
+    let steps = events
+        .iter()
+        .filter(|e| e.what.contains("recovery"))
+        .count();
+    assert!(steps > 0, "no recovery in the progress events");
+    assert!(
+        last.total >= first.total + steps,
+        "{first:?} {last:?} {steps}"
+    );
     // It needs more widenings than the old default limit (twice the tensors) allowed.
     assert!(
         strict
