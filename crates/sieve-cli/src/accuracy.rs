@@ -1,9 +1,8 @@
 //! `sieve accuracy`: top-1 / top-5 accuracy of a model on a dataset split.
 
 use crate::common::{image_input_chw, load_runner_with_contract, ranked_classes};
-use crate::plain_progress::PlainProgress;
+use crate::plain_progress::{self, PlainProgress};
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use sieve_data::{DatasetSpec, InputSpec, ModelCard, Split};
 use sieve_nn::Tensor;
 use std::path::PathBuf;
@@ -72,14 +71,10 @@ pub fn run(args: Args) -> Result<()> {
     let total = dataset.len();
     // Lines for logs; the bar draws only on a terminal.
     let plain = PlainProgress::for_stderr("accuracy", "images", false, args.progress_secs)?;
-    let bar = if plain.is_some() {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(total as u64)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    let bar = plain_progress::bar(
+        &plain,
+        total as u64,
+        "{bar:40} {pos}/{len} images  {per_sec}  eta {eta}",
     );
     let (mut count, mut top1, mut top5) = (0usize, 0usize, 0usize);
     let start = Instant::now();

@@ -4,9 +4,8 @@
 //! threshold that keeps `target x` the original's accuracy, and stores the
 //! result in the package (section `detector`).
 
-use crate::plain_progress::PlainProgress;
+use crate::plain_progress::{self, PlainProgress};
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use sieve_data::{Dataset, DatasetSpec, ModelCard, Split};
 use sieve_design::{Package, Variant};
 use sieve_nn::Tensor;
@@ -17,7 +16,6 @@ use sieve_runtime::{RuntimeError, Scores, VariantCalibration};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 
 /// Arguments of `sieve calibrate`.
 #[derive(clap::Args)]
@@ -134,22 +132,18 @@ pub fn record_all(
     let total = n * (1 + variants.len() as u64);
     // Lines for logs (`label`: the command); the bar draws only on a terminal.
     let plain = PlainProgress::for_stderr(label, "runs", false, progress_secs)?;
-    let bar = if plain.is_some() {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(total)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{msg:12} {bar:40} {pos}/{len} runs  {per_sec}  eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    let bar = plain_progress::bar(
+        &plain,
+        total,
+        "{msg:12} {bar:40} {pos}/{len} runs  {per_sec}  eta {eta}",
     );
     let done = AtomicU64::new(0);
-    let what = Mutex::new("original");
+    // The bar (hidden or not) keeps what runs as its message.
     let tick = |k: u64| {
         bar.inc(k);
         let d = done.fetch_add(k, Ordering::Relaxed) + k;
-        if let (Some(p), Ok(w)) = (&plain, what.lock()) {
-            p.update(d, total, &w);
+        if let Some(p) = &plain {
+            p.update(d, total, &bar.message());
         }
     };
     bar.set_message("original");
@@ -158,9 +152,6 @@ pub fn record_all(
     let mut out = vec![];
     for &v in variants {
         bar.set_message(v.name());
-        if let Ok(mut w) = what.lock() {
-            *w = v.name();
-        }
         let m = pkg.model(v)?;
         let run = |t: Tensor| -> Result<Vec<Tensor>, RuntimeError> { Ok(m.run(vec![t])?) };
         out.push(record(v.name(), &run, ds, batch, scores, &tick)?);

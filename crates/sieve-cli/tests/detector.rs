@@ -90,7 +90,7 @@ fn calibrate_stores_thresholds_and_speculate_uses_them() {
     // (4 x 400 runs), naming what runs, and a closing line.
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("/1600 runs (") && err.contains(": original"),
+        err.contains("/1600 runs (") && err.contains(": original") && err.contains(": exact"),
         "{err}"
     );
     assert!(err.contains("1600/1600 runs (100.0%)"), "{err}");

@@ -1,8 +1,7 @@
 //! `sieve design`: the speculative CNN design search; writes a `.sieve` package.
 
-use crate::plain_progress::PlainProgress;
+use crate::plain_progress::{self, PlainProgress};
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use sieve_data::{ModelCard, Split};
 use sieve_design::meta::SearchSettings;
 use sieve_design::search::Settings;
@@ -179,16 +178,10 @@ pub fn run(args: Args) -> Result<()> {
         reuse_identical: !args.no_reuse,
         stop_early: !args.full_scores,
     };
-    let bar = if plain.is_some() {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(1)
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} evals  {elapsed_precise} eta {eta}  {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    let bar = plain_progress::bar(
+        &plain,
+        1,
+        "{bar:30} {pos}/{len} evals  {elapsed_precise} eta {eta}  {msg}",
     );
     let progress = |e: &sieve_design::search::ProgressEvent| {
         if let Some(p) = &plain {

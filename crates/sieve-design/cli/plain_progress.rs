@@ -4,6 +4,7 @@
 //! `sieve-design` and `sieve` (`design`, `accuracy`, `calibrate`) through `#[path]`.
 
 use anyhow::{bail, Result};
+use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -111,6 +112,20 @@ impl PlainProgress {
     }
 }
 
+/// The terminal's progress bar of `len` steps drawn with `template`, or a hidden one
+/// (it still keeps its position and message) when `plain` lines go to stderr instead.
+pub fn bar(plain: &Option<PlainProgress>, len: u64, template: &str) -> ProgressBar {
+    let bar = if plain.is_some() {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(len)
+    };
+    bar.set_style(
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
 /// `s` itself if it has at most `max` characters, else its start and its end (where a
 /// tensor's format is) around `...`: ONNX names from converters run to 200 characters.
 fn shorten(s: &str, max: usize) -> String {
@@ -179,6 +194,18 @@ mod tests {
         assert_eq!(shorten("conv1 s1e3m2", 100), "conv1 s1e3m2");
         let l = p.line(Duration::from_secs(1), 1, 2, &long);
         assert!(l.ends_with("bbb s1e4m3") && l.len() < 160, "{l}");
+    }
+
+    #[test]
+    fn plain_lines_hide_the_bar() {
+        let b = bar(&Some(progress("x", "y", false)), 7, "{pos}/{len}");
+        assert!(b.is_hidden());
+        b.set_message("variant");
+        assert_eq!(b.message(), "variant");
+        // No plain lines: the bar of `len` steps (hidden or not depends on the terminal).
+        assert_eq!(bar(&None, 7, "{pos}/{len}").length(), Some(7));
+        // A template indicatif refuses falls back to the default bar.
+        assert_eq!(bar(&None, 3, "{bad").length(), Some(3));
     }
 
     #[test]
