@@ -5,8 +5,10 @@
 //!   `[panel][k][MR]` (rows past `m` zero), so a micro-kernel step reads its [`MR`]
 //!   broadcast weights from one contiguous 32-byte line. Packed once per layer
 //!   ([`pack_a`]) and kept by the op.
-//! * `B` (`k x n`, reduction x output pixels) is never copied ([`BSrc`]): a 1x1
-//!   convolution's rows are the input planes (a row stride); a `kh x kw` convolution's
+//! * `B` (`k x n`, reduction x output pixels) is not im2col-copied ([`BSrc`]): a 1x1
+//!   convolution's rows are the input planes (a row stride; for many rows of `A` and a
+//!   stride that is a multiple of 256 floats — 16x16, 32x32, 64x64 maps — each `KC x NR`
+//!   block is first copied contiguous, see [`pack_b`]); a `kh x kw` convolution's
 //!   im2col row `(ci, ky, kx)` is the padded, phase-split input plane `ci` (see
 //!   [`super::stencil`]) read from a constant tap offset (an offset table). Columns are
 //!   taken in panels of up to [`NR`] ([`panels`]); the last vector of a panel is read
@@ -231,6 +233,11 @@ pub(crate) unsafe fn gemm(
         return;
     }
     let zero = [0.0f32; MR];
+    let mut bpanel = if offs.is_none() && pack_b(ld, rows.len()) {
+        Some(BPanel([0.0; KC * NR]))
+    } else {
+        None
+    };
     // Equal reduction blocks of at most KC (k = 147: one block of 147, not 128 + 19).
     let kblock = k.div_ceil(k.div_ceil(KC));
     let mut pc = 0;
@@ -243,11 +250,19 @@ pub(crate) unsafe fn gemm(
             // `bdata`/`ap` (asserted lengths and offsets; strided/indirect rows are only
             // read under the column mask); the C block rows r0..r0+nr, columns
             // j0..j0+cols are in the destination (function contract).
-            let (b, ldb, o) = match offs {
-                Some(offs) => (unsafe { bdata.as_ptr().add(j0) }, 0, unsafe {
+            let (b, ldb, o) = match (offs, bpanel.as_mut()) {
+                (Some(offs), _) => (unsafe { bdata.as_ptr().add(j0) }, 0, unsafe {
                     offs.as_ptr().add(pc)
                 }),
-                None => (
+                (None, Some(bp)) => {
+                    // The block's `kc x cols` panel of B, rows `w` apart, contiguous.
+                    let src = &bdata[pc * ld + j0..];
+                    for kk in 0..kc {
+                        bp.0[kk * w..kk * w + cols].copy_from_slice(&src[kk * ld..kk * ld + cols]);
+                    }
+                    (bp.0.as_ptr(), w, std::ptr::null())
+                }
+                (None, None) => (
                     unsafe { bdata.as_ptr().add(pc * ld + j0) },
                     ld,
                     std::ptr::null(),
@@ -284,6 +299,34 @@ pub(crate) unsafe fn gemm(
             }
         }
         pc += kc;
+    }
+}
+
+/// One `KC x NR` block of `B` copied contiguous (cache-line aligned).
+#[repr(C, align(64))]
+struct BPanel([f32; KC * NR]);
+
+/// Whether a strided `B` (row stride `ld` floats) is copied block by block into a
+/// contiguous panel before the `rows` of `A` run over it. Rows a multiple of 1 KiB apart
+/// fall into the same few L1 sets (and, from 4 KiB, each on its own page), so a block
+/// read in place misses L1 on every pass of an `A` panel; the copy costs one pass over
+/// the block and pays off when many panels follow (session 16, one thread: 192 -> 160 1x1
+/// at 32x32 0.936x, 160 -> 96 0.91x, 192 -> 192 at 16x16 0.943x; with 32 or 64 rows of
+/// `A` the copy loses 3-7%, at 28x28 and 56x56 strides it loses or gains nothing).
+/// Same operations in the same order: the results are identical either way.
+/// `SIEVE_PACK_B=0` never copies, `=1` copies whenever more than one panel of `A` runs
+/// (for measurements).
+fn pack_b(ld: usize, rows: usize) -> bool {
+    static MODE: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+    let mode = *MODE.get_or_init(|| match std::env::var("SIEVE_PACK_B").as_deref() {
+        Ok("0") => 0,
+        Ok("1") => 1,
+        _ => 2,
+    });
+    match mode {
+        0 => false,
+        1 => rows > MR,
+        _ => rows >= 12 * MR && ld.is_multiple_of(256),
     }
 }
 
@@ -550,6 +593,76 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_copied_b_block_gives_identical_results() {
+        if !available() {
+            return;
+        }
+        // Default rule: a 256-float stride with 12 or more panels of A is copied.
+        if std::env::var_os("SIEVE_PACK_B").is_none() {
+            assert!(pack_b(256, 12 * MR) && pack_b(1024, 160));
+            assert!(!pack_b(256, 11 * MR) && !pack_b(250, 160) && !pack_b(784, 160));
+        }
+        // Two reduction blocks (k > KC), a partial last panel of columns, m not a
+        // multiple of MR; the copied run (all rows in one call) against two calls of
+        // fewer rows each (read in place), bit for bit, and against the reference.
+        let (m, n, k, ld) = (100, 71, KC + 37, 256);
+        let mut s = 11u32;
+        let mut rnd = || {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        };
+        let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
+        let bias: Vec<f32> = (0..m).map(|_| rnd()).collect();
+        // NaN past column n of every row: a copy that read them would spread NaN.
+        let mut b = vec![f32::NAN; (k - 1) * ld + n];
+        let mut dense = vec![0.0f32; k * n];
+        for kk in 0..k {
+            for j in 0..n {
+                let v = rnd();
+                b[kk * ld + j] = v;
+                dense[kk * n + j] = v;
+            }
+        }
+        let mut ap = vec![0.0; packed_a_len(m, k)];
+        pack_a(&a, m, k, k, &mut ap);
+        let run = |splits: &[(usize, usize)]| {
+            let mut c = vec![f32::NAN; m * n];
+            for &(r0, r1) in splits {
+                // SAFETY: AVX-512 checked; operands packed for these sizes; c holds m rows.
+                unsafe {
+                    gemm(
+                        m,
+                        r0..r1,
+                        n,
+                        k,
+                        &ap,
+                        BSrc::Strided { data: &b, ld },
+                        c.as_mut_ptr(),
+                        n,
+                        Some(&bias),
+                        Activation::Relu,
+                    )
+                };
+            }
+            c
+        };
+        let copied = run(&[(0, m)]);
+        let in_place = run(&[(0, 48), (48, m)]);
+        assert!(copied
+            .iter()
+            .zip(&in_place)
+            .all(|(x, y)| x.to_bits() == y.to_bits()));
+        let want = reference(m, n, k, &a, &dense, &bias);
+        for (i, (&got, &w)) in copied.iter().zip(&want).enumerate() {
+            let w = w.max(0.0);
+            assert!(
+                (got - w).abs() <= 1e-4 * (1.0 + w.abs()) * (k as f32).sqrt(),
+                "[{i}]"
+            );
         }
     }
 
