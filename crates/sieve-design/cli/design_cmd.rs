@@ -187,8 +187,11 @@ pub fn run(args: Args) -> Result<()> {
         if let Some(p) = &plain {
             p.update(e.done as u64, e.total as u64, &e.what);
         }
-        bar.set_length(e.total as u64);
-        bar.set_position(e.done as u64);
+        // `total` 0: a phase before the count is known (its name only).
+        if e.total > 0 {
+            bar.set_length(e.total as u64);
+            bar.set_position(e.done as u64);
+        }
         bar.set_message(e.what.clone());
     };
     let outcome = sieve_design::design(&bytes, &settings, &progress);

@@ -14,7 +14,8 @@ pub const PROGRESS_SECS_HELP: &str = "When stderr is not a terminal (a log file,
 print a plain progress line at most every this many seconds instead of the progress bar \
 (0 = at every step)";
 
-/// Plain progress lines: the first update, the last one (`done >= total`) and otherwise
+/// Plain progress lines: every phase (`total` 0), the first counted update, the last one
+/// (`done >= total`) and otherwise
 /// at most one per `every`.
 pub struct PlainProgress {
     /// The command, first on every line.
@@ -25,8 +26,9 @@ pub struct PlainProgress {
     upper: bool,
     every: Duration,
     start: Instant,
-    /// When the last line was printed (`None` before the first).
-    last: Mutex<Option<Instant>>,
+    /// When the last line was printed and whether it named a phase (`None` before the
+    /// first).
+    last: Mutex<Option<(Instant, bool)>>,
 }
 
 impl PlainProgress {
@@ -52,21 +54,18 @@ impl PlainProgress {
         }))
     }
 
-    /// Prints a line if one is due.
+    /// Prints a line if one is due. `total` 0: nothing is counted yet; `what` names a
+    /// phase, and every phase gets its line.
     pub fn update(&self, done: u64, total: u64, what: &str) {
         let now = Instant::now();
         let mut last = match self.last.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let due = match *last {
-            None => true,
-            Some(t) => done >= total || now.duration_since(t) >= self.every,
-        };
-        if !due {
+        if !due(*last, now, self.every, done, total) {
             return;
         }
-        *last = Some(now);
+        *last = Some((now, total == 0));
         eprintln!(
             "{}",
             self.line(now.duration_since(self.start), done, total, what)
@@ -86,6 +85,14 @@ impl PlainProgress {
     /// One line: elapsed time, `done` of `total` units, and an estimate of the time
     /// left from the rate so far.
     fn line(&self, elapsed: Duration, done: u64, total: u64, what: &str) -> String {
+        if total == 0 {
+            return format!(
+                "{} {}: {}",
+                self.label,
+                hms(elapsed.as_secs_f64()),
+                shorten(what, 100)
+            );
+        }
         let pct = if total > 0 {
             100.0 * done as f64 / total as f64
         } else {
@@ -124,6 +131,23 @@ pub fn bar(plain: &Option<PlainProgress>, len: u64, template: &str) -> ProgressB
         ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar
+}
+
+/// Whether a line is due: every phase (`total` 0), the first line and the first counted
+/// one after a phase, the last one (`done >= total`), else one per `every` since `last`
+/// (when the last line was printed, and whether it named a phase).
+fn due(
+    last: Option<(Instant, bool)>,
+    now: Instant,
+    every: Duration,
+    done: u64,
+    total: u64,
+) -> bool {
+    match last {
+        None | Some((_, true)) => true,
+        Some(_) if total == 0 => true,
+        Some((t, false)) => done >= total || now.duration_since(t) >= every,
+    }
 }
 
 /// `s` itself if it has at most `max` characters, else its start and its end (where a
@@ -179,6 +203,11 @@ mod tests {
             "design 1:02:05 40/40 evaluations (100.0%): done"
         );
         assert_eq!(hms(-1.0), "0:00:00");
+        // Nothing counted yet: the phase alone.
+        assert_eq!(
+            p.line(Duration::from_secs(7), 0, 0, "baseline"),
+            "design 0:00:07: baseline"
+        );
         // An exact total: a plain estimate; nothing to say: no colon.
         let a = progress("accuracy", "images", false);
         assert_eq!(
@@ -194,6 +223,20 @@ mod tests {
         assert_eq!(shorten("conv1 s1e3m2", 100), "conv1 s1e3m2");
         let l = p.line(Duration::from_secs(1), 1, 2, &long);
         assert!(l.ends_with("bbb s1e4m3") && l.len() < 160, "{l}");
+    }
+
+    #[test]
+    fn phases_and_the_first_count_always_print() {
+        let (t0, every) = (Instant::now(), Duration::from_secs(30));
+        let soon = t0 + Duration::from_secs(1);
+        // Nothing printed yet; a phase after a counted line; a count after a phase.
+        assert!(due(None, t0, every, 0, 10));
+        assert!(due(Some((t0, false)), soon, every, 0, 0));
+        assert!(due(Some((t0, true)), soon, every, 0, 10));
+        // Counted lines: not within `every`, unless the last one.
+        assert!(!due(Some((t0, false)), soon, every, 3, 10));
+        assert!(due(Some((t0, false)), soon, every, 10, 10));
+        assert!(due(Some((t0, false)), t0 + every, every, 3, 10));
     }
 
     #[test]

@@ -125,6 +125,8 @@ impl SearchSettings {
 /// sweep count as done, so during the sweeps the total is an upper bound; a variant's
 /// recovery evaluations (not known in advance) add one to `done` and `total` each, so
 /// `total` only grows, and `done` never decreases and reaches `total` at the end.
+/// Before the sweeps, while the count is not known yet, events with `total` 0 name the
+/// phase (reading the images, the sub-batch check, the baseline, the image order).
 #[derive(Clone, Debug)]
 pub struct ProgressEvent {
     /// Evaluations done or skipped.
@@ -550,6 +552,15 @@ pub fn design(
     if images == 0 {
         return Err(DesignError::Invalid("the validation set is empty".into()));
     }
+    // Before the count of evaluations is known: phase lines (`total` 0).
+    let phase = |what: String| {
+        progress(&ProgressEvent {
+            done: 0,
+            total: 0,
+            what,
+        })
+    };
+    phase(format!("reading {images} validation images"));
     let fingerprint = ds.fingerprint()?;
     let mut batches = vec![];
     for b in sieve_data::batches(ds.as_ref(), s.batch) {
@@ -591,6 +602,7 @@ pub fn design(
 
     // 1. Sub-batches (the baseline runs in them too), baseline and histograms.
     let t = Instant::now();
+    phase("checking sub-batches against whole batches".into());
     timing.sub_batch_plan =
         ev.enable_sub_batches(&model, settings.sub_batch, settings.sub_batch_bytes)?;
     timing.sub_batches = !timing.sub_batch_plan.is_empty();
@@ -598,11 +610,15 @@ pub fn design(
     let t = Instant::now();
     let layers = model.layers().to_vec();
     let act_ids: Vec<ValueId> = layers.iter().map(|l| l.output).collect();
+    phase(format!(
+        "baseline: the original on {images} images, exponent histograms"
+    ));
     let (mut base, act_hists, act_sizes) = ev.baseline(&model, &act_ids)?;
     let n_images = images as u64;
     timing.baseline = t.elapsed().as_secs_f64();
     if s.fragile_first {
         let t = Instant::now();
+        phase("ordering the images fragile first".into());
         base = ev.fragile_first(&model)?;
         timing.reorder = t.elapsed().as_secs_f64();
     }

@@ -51,6 +51,12 @@ fn design_then_inspect_then_eval() {
         .filter(|l| l.starts_with("design ") && l.contains(" evaluations ("))
         .collect();
     assert!(lines.len() > 10, "{err}");
+    // Before the count: one line per phase, the baseline among them.
+    assert!(
+        err.lines().any(|l| l.starts_with("design 0:00:")
+            && l.contains(": baseline: the original on 24 images")),
+        "{err}"
+    );
     assert!(err.contains("design finished after "), "{err}");
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["images"], 24);

@@ -660,6 +660,17 @@ fn min_agreement_recovers_until_the_answers_agree() {
     // The progress count follows the recovery: each of its evaluations adds one to
     // done and total, done never goes back, never passes total, and ends equal to it.
     let events = events.into_inner().unwrap();
+    // Phases before the count is known come first, with total 0.
+    let phases = events.iter().take_while(|e| e.total == 0).count();
+    assert!(
+        events[..phases]
+            .iter()
+            .any(|e| e.what.starts_with("baseline")),
+        "{:?}",
+        &events[..phases]
+    );
+    let events = &events[phases..];
+    assert!(events.iter().all(|e| e.total > 0));
     let (first, last) = (events.first().unwrap(), events.last().unwrap());
     for w in events.windows(2) {
         assert!(w[1].done >= w[0].done && w[1].total >= w[0].total, "{w:?}");
