@@ -15,8 +15,7 @@ print a plain progress line at most every this many seconds instead of the progr
 (0 = at every step)";
 
 /// Plain progress lines: every phase (`total` 0), the first counted update, the last one
-/// (`done >= total`) and otherwise
-/// at most one per `every`.
+/// (`done >= total`) and otherwise at most one per `every`.
 pub struct PlainProgress {
     /// The command, first on every line.
     label: &'static str,
@@ -93,11 +92,7 @@ impl PlainProgress {
                 shorten(what, 100)
             );
         }
-        let pct = if total > 0 {
-            100.0 * done as f64 / total as f64
-        } else {
-            0.0
-        };
+        let pct = 100.0 * done as f64 / total as f64;
         let eta = if done > 0 && total > done {
             let left = elapsed.as_secs_f64() * (total - done) as f64 / done as f64;
             let bound = if self.upper { "<= " } else { "" };

@@ -311,8 +311,8 @@ struct BPanel([f32; KC * NR]);
 /// fall into the same few L1 sets (and, from 4 KiB, each on its own page), so a block
 /// read in place misses L1 on every pass of an `A` panel; the copy costs one pass over
 /// the block and pays off when many panels follow (session 16, one thread: 192 -> 160 1x1
-/// at 32x32 0.936x, 160 -> 96 0.91x, 192 -> 192 at 16x16 0.943x; with 32 or 64 rows of
-/// `A` the copy loses 3-7%, at 28x28 and 56x56 strides it loses or gains nothing).
+/// at 32x32 0.936x, 160 -> 96 0.91x, 192 -> 192 at 16x16 0.943x; with 24-64 rows of `A`
+/// the copy loses up to 25%, with many rows at other strides it gains nothing).
 /// Same operations in the same order: the results are identical either way.
 /// `SIEVE_PACK_B=0` never copies, `=1` copies whenever more than one panel of `A` runs
 /// (for measurements).
