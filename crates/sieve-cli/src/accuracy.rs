@@ -1,6 +1,6 @@
 //! `sieve accuracy`: top-1 / top-5 accuracy of a model on a dataset split.
 
-use crate::common::{image_input_chw, load_runner_with_contract, ranked_classes};
+use crate::common::{check_batch_fits, image_input_chw, load_runner_with_contract, ranked_classes};
 use crate::plain_progress::{self, PlainProgress};
 use anyhow::{bail, Context, Result};
 use sieve_data::{DatasetSpec, InputSpec, ModelCard, Split};
@@ -69,6 +69,7 @@ pub fn run(args: Args) -> Result<()> {
         dataset = sieve_data::limit(dataset, n);
     }
     let total = dataset.len();
+    check_batch_fits(model.model(), args.batch.min(total), "--batch")?;
     // Lines for logs; the bar draws only on a terminal.
     let plain = PlainProgress::for_stderr("accuracy", "images", false, args.progress_secs)?;
     let bar = plain_progress::bar(

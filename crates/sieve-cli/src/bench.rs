@@ -1,6 +1,6 @@
 //! `sieve bench`: latency and throughput of one model at one batch size.
 
-use crate::common::{image_input_chw, load_runner};
+use crate::common::{check_batch_fits, image_input_chw, load_runner};
 use anyhow::{bail, Result};
 use sieve_nn::Tensor;
 use std::path::PathBuf;
@@ -60,6 +60,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let model = load_runner(&args.model, args.variant.as_deref(), args.threads)?;
     let [c, h, w] = image_input_chw(model.model())?;
+    check_batch_fits(model.model(), args.batch, "--batch")?;
     let shape = vec![args.batch, c, h, w];
     let data = synthetic_input(shape.iter().product());
     let input = Tensor::from_f32(shape, data)?;

@@ -128,6 +128,7 @@ pub fn record_all(
     if batch == 0 {
         bail!("--batch must be at least 1");
     }
+    crate::common::check_batch_fits(original, batch.min(ds.len()), "--batch")?;
     let n = ds.len() as u64;
     let total = n * (1 + variants.len() as u64);
     // Lines for logs (`label`: the command); the bar draws only on a terminal.

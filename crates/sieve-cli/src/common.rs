@@ -131,6 +131,62 @@ pub fn image_input_chw(model: &Model) -> Result<[usize; 3]> {
     }
 }
 
+/// Refuses a batch whose activations would not fit in this machine's available memory
+/// (Linux `MemAvailable`; no check where it cannot be read), instead of the allocator
+/// aborting the process part-way. The estimate is per image the input plus three times
+/// the model's largest tensor (a layer's input and output and the kernels' scratch),
+/// times the batch; `what` names the option in the message.
+pub fn check_batch_fits(model: &Model, batch: usize, what: &str) -> Result<()> {
+    let Some(available) = mem_available_bytes() else {
+        return Ok(());
+    };
+    let need = batch_bytes(model, batch);
+    if need > available {
+        bail!(
+            "{what} {batch} needs about {:.1} GiB for its activations, more than the {:.1} GiB \
+             of memory available; use a smaller batch",
+            need as f64 / GIB,
+            available as f64 / GIB
+        );
+    }
+    Ok(())
+}
+
+const GIB: f64 = (1u64 << 30) as f64;
+
+/// Estimated bytes of a batch's activations (see [`check_batch_fits`]); saturating.
+fn batch_bytes(model: &Model, batch: usize) -> u128 {
+    let per_image = |id: sieve_nn::ValueId| -> u128 {
+        model.value_fact(id).map_or(0, |(_, dims)| {
+            dims.iter()
+                .skip(1)
+                .map(|d| d.fixed().unwrap_or(1) as u128)
+                .product::<u128>()
+                * 4
+        })
+    };
+    let input = model
+        .input_ids()
+        .iter()
+        .map(|&id| per_image(id))
+        .sum::<u128>();
+    let largest = (0..)
+        .map(sieve_nn::ValueId)
+        .take_while(|&id| model.value_name(id).is_some())
+        .map(per_image)
+        .max()
+        .unwrap_or(0);
+    (input + 3 * largest) * batch as u128
+}
+
+/// `MemAvailable` of /proc/meminfo in bytes, if readable.
+fn mem_available_bytes() -> Option<u128> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u128 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// Class predicted for one output row, honouring a background offset: with `offset = 1`
 /// output 0 is "background" and maps to `None` (always counted wrong).
 pub fn ranked_classes(row: &[f32], offset: usize, k: usize) -> Vec<Option<usize>> {

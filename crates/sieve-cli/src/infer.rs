@@ -1,6 +1,6 @@
 //! `sieve infer`: run a model on a .npy batch and write the raw outputs as .npy.
 
-use crate::common::load_runner;
+use crate::common::{check_batch_fits, load_runner};
 use anyhow::{bail, Context, Result};
 use sieve_data::npy::{self, NpyData};
 use sieve_nn::Tensor;
@@ -43,6 +43,9 @@ pub fn run(args: Args) -> Result<()> {
             other.descr()
         ),
     };
+    if let Some(&n) = arr.shape.first() {
+        check_batch_fits(model.model(), n, "an input batch of")?;
+    }
     let input = Tensor::from_f32(arr.shape.clone(), data)
         .with_context(|| format!("input {}", args.input.display()))?;
     let start = std::time::Instant::now();

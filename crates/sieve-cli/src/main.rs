@@ -80,7 +80,52 @@ fn main() {
         } => client_cmd::run_status(a),
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", error_message(&e));
         std::process::exit(1);
+    }
+}
+
+/// The error and its causes joined by ": ", like anyhow's `{:#}`, but without a cause
+/// whose text the message already ends with (error types that print their source
+/// inside their own message, e.g. `cannot read 'x': No such file or directory`, would
+/// otherwise show it twice).
+fn error_message(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if msg.is_empty() {
+            msg = text;
+        } else if !msg.ends_with(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_message;
+    use anyhow::Context;
+
+    #[test]
+    fn a_cause_the_message_already_shows_is_not_repeated() {
+        // sieve-onnx's I/O error prints its source inside its own message.
+        let e = sieve_onnx::load_file("/nonexistent/m.onnx")
+            .context("loading model /nonexistent/m.onnx")
+            .err()
+            .map(|e| error_message(&e))
+            .unwrap_or_default();
+        assert!(
+            e.starts_with("loading model /nonexistent/m.onnx: cannot read '/nonexistent/m.onnx': "),
+            "{e}"
+        );
+        assert_eq!(e.matches("No such file").count(), 1, "{e}");
+    }
+
+    #[test]
+    fn distinct_causes_are_all_kept() {
+        let e = anyhow::anyhow!("truncated header").context("reading input x.npy");
+        assert_eq!(error_message(&e), "reading input x.npy: truncated header");
     }
 }

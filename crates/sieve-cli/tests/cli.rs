@@ -120,6 +120,30 @@ fn bench_reports_the_documented_json_fields() {
 }
 
 #[test]
+fn a_batch_larger_than_memory_is_refused_not_aborted() {
+    // 10^9 LeNet-5 images need terabytes; the allocator would abort the process.
+    let out = sieve(&[
+        "bench",
+        "--model",
+        "fixtures/lenet5/model.onnx",
+        "--batch",
+        "1000000000",
+        "--runs",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_clean_error(&out, &["--batch 1000000000", "gib", "available"]);
+}
+
+#[test]
+fn a_missing_model_file_is_named_once() {
+    let out = sieve(&["bench", "--model", "no/such/model.onnx", "--runs", "1"]);
+    assert_clean_error(&out, &["no/such/model.onnx"]);
+    let line = error_line(&out);
+    assert_eq!(line.matches("os error 2").count(), 1, "{line}");
+}
+
+#[test]
 fn garbage_and_truncated_models_are_rejected_cleanly() {
     let dir = tempdir();
     let garbage = dir.join("garbage.onnx");
