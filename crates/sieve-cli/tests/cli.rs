@@ -136,6 +136,35 @@ fn a_batch_larger_than_memory_is_refused_not_aborted() {
 }
 
 #[test]
+fn design_names_the_model_it_cannot_read() {
+    let dir = tempdir();
+    let garbage = dir.join("garbage.onnx");
+    std::fs::write(&garbage, b"\xff\xfe not protobuf").expect("write");
+    let out = sieve(&[
+        "design",
+        "--model",
+        garbage.to_str().expect("utf-8"),
+        "--val",
+        "mnist:fixtures/mnist",
+        "--out",
+        dir.join("x.sieve").to_str().expect("utf-8"),
+    ]);
+    // The plain progress line says the design stopped; the error line follows it.
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    for needle in [
+        "error: designing ",
+        "garbage.onnx: ",
+        "not a valid ONNX model",
+    ] {
+        assert!(last.contains(needle), "'{needle}' not in: {err}");
+    }
+    assert!(!dir.join("x.sieve").exists());
+}
+
+#[test]
 fn a_missing_model_file_is_named_once() {
     let out = sieve(&["bench", "--model", "no/such/model.onnx", "--runs", "1"]);
     assert_clean_error(&out, &["no/such/model.onnx"]);

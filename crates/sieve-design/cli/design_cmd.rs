@@ -199,7 +199,7 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(p) = &plain {
         p.finish(outcome.is_ok());
     }
-    let outcome = outcome?;
+    let outcome = outcome.with_context(|| format!("designing {}", args.model.display()))?;
     let timing = outcome.timing.clone();
     let pkg = Package::from_outcome(outcome);
     pkg.write(&args.out)
