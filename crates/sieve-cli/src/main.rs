@@ -88,17 +88,26 @@ fn main() {
 /// The error and its causes joined by ": ", like anyhow's `{:#}`, but without a cause
 /// whose text the message already ends with (error types that print their source
 /// inside their own message, e.g. `cannot read 'x': No such file or directory`, would
-/// otherwise show it twice).
+/// otherwise show it twice), and without a cause's leading `PATH: ` when the message so
+/// far ends with that path (`loading package m.sieve: m.sieve: checksum mismatch`).
 fn error_message(e: &anyhow::Error) -> String {
     let mut msg = String::new();
     for cause in e.chain() {
         let text = cause.to_string();
         if msg.is_empty() {
             msg = text;
-        } else if !msg.ends_with(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
+            continue;
         }
+        if msg.ends_with(&text) {
+            continue;
+        }
+        let last_word = msg.rsplit(' ').next().unwrap_or_default();
+        let text = text
+            .strip_prefix(last_word)
+            .and_then(|rest| rest.strip_prefix(": "))
+            .unwrap_or(&text);
+        msg.push_str(": ");
+        msg.push_str(text);
     }
     msg
 }
@@ -121,6 +130,21 @@ mod tests {
             "{e}"
         );
         assert_eq!(e.matches("No such file").count(), 1, "{e}");
+    }
+
+    #[test]
+    fn a_cause_starting_with_the_path_just_named_drops_it() {
+        let e = anyhow::anyhow!("m.sieve: checksum mismatch").context("loading package m.sieve");
+        assert_eq!(
+            error_message(&e),
+            "loading package m.sieve: checksum mismatch"
+        );
+        // Only a whole leading path is dropped.
+        let e = anyhow::anyhow!("m.sieve.bak: gone").context("loading package m.sieve");
+        assert_eq!(
+            error_message(&e),
+            "loading package m.sieve: m.sieve.bak: gone"
+        );
     }
 
     #[test]

@@ -254,11 +254,7 @@ pub fn run(args: Args) -> Result<()> {
                 100.0 * v.accuracy.top1,
                 v.normalised,
                 v.agreement_text(),
-                if v.recovered.is_empty() {
-                    String::new()
-                } else {
-                    format!("  (recovered: {})", v.recovered.join("; "))
-                }
+                recovery_note(&v.recovered)
             );
         }
         println!(
@@ -269,4 +265,40 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Most recovery widenings the human summary names; `--json` lists them all.
+const RECOVERY_SHOWN: usize = 3;
+
+/// The summary's note on a variant's recovery widenings: none, or the count and the
+/// first few (a recovery can take hundreds, one line each in `--json`).
+fn recovery_note(recovered: &[String]) -> String {
+    match recovered.len() {
+        0 => String::new(),
+        n if n <= RECOVERY_SHOWN => format!("  (recovered: {})", recovered.join("; ")),
+        n => format!(
+            "  (recovered by {n} widenings: {}; ... {} more in --json)",
+            recovered[..RECOVERY_SHOWN].join("; "),
+            n - RECOVERY_SHOWN
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::recovery_note;
+
+    #[test]
+    fn a_long_recovery_is_summarised() {
+        let steps: Vec<String> = (0..29).map(|i| format!("t{i}: a -> b")).collect();
+        assert_eq!(recovery_note(&[]), "");
+        assert_eq!(
+            recovery_note(&steps[..2]),
+            "  (recovered: t0: a -> b; t1: a -> b)"
+        );
+        assert_eq!(
+            recovery_note(&steps),
+            "  (recovered by 29 widenings: t0: a -> b; t1: a -> b; t2: a -> b; ... 26 more in --json)"
+        );
+    }
 }
