@@ -201,6 +201,9 @@ pub fn run(args: Args) -> Result<()> {
     }
     let (mut pkg, original, scores) = open_all(&args.package, args.model.as_deref(), args.threads)?;
     let ds = open_dataset(&args.val, &args.split, args.limit, &original)?;
+    if let Some(dir) = &args.plots {
+        crate::common::prepare_output_dir(dir, "--plots")?;
+    }
     let variants: Vec<Variant> = pkg.meta().variants.iter().map(|v| v.variant).collect();
     let (orig, runs) = record_all(
         &pkg,
@@ -226,19 +229,12 @@ pub fn run(args: Args) -> Result<()> {
         images
     );
     let mut vars = BTreeMap::new();
+    let mut recorded = Vec::new();
     for (v, run) in variants.iter().zip(&runs) {
         let recs = records(run, &orig, &scores)?;
         let vc = VariantCalibration::calibrate(&recs, &args.targets, args.catch_share)?;
-        if let Some(dir) = &args.plots {
-            let info = PlotInfo {
-                model: &name,
-                variant: v.name(),
-                data: &data,
-                choices: &vc.choices,
-            };
-            plots::write_all(dir, &recs, &info)?;
-        }
         vars.insert(v.name().to_string(), vc);
+        recorded.push((*v, recs));
     }
     let section = DetectorSection {
         version: SECTION_VERSION,
@@ -256,6 +252,27 @@ pub fn run(args: Args) -> Result<()> {
     // Package::write goes through a temporary file and a rename.
     pkg.write(&args.package)
         .with_context(|| format!("writing {}", args.package.display()))?;
+    // Plots last: a failure there must not lose the calibration, which is stored now.
+    if let Some(dir) = &args.plots {
+        for (v, recs) in &recorded {
+            let Some(vc) = section.variants.get(v.name()) else {
+                continue;
+            };
+            let info = PlotInfo {
+                model: &name,
+                variant: v.name(),
+                data: &data,
+                choices: &vc.choices,
+            };
+            plots::write_all(dir, recs, &info).with_context(|| {
+                format!(
+                    "the calibration is stored in {}, but writing its plots to {} failed",
+                    args.package.display(),
+                    dir.display()
+                )
+            })?;
+        }
+    }
     if args.json {
         println!("{}", serde_json::to_string(&section)?);
         return Ok(());

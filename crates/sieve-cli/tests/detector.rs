@@ -132,6 +132,22 @@ fn calibrate_stores_thresholds_and_speculate_uses_them() {
         }
     }
 
+    // Speculating with a plot folder that cannot be made fails before any inference.
+    let blocker = dir.join("not-a-dir");
+    std::fs::write(&blocker, b"x").unwrap();
+    let e = one_error_line(&sieve(&[
+        "speculate",
+        "--package",
+        pkg_s,
+        "--dataset",
+        "mnist:fixtures/mnist",
+        "--plots",
+        blocker.join("plots").to_str().unwrap(),
+        "--progress-secs",
+        "0",
+    ]));
+    assert!(e.contains("--plots") && e.contains("not-a-dir"), "{e}");
+
     // With a catch share of 1, every correctable input is replayed, and the
     // thresholds are never below the plain rule's.
     let pkg2 = dir.join("lenet5_cs.sieve");
@@ -287,6 +303,25 @@ fn calibration_rejects_labels_outside_the_classes_and_bad_targets() {
         "1.5",
     ]));
     assert!(e.contains("--catch-share 1.5"), "{e}");
+    // A plot folder that cannot be made fails before any inference (a regular file
+    // stands in the way of the folder); `speculate`'s is checked after calibration.
+    let blocker = dir.join("not-a-dir");
+    std::fs::write(&blocker, b"x").unwrap();
+    let bad = blocker.join("plots");
+    let e = one_error_line(&sieve(&[
+        "calibrate",
+        "--package",
+        pkg_s,
+        "--val",
+        "mnist:fixtures/mnist",
+        "--split",
+        "test",
+        "--plots",
+        bad.to_str().unwrap(),
+        "--progress-secs",
+        "0",
+    ]));
+    assert!(e.contains("--plots") && e.contains("not-a-dir"), "{e}");
     // A failed calibration leaves the package untouched.
     assert_eq!(std::fs::read(&pkg).unwrap(), before);
 }

@@ -125,6 +125,15 @@ pub fn run(args: Args) -> Result<()> {
     let bytes =
         std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
     let card = ModelCard::find_next_to(&args.model)?;
+    if let Some(dir) = &args.report {
+        // A bad report folder fails now, not after the search.
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("--report {}: cannot create the directory", dir.display()))?;
+        let probe = dir.join(".sieve-write-check");
+        std::fs::write(&probe, b"")
+            .with_context(|| format!("--report {}: cannot write files there", dir.display()))?;
+        let _ = std::fs::remove_file(&probe);
+    }
     let journal = (!args.no_journal).then(|| {
         let mut p = args.out.clone().into_os_string();
         p.push(".journal");
@@ -206,8 +215,13 @@ pub fn run(args: Args) -> Result<()> {
         .with_context(|| format!("writing {}", args.out.display()))?;
     let pkg_bytes = std::fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0);
     if let Some(dir) = &args.report {
-        report::write_report(pkg.meta(), dir)
-            .with_context(|| format!("writing the report to {}", dir.display()))?;
+        report::write_report(pkg.meta(), dir).with_context(|| {
+            format!(
+                "the package is written to {}, but writing the report to {} failed",
+                args.out.display(),
+                dir.display()
+            )
+        })?;
     }
     let meta = pkg.meta();
     if meta.variants.is_empty() {
