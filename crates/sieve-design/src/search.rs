@@ -228,23 +228,55 @@ struct Journal {
     file: Option<std::fs::File>,
     new: usize,
     max: Option<usize>,
+    /// Complete lines read back that were damaged (bad checksum, unreadable, or figures
+    /// over the image count) and so dropped: their points are evaluated again.
+    dropped: usize,
 }
 
-/// One journal line: `KEY CORRECT AGREE` or `KEY below CORRECT AGREE` (keys have no
-/// spaces).
-fn parse_journal_line(line: &str) -> Option<(String, Entry)> {
+/// One journal line: `KEY CORRECT AGREE ~CHECK` or `KEY below CORRECT AGREE ~CHECK`
+/// (keys have no spaces; `CHECK` is [`line_check`] of the text before it, so that a
+/// damaged line is dropped instead of read as another figure). Lines without a check
+/// (journals of earlier versions) are read as they are. Figures over `images` (the
+/// validation images the figures count) are damage too.
+fn parse_journal_line(line: &str, images: u64) -> Option<(String, Entry)> {
+    let line = match line.rsplit_once(" ~") {
+        Some((body, check)) => {
+            if check != line_check(body) {
+                return None;
+            }
+            body
+        }
+        None => line,
+    };
     let mut parts = line.rsplitn(3, ' ');
     let (a, c, k) = (parts.next()?, parts.next()?, parts.next()?);
-    let (correct, agree) = (c.parse().ok()?, a.parse().ok()?);
+    let (correct, agree): (u64, u64) = (c.parse().ok()?, a.parse().ok()?);
+    if correct > images || agree > images || k.is_empty() {
+        return None;
+    }
     Some(match k.strip_suffix(" below") {
         Some(k) => (k.to_string(), Entry::Below(Need { correct, agree })),
         None => (k.to_string(), Entry::Score(Score { correct, agree })),
     })
 }
 
+/// Eight hex digits of the 32-bit FNV-1a hash of a journal line's text.
+fn line_check(body: &str) -> String {
+    let h = body.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    format!("{h:08x}")
+}
+
 impl Journal {
-    fn open(path: Option<PathBuf>, key: &str, max: Option<usize>) -> Result<Journal, DesignError> {
+    fn open(
+        path: Option<PathBuf>,
+        key: &str,
+        max: Option<usize>,
+        images: u64,
+    ) -> Result<Journal, DesignError> {
         let mut done = BTreeMap::new();
+        let mut dropped = 0;
         let Some(p) = path.clone() else {
             return Ok(Journal {
                 path,
@@ -252,6 +284,7 @@ impl Journal {
                 file: None,
                 new: 0,
                 max,
+                dropped,
             });
         };
         let mut fresh = true;
@@ -271,9 +304,12 @@ impl Journal {
                     let complete: Vec<&str> = lines.collect();
                     let n = complete.len().saturating_sub(1);
                     for line in &complete[..n] {
-                        if let Some((k, e)) = parse_journal_line(line) {
+                        match parse_journal_line(line, images) {
                             // A later line wins (a full score after a stopped one).
-                            done.insert(k, e);
+                            Some((k, e)) => {
+                                done.insert(k, e);
+                            }
+                            None => dropped += 1,
                         }
                     }
                 }
@@ -303,6 +339,7 @@ impl Journal {
             file: Some(file),
             new: 0,
             max,
+            dropped,
         })
     }
 
@@ -329,12 +366,13 @@ impl Journal {
         }
         self.done.insert(key.to_string(), v);
         if let (Some(f), Some(p)) = (self.file.as_mut(), self.path.as_ref()) {
-            match v {
-                Entry::Score(v) => writeln!(f, "{key} {} {}", v.correct, v.agree),
-                Entry::Below(n) => writeln!(f, "{key} below {} {}", n.correct, n.agree),
-            }
-            .and_then(|_| f.flush())
-            .map_err(|e| DesignError::io(p, e))?;
+            let body = match v {
+                Entry::Score(v) => format!("{key} {} {}", v.correct, v.agree),
+                Entry::Below(n) => format!("{key} below {} {}", n.correct, n.agree),
+            };
+            writeln!(f, "{body} ~{}", line_check(&body))
+                .and_then(|_| f.flush())
+                .map_err(|e| DesignError::io(p, e))?;
         }
         Ok(())
     }
@@ -591,7 +629,18 @@ pub fn design(
         .map_err(|e| DesignError::Invalid(e.to_string()))?
         .as_bytes(),
     );
-    let mut journal = Journal::open(settings.journal.clone(), &key, settings.max_evals)?;
+    let mut journal = Journal::open(
+        settings.journal.clone(),
+        &key,
+        settings.max_evals,
+        images as u64,
+    )?;
+    if journal.dropped > 0 {
+        phase(format!(
+            "journal: {} damaged line(s) dropped; those points are evaluated again",
+            journal.dropped
+        ));
+    }
     let mut ev = Evaluator::new(
         &model,
         batches,
@@ -1617,7 +1666,7 @@ mod tests {
             agree: 3,
         };
         {
-            let mut j = Journal::open(Some(path.clone()), "k", None).unwrap();
+            let mut j = Journal::open(Some(path.clone()), "k", None, 1000).unwrap();
             j.record(
                 "w0:s1e3m6b5/cs",
                 Entry::Score(Score {
@@ -1646,7 +1695,7 @@ mod tests {
             .unwrap()
             .write_all(b"a2:u0e4m2b9 845 99")
             .unwrap();
-        let j = Journal::open(Some(path.clone()), "k", None).unwrap();
+        let j = Journal::open(Some(path.clone()), "k", None, 1000).unwrap();
         assert_eq!(j.done.len(), 3, "{:?}", j.done);
         let w = Score {
             correct: 849,
@@ -1697,13 +1746,50 @@ mod tests {
         assert_eq!(j.get("a2:u0e4m2b9", None), None);
         drop(j);
         // The torn record was dropped: a record after it stands alone.
-        let mut j = Journal::open(Some(path.clone()), "k", None).unwrap();
+        let mut j = Journal::open(Some(path.clone()), "k", None, 1000).unwrap();
         j.record("a3:u0e4m2b9", Entry::Score(w)).unwrap();
         drop(j);
-        let j = Journal::open(Some(path), "k", None).unwrap();
+        let j = Journal::open(Some(path), "k", None, 1000).unwrap();
         assert_eq!(j.get("a3:u0e4m2b9", None), Some(Some(w)));
         assert_eq!(j.get("a2:u0e4m2b9", None), None);
         assert_eq!(j.done.len(), 4);
+    }
+
+    #[test]
+    fn damaged_journal_lines_are_dropped_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let w = Score {
+            correct: 849,
+            agree: 995,
+        };
+        {
+            let mut j = Journal::open(Some(path.clone()), "k", None, 1000).unwrap();
+            j.record("w0:s1e3m6b5/cs", Entry::Score(w)).unwrap();
+            j.record("w1:s1e3m6b5/cs", Entry::Score(w)).unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Every record carries its check.
+        assert!(text.contains("w0:s1e3m6b5/cs 849 995 ~"), "{text}");
+        // One digit of the second record changed (a damaged disk block, an edit).
+        let damaged = text.replace("w1:s1e3m6b5/cs 849", "w1:s1e3m6b5/cs 949");
+        assert_ne!(damaged, text);
+        // A record without a check (an earlier version's journal) is still read; one
+        // counting more images than there are, and garbage, are not.
+        let extra = "a0:u0e4m2b9 800 900\na1:u0e4m2b9 1001 3\n\u{fffd}zz\n";
+        std::fs::write(&path, format!("{damaged}{extra}")).unwrap();
+        let j = Journal::open(Some(path.clone()), "k", None, 1000).unwrap();
+        assert_eq!(j.dropped, 3, "{:?}", j.done);
+        assert_eq!(j.get("w0:s1e3m6b5/cs", None), Some(Some(w)));
+        assert_eq!(j.get("w1:s1e3m6b5/cs", None), None);
+        assert_eq!(
+            j.get("a0:u0e4m2b9", None),
+            Some(Some(Score {
+                correct: 800,
+                agree: 900
+            }))
+        );
+        assert_eq!(j.get("a1:u0e4m2b9", None), None);
     }
 
     #[test]
