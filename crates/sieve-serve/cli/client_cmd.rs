@@ -73,11 +73,21 @@ pub struct StatusArgs {
     model: Option<String>,
 }
 
-/// Run `sieve client status`: liveness, readiness, and a model's metadata.
+/// Run `sieve client status`: liveness, readiness, and a model's metadata. Fails (exit
+/// code 1) when the server is not live or not ready, so that scripts and health checks
+/// can rely on the exit code.
 pub fn run_status(a: StatusArgs) -> Result<()> {
     let c = a.conn.client()?;
-    println!("live: {}", c.live()?);
-    println!("ready: {}", c.ready()?);
+    let (live, ready) = (c.live()?, c.ready()?);
+    println!("live: {live}");
+    println!("ready: {ready}");
+    if !(live && ready) {
+        bail!(
+            "{}: the server is not {}",
+            a.conn.url,
+            if live { "ready" } else { "live" }
+        );
+    }
     if let Some(m) = a.model {
         let meta = c.model_metadata(&m)?;
         println!(

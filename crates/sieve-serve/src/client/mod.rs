@@ -388,13 +388,35 @@ fn status_error(url: &str, status: StatusCode, body: &[u8]) -> ServeError {
                 other => other.to_string(),
             })
         })
-        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(500)]).into_owned());
+        .unwrap_or_else(|| foreign_body(body));
     ServeError::Status {
         url: url.to_string(),
         status: status.as_u16().to_string(),
         message,
         retryable: matches!(status.as_u16(), 502..=504 | 429),
     }
+}
+
+/// Most characters of a non-protocol error body quoted in an error message.
+const FOREIGN_BODY_CHARS: usize = 160;
+
+/// An error body that is not the protocol's JSON (a proxy's or another web server's
+/// HTML page, plain text): on one line, whitespace collapsed, cut to
+/// [`FOREIGN_BODY_CHARS`] characters, with its length.
+fn foreign_body(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(4 * FOREIGN_BODY_CHARS)]);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let line = words.join(" ");
+    let cut: String = line.chars().take(FOREIGN_BODY_CHARS).collect();
+    let more = if cut.len() < line.len() || body.len() > 4 * FOREIGN_BODY_CHARS {
+        "..."
+    } else {
+        ""
+    };
+    format!(
+        "not an Open Inference Protocol error ({} bytes): {cut}{more}",
+        body.len()
+    )
 }
 
 fn metadata_from_json(url: &str, v: &Value) -> Result<ModelMetadata> {
@@ -453,4 +475,52 @@ fn metadata_from_json(url: &str, v: &Value) -> Result<ModelMetadata> {
         outputs: specs("outputs")?,
         finite_inputs_only: false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_foreign_error_page_is_one_short_line() {
+        let page = format!(
+            "<!DOCTYPE HTML>\n<html>\n  <head>\n    <title>Error response</title>\n{}</html>\n",
+            "  <p>filler</p>\n".repeat(100)
+        );
+        let e = status_error(
+            "http://h/v2/models/m",
+            StatusCode::NOT_FOUND,
+            page.as_bytes(),
+        );
+        let msg = e.to_string();
+        assert!(!msg.contains('\n'), "{msg}");
+        assert!(
+            msg.starts_with(
+                "http://h/v2/models/m: server answered 404: not an Open Inference Protocol error ("
+            ),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("<!DOCTYPE HTML> <html> <head> <title>Error response</title>"),
+            "{msg}"
+        );
+        assert!(msg.ends_with("..."), "{msg}");
+        assert!(msg.len() < 300, "{} chars: {msg}", msg.len());
+        // The protocol's own error body is quoted as it is.
+        let e = status_error(
+            "u",
+            StatusCode::BAD_REQUEST,
+            br#"{"error": "input 'x' is missing"}"#,
+        );
+        assert_eq!(
+            e.to_string(),
+            "u: server answered 400: input 'x' is missing"
+        );
+        // A short foreign body is whole, without an ellipsis.
+        let e = status_error("u", StatusCode::BAD_GATEWAY, b"Bad Gateway\n");
+        assert_eq!(
+            e.to_string(),
+            "u: server answered 502: not an Open Inference Protocol error (12 bytes): Bad Gateway"
+        );
+    }
 }
