@@ -162,6 +162,38 @@ fn design_names_the_model_it_cannot_read() {
         assert!(last.contains(needle), "'{needle}' not in: {err}");
     }
     assert!(!dir.join("x.sieve").exists());
+    // An output folder that does not exist fails before the search starts.
+    let out = sieve(&[
+        "design",
+        "--model",
+        "fixtures/lenet5/model.onnx",
+        "--val",
+        "mnist:fixtures/mnist",
+        "--val-split",
+        "test",
+        "--no-journal",
+        "--out",
+        dir.join("no/such/folder/x.sieve").to_str().expect("utf-8"),
+    ]);
+    let e = error_line(&out);
+    assert!(
+        e.contains("--out") && e.contains("no/such/folder/x.sieve"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_absurd_thread_count_is_refused() {
+    let out = sieve(&[
+        "bench",
+        "--model",
+        "fixtures/lenet5/model.onnx",
+        "--threads",
+        "100000",
+        "--runs",
+        "1",
+    ]);
+    assert_clean_error(&out, &["100000 threads", "at most 1024"]);
 }
 
 #[test]

@@ -125,6 +125,12 @@ pub fn run(args: Args) -> Result<()> {
     let bytes =
         std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
     let card = ModelCard::find_next_to(&args.model)?;
+    // The package is written at the end, through `<out>.tmp`: a folder that does not
+    // exist or cannot be written fails now, not after the search.
+    let probe = args.out.with_extension("sieve.tmp");
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("--out {}: cannot write there", args.out.display()))?;
+    let _ = std::fs::remove_file(&probe);
     if let Some(dir) = &args.report {
         // A bad report folder fails now, not after the search.
         std::fs::create_dir_all(dir)

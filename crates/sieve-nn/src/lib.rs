@@ -27,11 +27,21 @@ pub use op::{Dim, Fact, Op};
 pub use tensor::{DType, Tensor};
 pub use weights::{decode_buffer_bytes, PackedWeights, WeightSource, WeightView, Weights};
 
+/// Most kernel threads [`set_threads`] accepts.
+pub const MAX_THREADS: usize = 1024;
+
 /// Configures the global rayon pool used by the kernels to `n` threads (0 = one per
 /// core). Must be called before the first model runs; the pool can be configured
 /// only once per process, so a second call (or a call after the pool was started
-/// implicitly) returns [`NnError::Threads`] and leaves the pool unchanged.
+/// implicitly) returns [`NnError::Threads`] and leaves the pool unchanged. More than
+/// [`MAX_THREADS`] is refused (a mistyped count would otherwise start that many threads).
 pub fn set_threads(n: usize) -> Result<(), NnError> {
+    if n > MAX_THREADS {
+        return Err(NnError::Threads(format!(
+            "{n} threads asked for; at most {MAX_THREADS} (this machine has {} cores; 0 = one per core)",
+            std::thread::available_parallelism().map_or(1, |c| c.get())
+        )));
+    }
     rayon::ThreadPoolBuilder::new()
         .num_threads(n)
         .build_global()
