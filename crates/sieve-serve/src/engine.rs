@@ -122,6 +122,9 @@ pub fn load_model(name: &str, path: &Path) -> Result<Arc<dyn InferenceBackend>> 
         path: path.display().to_string(),
         message,
     };
+    if let Err(e) = std::fs::metadata(path) {
+        return Err(err(format!("cannot read the file: {e}")));
+    }
     match path.extension().and_then(|e| e.to_str()) {
         Some("onnx") => {
             let model = sieve_onnx::load_file(path).map_err(|e| err(e.to_string()))?;
@@ -131,5 +134,24 @@ pub fn load_model(name: &str, path: &Path) -> Result<Arc<dyn InferenceBackend>> 
             ".sieve packages are not supported yet; serve the package's original .onnx".into(),
         )),
         _ => Err(err("unknown model format; expected a .onnx file".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::load_model;
+    use std::path::Path;
+
+    #[test]
+    fn load_errors_name_the_model_and_what_is_wrong() {
+        let msg = |p: &str| load_model("m", Path::new(p)).err().map(|e| e.to_string());
+        let missing = msg("/nonexistent/model.bin").unwrap_or_default();
+        assert!(
+            missing.contains("'m'") && missing.contains("cannot read the file"),
+            "{missing}"
+        );
+        let here = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        let other = msg(here).unwrap_or_default();
+        assert!(other.contains("expected a .onnx file"), "{other}");
     }
 }
