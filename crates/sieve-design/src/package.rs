@@ -308,13 +308,42 @@ impl Package {
             .meta
             .variant(variant)
             .ok_or_else(|| DesignError::NoVariant(variant.to_string()))?;
-        // Stripped weights are placeholders until the packed ones replace them.
+        // Stripped weights are placeholders until the packed ones replace them. Their
+        // shapes come from the file: one larger than the largest tensor the metadata
+        // records (or negative, or overflowing) is damage, reported instead of allocated.
+        let largest = self
+            .meta
+            .tensors
+            .iter()
+            .map(|t| t.elements)
+            .max()
+            .unwrap_or(0);
+        let bad_shape = std::cell::RefCell::new(None);
         let resolve = |loc: &str, dims: &[i64]| -> Option<Tensor> {
-            loc.strip_prefix("sieve:")?;
+            let name = loc.strip_prefix("sieve:")?;
             let shape: Option<Vec<usize>> = dims.iter().map(|&d| usize::try_from(d).ok()).collect();
-            Some(Tensor::zeros_f32(shape?))
+            let n = shape.as_ref().and_then(|s| {
+                s.iter()
+                    .try_fold(1u64, |a, &d| a.checked_mul(u64::try_from(d).ok()?))
+            });
+            match (shape, n) {
+                (Some(shape), Some(n)) if n <= largest => Some(Tensor::zeros_f32(shape)),
+                _ => {
+                    bad_shape.borrow_mut().get_or_insert_with(|| {
+                        format!(
+                            "weight '{name}' has shape {dims:?} in the graph, which no stored \
+                             tensor has (the largest holds {largest} elements)"
+                        )
+                    });
+                    Some(Tensor::zeros_f32(vec![0]))
+                }
+            }
         };
-        let mut model = sieve_onnx::load_bytes_with_external(&self.graph, &resolve)?;
+        let loaded = sieve_onnx::load_bytes_with_external(&self.graph, &resolve);
+        if let Some(msg) = bad_shape.into_inner() {
+            return Err(corrupt(msg));
+        }
+        let mut model = loaded?;
         let nl = model.layers().len();
         let mut acts = vec![];
         let mut set = vec![false; nl];
@@ -553,6 +582,38 @@ mod scale_tests {
             Err(e @ DesignError::Corrupt { .. }) => e.to_string(),
             Err(e) => panic!("expected Corrupt, got {e}"),
             Ok(_) => panic!("corrupted shifts accepted"),
+        }
+    }
+
+    #[test]
+    fn a_graph_placeholder_larger_than_any_stored_tensor_is_rejected() {
+        use prost::Message;
+        let good = scaled();
+        assert!(good.model(Variant::Exact).is_ok());
+        for dims in [vec![1i64 << 40, 1 << 40], vec![i64::MAX, 3], vec![-5, 2]] {
+            let mut m = sieve_onnx::proto::ModelProto::decode(&good.graph[..]).unwrap();
+            let g = m.graph.as_mut().unwrap();
+            let init = g
+                .initializer
+                .iter_mut()
+                .find(|t| sieve_onnx::external_location(t).is_some())
+                .expect("a stripped weight");
+            init.dims = dims.clone();
+            let mut p = good.clone();
+            p.graph = m.encode_to_vec();
+            // The checksum is recomputed: only the shape check can catch it.
+            let loaded = Package::from_bytes(&p.to_bytes().unwrap(), "bad.sieve").unwrap();
+            match loaded.model(Variant::Exact) {
+                Err(e @ DesignError::Corrupt { .. }) => {
+                    let msg = e.to_string();
+                    assert!(
+                        msg.contains("which no stored tensor has"),
+                        "{dims:?}: {msg}"
+                    );
+                }
+                Err(e) => panic!("{dims:?}: expected Corrupt, got {e}"),
+                Ok(_) => panic!("{dims:?}: accepted"),
+            }
         }
     }
 
