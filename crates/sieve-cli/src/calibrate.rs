@@ -202,7 +202,7 @@ pub fn run(args: Args) -> Result<()> {
     let (mut pkg, original, scores) = open_all(&args.package, args.model.as_deref(), args.threads)?;
     let ds = open_dataset(&args.val, &args.split, args.limit, &original)?;
     if let Some(dir) = &args.plots {
-        crate::common::prepare_output_dir(dir, "--plots")?;
+        crate::design_cmd::prepare_output_dir(dir, "--plots")?;
     }
     let variants: Vec<Variant> = pkg.meta().variants.iter().map(|v| v.variant).collect();
     let (orig, runs) = record_all(

@@ -131,20 +131,6 @@ pub fn image_input_chw(model: &Model) -> Result<[usize; 3]> {
     }
 }
 
-/// Creates an output directory (`what` names the option) and checks that files can be
-/// written there, before a long run whose results would otherwise meet the bad path
-/// only at the end.
-pub fn prepare_output_dir(dir: &Path, what: &str) -> Result<()> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("{what} {}: cannot create the directory", dir.display()))?;
-    let probe = dir.join(".sieve-write-check");
-    std::fs::write(&probe, b"")
-        .with_context(|| format!("{what} {}: cannot write files there", dir.display()))?;
-    // Best effort: the check file is empty and harmless if it stays.
-    let _ = std::fs::remove_file(&probe);
-    Ok(())
-}
-
 /// Refuses a batch whose activations would not fit in this machine's available memory
 /// (Linux `MemAvailable`; no check where it cannot be read), instead of the allocator
 /// aborting the process part-way. The estimate is per image the input plus three times

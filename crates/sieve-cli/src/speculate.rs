@@ -83,7 +83,7 @@ pub fn run(args: Args) -> Result<()> {
     let modes: Vec<Mode> = parse_list(&args.mode, &[Mode::Normal, Mode::PowerSaving])?;
     let ds = open_dataset(&args.dataset, &args.split, args.limit, &original)?;
     if let Some(dir) = &args.plots {
-        crate::common::prepare_output_dir(dir, "--plots")?;
+        crate::design_cmd::prepare_output_dir(dir, "--plots")?;
     }
     let (orig, runs) = record_all(
         &pkg,

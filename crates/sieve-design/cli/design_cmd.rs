@@ -126,19 +126,11 @@ pub fn run(args: Args) -> Result<()> {
         std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
     let card = ModelCard::find_next_to(&args.model)?;
     // The package is written at the end, through `<out>.tmp`: a folder that does not
-    // exist or cannot be written fails now, not after the search.
-    let probe = args.out.with_extension("sieve.tmp");
-    std::fs::write(&probe, b"")
+    // exist or cannot be written fails now, not after the search; so does the report's.
+    try_write(&args.out.with_extension("sieve.tmp"))
         .with_context(|| format!("--out {}: cannot write there", args.out.display()))?;
-    let _ = std::fs::remove_file(&probe);
     if let Some(dir) = &args.report {
-        // A bad report folder fails now, not after the search.
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("--report {}: cannot create the directory", dir.display()))?;
-        let probe = dir.join(".sieve-write-check");
-        std::fs::write(&probe, b"")
-            .with_context(|| format!("--report {}: cannot write files there", dir.display()))?;
-        let _ = std::fs::remove_file(&probe);
+        prepare_output_dir(dir, "--report")?;
     }
     let journal = (!args.no_journal).then(|| {
         let mut p = args.out.clone().into_os_string();
@@ -284,6 +276,24 @@ pub fn run(args: Args) -> Result<()> {
             bytes.len()
         );
     }
+    Ok(())
+}
+
+/// Creates an output directory (`what` names the option) and checks that files can be
+/// written there, before a long run whose results would otherwise meet the bad path
+/// only at the end. (Shared with `calibrate` and `speculate`.)
+pub fn prepare_output_dir(dir: &std::path::Path, what: &str) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("{what} {}: cannot create the directory", dir.display()))?;
+    try_write(&dir.join(".sieve-write-check"))
+        .with_context(|| format!("{what} {}: cannot write files there", dir.display()))
+}
+
+/// Creates `file` empty and removes it again: can it be written?
+fn try_write(file: &std::path::Path) -> std::io::Result<()> {
+    std::fs::write(file, b"")?;
+    // Best effort: the file is empty and harmless if it stays.
+    let _ = std::fs::remove_file(file);
     Ok(())
 }
 
