@@ -1,0 +1,32 @@
+#!/usr/bin/env python3
+"""One-layer ONNX models of cifar10_quick's three 5x5 convolutions (Conv + Relu, random
+weights) for per-layer timing next to onnxruntime (docs/PERFORMANCE.md "Session 17"):
+bench/out/layers/<name>/model.onnx. Then, e.g.:
+  .venv/bin/python bench/thread_scaling.py target/release/sieve bench/out/layers/*/model.onnx
+"""
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+LAYERS = {  # name: (c_in, c_out, kernel, pad, map side)
+    "c10q_conv1_3x32_32x32": (3, 32, 5, 2, 32),
+    "c10q_conv2_32x32_16x16": (32, 32, 5, 2, 16),
+    "c10q_conv3_32x64_8x8": (32, 64, 5, 2, 8),
+}
+
+rng = np.random.default_rng(0)
+for name, (ci, co, k, p, hw) in LAYERS.items():
+    w = numpy_helper.from_array((rng.standard_normal((co, ci, k, k)) * 0.1).astype(np.float32), "W")
+    b = numpy_helper.from_array(np.zeros(co, np.float32), "B")
+    nodes = [helper.make_node("Conv", ["x", "W", "B"], ["y"], kernel_shape=[k, k], pads=[p] * 4),
+             helper.make_node("Relu", ["y"], ["z"])]
+    g = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, ci, hw, hw])],
+                          [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, co, hw, hw])], [w, b])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    out = Path(__file__).parent / "out" / "layers" / name / "model.onnx"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(m, out)
+    print(out)
