@@ -233,8 +233,8 @@ pub fn run(args: Args) -> Result<()> {
     for (v, run) in variants.iter().zip(&runs) {
         let recs = records(run, &orig, &scores)?;
         let vc = VariantCalibration::calibrate(&recs, &args.targets, args.catch_share)?;
+        recorded.push((*v, recs, vc.choices.clone()));
         vars.insert(v.name().to_string(), vc);
-        recorded.push((*v, recs));
     }
     let section = DetectorSection {
         version: SECTION_VERSION,
@@ -254,15 +254,12 @@ pub fn run(args: Args) -> Result<()> {
         .with_context(|| format!("writing {}", args.package.display()))?;
     // Plots last: a failure there must not lose the calibration, which is stored now.
     if let Some(dir) = &args.plots {
-        for (v, recs) in &recorded {
-            let Some(vc) = section.variants.get(v.name()) else {
-                continue;
-            };
+        for (v, recs, choices) in &recorded {
             let info = PlotInfo {
                 model: &name,
                 variant: v.name(),
                 data: &data,
-                choices: &vc.choices,
+                choices,
             };
             plots::write_all(dir, recs, &info).with_context(|| {
                 format!(

@@ -127,7 +127,7 @@ pub fn run(args: Args) -> Result<()> {
     let card = ModelCard::find_next_to(&args.model)?;
     // The package is written at the end, through `<out>.tmp`: a folder that does not
     // exist or cannot be written fails now, not after the search; so does the report's.
-    try_write(&args.out.with_extension("sieve.tmp"))
+    try_write(&Package::temp_path(&args.out))
         .with_context(|| format!("--out {}: cannot write there", args.out.display()))?;
     if let Some(dir) = &args.report {
         prepare_output_dir(dir, "--report")?;

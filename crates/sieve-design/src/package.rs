@@ -136,11 +136,16 @@ impl Package {
         safetensors::serialize(views, Some(info)).map_err(err)
     }
 
+    /// The temporary file [`Package::write`] writes before renaming it to `path`.
+    pub fn temp_path(path: &Path) -> std::path::PathBuf {
+        path.with_extension("sieve.tmp")
+    }
+
     /// Writes the package to `path` (through a temporary file and a rename, so a
     /// crash never leaves a half-written package under that name).
     pub fn write(&self, path: &Path) -> Result<(), DesignError> {
         let bytes = self.to_bytes()?;
-        let tmp = path.with_extension("sieve.tmp");
+        let tmp = Self::temp_path(path);
         std::fs::write(&tmp, &bytes).map_err(|e| DesignError::io(&tmp, e))?;
         std::fs::rename(&tmp, path).map_err(|e| DesignError::io(path, e))
     }
@@ -321,11 +326,11 @@ impl Package {
         let bad_shape = std::cell::RefCell::new(None);
         let resolve = |loc: &str, dims: &[i64]| -> Option<Tensor> {
             let name = loc.strip_prefix("sieve:")?;
-            let shape: Option<Vec<usize>> = dims.iter().map(|&d| usize::try_from(d).ok()).collect();
-            let n = shape.as_ref().and_then(|s| {
-                s.iter()
-                    .try_fold(1u64, |a, &d| a.checked_mul(u64::try_from(d).ok()?))
-            });
+            // `None` for a negative dimension or an overflowing product.
+            let n = dims
+                .iter()
+                .try_fold(1u64, |a, &d| a.checked_mul(u64::try_from(d).ok()?));
+            let shape = dims.iter().map(|&d| usize::try_from(d).ok()).collect();
             match (shape, n) {
                 (Some(shape), Some(n)) if n <= largest => Some(Tensor::zeros_f32(shape)),
                 _ => {
