@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""One-layer ONNX models of cifar10_quick's three 5x5 convolutions (Conv + Relu, random
-weights) for per-layer timing next to onnxruntime (docs/PERFORMANCE.md "Session 17"):
+"""One-layer ONNX models of cifar10_quick's three 5x5 convolutions and of other small-map
+convolutions (Conv + Relu, random weights) for per-layer timing next to onnxruntime and
+between kernel settings (docs/PERFORMANCE.md "Session 17", "Session 18"):
 bench/out/layers/<name>/model.onnx. Then, e.g.:
   .venv/bin/python bench/thread_scaling.py target/release/sieve bench/out/layers/*/model.onnx
 """
@@ -14,6 +15,11 @@ LAYERS = {  # name: (c_in, c_out, kernel, pad, map side)
     "c10q_conv1_3x32_32x32": (3, 32, 5, 2, 32),
     "c10q_conv2_32x32_16x16": (32, 32, 5, 2, 16),
     "c10q_conv3_32x64_8x8": (32, 64, 5, 2, 8),
+    # Session 18: widths that are a multiple of 8 but not of 16, and a 3x3 at 8x8 like
+    # nin_cifar10's last block.
+    "k3_192x192_8x8": (192, 192, 3, 1, 8),
+    "k5_32x32_24x24": (32, 32, 5, 2, 24),
+    "k3_32x32_24x24": (32, 32, 3, 1, 24),
 }
 
 rng = np.random.default_rng(0)

@@ -69,6 +69,16 @@ const TILE_FLOATS: usize = 1 << 18;
 /// of a 1 MiB L2 share, so that every register block re-reads its planes from L2.
 const DIRECT_MAX_FLOATS: usize = 1 << 16;
 
+/// Whether the [`direct`] kernel skips the junk columns of a stencil-layout layer with
+/// output width `ow` and input pitch `pitch` ([`direct::Rows`]). The
+/// `SIEVE_CONV_DIRECT_ROWS=0` environment variable (read once) turns it off, for
+/// benchmarks against the flat layout.
+fn rows_mode_applies(ow: usize, pitch: usize) -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let on = *ON.get_or_init(|| std::env::var("SIEVE_CONV_DIRECT_ROWS").as_deref() != Ok("0"));
+    on && pitch > ow && ow.is_multiple_of(16)
+}
+
 /// [`DIRECT_MAX_FLOATS`], or the `SIEVE_CONV_DIRECT_MAX` environment variable (a
 /// tuning knob for benchmarks; `0` turns the direct kernel off), read once.
 fn direct_max_floats() -> usize {
@@ -733,6 +743,9 @@ struct Ctx<'a> {
     dk: bool,
     /// Row ranges per row block when `dk`.
     ytiles: usize,
+    /// With `dk` on the stencil layout: skip the junk columns and store whole output
+    /// rows in place ([`direct::Rows`]).
+    dk_rows: bool,
     /// Use the packed [`sgemm`]; tiles are then (row range, output-channel block) pairs.
     pk: bool,
     /// Weights packed for [`sgemm`] (all groups), when `pk`.
@@ -803,6 +816,7 @@ impl<'a> Ctx<'a> {
             && unit_floats <= paths.direct_max
             && g.c_out_per_group() > 0
             && oh * pitch >= 16;
+        let dk_rows = dk && !direct && rows_mode_applies(ow, st.pitch());
         let pk = !dk && paths.packed_gemm && sgemm_available() && g.c_out_per_group() > 0;
         let mut packed: &'a [f32] = &[];
         let mut offs = Vec::new();
@@ -877,6 +891,7 @@ impl<'a> Ctx<'a> {
             tiles,
             dk,
             ytiles,
+            dk_rows,
             pk,
             packed,
             mblocks,
@@ -905,7 +920,7 @@ impl<'a> Ctx<'a> {
                 self.g.c_out_per_group() * self.tile_rows * self.pitch
             };
         }
-        if self.direct {
+        if self.direct || self.dk_rows {
             0
         } else if self.dk {
             direct::ROWS * self.tile_rows * self.pitch
@@ -1215,6 +1230,10 @@ impl<'a> Ctx<'a> {
         } else {
             (ubuf, self.st.buf_len(), &self.taps)
         };
+        // In place: 1x1 convolutions (p == ow) and the row-wise mode store output rows
+        // oy0..oy1 densely; the flat mode computes `p`-pitched rows into `work`.
+        let in_place = self.direct || self.dk_rows;
+        let q = if in_place { self.ow } else { p };
         let blk = direct::Block {
             planes,
             plane_len,
@@ -1222,14 +1241,18 @@ impl<'a> Ctx<'a> {
             taps,
             weights,
             bias,
-            j0: oy0 * p,
-            len: (oy1 - oy0) * p,
+            j0: oy0 * q,
+            len: (oy1 - oy0) * q,
             act: self.act,
+            rows: self.dk_rows.then_some(direct::Rows {
+                ow: self.ow,
+                pitch: p,
+            }),
         };
         let base = (b * g.c_out + co) * ohw;
-        if self.direct {
-            // SAFETY: rows co..co+rows of image b, columns [oy0*ow, oy1*ow) (p == ow),
-            // are inside the output and owned by this tile (caller contract).
+        if in_place {
+            // SAFETY: rows co..co+rows of image b, columns [oy0*ow, oy1*ow), are inside
+            // the output and owned by this tile (caller contract).
             unsafe { direct::run_raw(&blk, out.0.add(base + oy0 * self.ow), ohw) };
             return;
         }
@@ -1245,6 +1268,81 @@ impl<'a> Ctx<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The direct kernel stores whole rows (no junk columns) exactly where the output
+    /// width is a multiple of 16 and the stencil pitch is wider than the output, on one
+    /// tile and on several (`kernels::tests::direct_rows_geometries_match_reference`
+    /// checks the numbers on the same geometries).
+    #[test]
+    fn direct_rows_mode_is_chosen_by_width() {
+        if !direct::available() {
+            return;
+        }
+        // (k, pad, stride, h, w, rows mode expected)
+        for (k, pad, stride, h, w, want) in [
+            (5, 2, 1, 16, 16, true),
+            (5, 2, 1, 32, 32, true),
+            (3, 1, 1, 20, 64, true),
+            (3, 1, 2, 33, 32, true),
+            (5, 2, 1, 8, 8, false),
+            (3, 1, 1, 24, 24, false),
+            (5, 2, 1, 28, 28, false),
+            // 1x1: read in place already (the pitch is the width).
+            (1, 0, 1, 16, 16, false),
+        ] {
+            let g = Conv2dGeom {
+                c_in: 4,
+                c_out: 8,
+                kh: k,
+                kw: k,
+                stride_h: stride,
+                stride_w: stride,
+                pad_top: pad,
+                pad_left: pad,
+                pad_bottom: pad,
+                pad_right: pad,
+                dil_h: 1,
+                dil_w: 1,
+                groups: 1,
+            };
+            let (oh, ow) = g.out_hw(h, w).unwrap();
+            let weights = vec![0.0; g.weight_len().unwrap()];
+            let input = vec![0.0; g.c_in * h * w];
+            for min_tiles in [1, 4] {
+                let paths = Paths {
+                    direct_max: usize::MAX,
+                    packed_gemm: true,
+                    winograd_min_tiles: usize::MAX,
+                    pixmajor_max_hw: 0,
+                    pack: None,
+                };
+                let (mut own, mut full) = (Vec::new(), Vec::new());
+                let ctx = Ctx::new(
+                    &g,
+                    &input,
+                    h,
+                    w,
+                    ConvWeights::F32(&weights),
+                    None,
+                    Activation::None,
+                    oh,
+                    ow,
+                    g.is_pointwise(),
+                    min_tiles,
+                    paths,
+                    &mut own,
+                    &mut full,
+                )
+                .unwrap();
+                assert!(ctx.dk, "{k}x{k} on {h}x{w}: direct kernel expected");
+                assert_eq!(ctx.dk_rows, want, "{k}x{k} stride {stride} on {h}x{w}");
+                assert_eq!(ctx.ytiles > 1, min_tiles > 1, "{k}x{k} on {h}x{w}");
+                if want {
+                    assert_eq!(ctx.work_len(), 0);
+                }
+            }
+        }
+    }
 
     /// Cost of packing a VGG-16 512 x 512 3x3 layer's weights for the GEMM per run
     /// (what a packed variant pays on its 14x14 layers); `cargo test --release -p

@@ -11,6 +11,14 @@
 //! [`ROWS`] rows is a sequential stream, so nothing is packed and compressed weights
 //! decoded per run need no extra copy.
 //!
+//! When the output width is a multiple of 16, [`Block::rows`] makes the kernel skip the
+//! `P - ow` junk columns of each flat row: output `j = oy * ow + ox` (stored densely,
+//! straight into the output plane) reads input `oy * P + ox`, and every vector of 16
+//! outputs is still one contiguous run of the input. On small maps that drops 1.125x
+//! (32 wide, 5x5) or 1.25x (16 wide, 5x5) executed work to none. (Widths of 8 mod 16
+//! would need two half loads per vector; measured slower than the junk columns on
+//! 8x8 3x3 and 24x24 layers, docs/PERFORMANCE.md "Session 18", so they stay flat.)
+//!
 //! AVX-512 only ([`available`]); other CPUs use the GEMM path of [`super::conv`].
 
 use super::simd::{self, Level};
@@ -40,17 +48,40 @@ pub(crate) struct Block<'a> {
     pub weights: &'a [f32],
     /// Bias per output channel of the block (`rows` values).
     pub bias: &'a [f32],
-    /// First flat output index.
+    /// First output index.
     pub j0: usize,
-    /// Flat outputs to compute from `j0`.
+    /// Outputs to compute from `j0`.
     pub len: usize,
     /// Fused activation.
     pub act: Activation,
+    /// `None`: output `j` reads the planes at `j` (flat layout, junk columns included).
+    /// `Some(Rows { ow, pitch })`: output `j` reads them at `(j / ow) * pitch + j % ow`.
+    pub rows: Option<Rows>,
+}
+
+/// Dense output rows over a pitched input (see the module documentation).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rows {
+    /// Output row width, a positive multiple of 16.
+    pub ow: usize,
+    /// Input row pitch, at least `ow`.
+    pub pitch: usize,
+}
+
+impl Block<'_> {
+    /// Input index (before the tap offset) of output `j`.
+    fn input_index(&self, j: usize) -> usize {
+        match self.rows {
+            None => j,
+            Some(r) => (j / r.ow) * r.pitch + j % r.ow,
+        }
+    }
 }
 
 /// Computes, for `r < rows` and `j < len`,
 /// `dst[r * ld + j] = act(bias[r] + sum_{ci, t} weights[r][ci * taps + t] *
-/// planes[ci * plane_len + taps[t] + j0 + j])`, where `rows = bias.len() <= ROWS`.
+/// planes[ci * plane_len + taps[t] + i(j0 + j)])`, where `rows = bias.len() <= ROWS` and
+/// `i` is [`Block::rows`]' input index (the identity without it).
 ///
 /// The destination is a raw pointer because callers' output rows interleave with other
 /// threads' (each thread owns its `[j0, j0 + len)` column range of every row).
@@ -66,18 +97,28 @@ pub(crate) unsafe fn run_raw(b: &Block<'_>, dst: *mut f32, ld: usize) {
     let rows = b.bias.len();
     let kdim = b.cig * b.taps.len();
     let max_off = b.taps.iter().copied().max().unwrap_or(0);
+    // The last output read is the largest input index (the input index grows with `j`).
+    let last_in = if b.len == 0 {
+        0
+    } else {
+        b.input_index(b.j0 + b.len - 1) + 1
+    };
     assert!(
         available()
             && (1..=ROWS).contains(&rows)
             && b.weights.len() >= rows * kdim
             && (b.cig == 0 || (b.planes.len() >= b.cig * b.plane_len))
-            && max_off + b.j0 + b.len <= b.plane_len,
+            && max_off + last_in <= b.plane_len
+            && b.rows.is_none_or(|r| {
+                r.ow > 0 && r.ow.is_multiple_of(16) && r.pitch >= r.ow && b.j0.is_multiple_of(16)
+            }),
         "direct conv: operands do not match the geometry"
     );
     #[cfg(target_arch = "x86_64")]
     // SAFETY: AVX-512F is available and the bounds above hold: every load reads
-    // `planes[ci * plane_len + off + j0 + j]` with `off + j0 + j < plane_len` (masked
-    // beyond `len`); every store writes `dst + r * ld + j` with `j < len` (caller).
+    // `planes[ci * plane_len + off + i(j0 + j)]` with `off + i(j0 + j) < plane_len`
+    // (masked beyond `len`); every store writes `dst + r * ld + j` with `j < len`
+    // (caller).
     unsafe {
         x86::run(b, rows, kdim, dst, ld)
     }
@@ -93,7 +134,7 @@ mod x86 {
     /// Dispatches every (rows, vectors) block shape to a monomorphised body.
     ///
     /// # Safety
-    /// AVX-512F, and the bounds checked by [`super::run`].
+    /// AVX-512F, and the bounds checked by [`super::run_raw`].
     pub unsafe fn run(b: &Block<'_>, rows: usize, kdim: usize, dst: *mut f32, ld: usize) {
         let (kind, lo, hi) = match b.act {
             Activation::None => (0u8, 0.0, 0.0),
@@ -108,14 +149,21 @@ mod x86 {
             let vecs = n.div_ceil(16);
             let rem = n - (vecs - 1) * 16;
             let mask: __mmask16 = if rem == 16 { 0xFFFF } else { (1u16 << rem) - 1 };
+            // Each vector starts a contiguous input run: in rows mode `j0` and the row
+            // width are multiples of 16, so no vector crosses an output row.
+            let mut ins = [0usize; VECS];
+            for (v, i) in ins.iter_mut().enumerate().take(vecs) {
+                *i = b.input_index(b.j0 + j + 16 * v);
+            }
             let a = Args {
-                planes: b.planes.as_ptr().wrapping_add(b.j0 + j),
+                planes: b.planes.as_ptr(),
                 plane_len: b.plane_len,
                 cig: b.cig,
                 taps: b.taps,
                 w: b.weights.as_ptr(),
                 kdim,
                 bias: b.bias.as_ptr(),
+                ins,
                 dst: dst.wrapping_add(j),
                 ld,
                 mask,
@@ -123,15 +171,25 @@ mod x86 {
                 lo,
                 hi,
             };
+            // One run of `16 * vecs` inputs (the flat layout, rows of 64 or more): the
+            // loads take constant displacements from one base, which the 4-vector body
+            // needs to keep its 28 vector and the address registers apart.
+            let contig = (0..vecs).all(|v| ins[v] == ins[0] + 16 * v);
             // SAFETY: forwarded from the caller (the same bounds).
             unsafe {
-                match rows {
-                    1 => by_vecs::<1>(&a, vecs),
-                    2 => by_vecs::<2>(&a, vecs),
-                    3 => by_vecs::<3>(&a, vecs),
-                    4 => by_vecs::<4>(&a, vecs),
-                    5 => by_vecs::<5>(&a, vecs),
-                    _ => by_vecs::<6>(&a, vecs),
+                match (rows, contig) {
+                    (1, true) => by_vecs::<1, true>(&a, vecs),
+                    (2, true) => by_vecs::<2, true>(&a, vecs),
+                    (3, true) => by_vecs::<3, true>(&a, vecs),
+                    (4, true) => by_vecs::<4, true>(&a, vecs),
+                    (5, true) => by_vecs::<5, true>(&a, vecs),
+                    (_, true) => by_vecs::<6, true>(&a, vecs),
+                    (1, false) => by_vecs::<1, false>(&a, vecs),
+                    (2, false) => by_vecs::<2, false>(&a, vecs),
+                    (3, false) => by_vecs::<3, false>(&a, vecs),
+                    (4, false) => by_vecs::<4, false>(&a, vecs),
+                    (5, false) => by_vecs::<5, false>(&a, vecs),
+                    (_, false) => by_vecs::<6, false>(&a, vecs),
                 }
             }
             j += n;
@@ -140,7 +198,7 @@ mod x86 {
 
     /// Raw operands of one register block.
     struct Args<'a> {
-        /// Input plane 0 at the block's first flat output.
+        /// Input plane 0.
         planes: *const f32,
         plane_len: usize,
         cig: usize,
@@ -148,7 +206,9 @@ mod x86 {
         w: *const f32,
         kdim: usize,
         bias: *const f32,
-        /// Output row 0 at the block's first flat output.
+        /// Input index of each vector's first lane (before the tap offset).
+        ins: [usize; VECS],
+        /// Output row 0 at the block's first output.
         dst: *mut f32,
         ld: usize,
         /// Lanes of the last vector that are real outputs.
@@ -161,25 +221,26 @@ mod x86 {
     /// # Safety
     /// As [`run`].
     #[inline(always)]
-    unsafe fn by_vecs<const R: usize>(a: &Args<'_>, vecs: usize) {
+    unsafe fn by_vecs<const R: usize, const C: bool>(a: &Args<'_>, vecs: usize) {
         // SAFETY: forwarded.
         unsafe {
             match vecs {
-                1 => block::<R, 1>(a),
-                2 => block::<R, 2>(a),
-                3 => block::<R, 3>(a),
-                _ => block::<R, 4>(a),
+                1 => block::<R, 1, C>(a),
+                2 => block::<R, 2, C>(a),
+                3 => block::<R, 3, C>(a),
+                _ => block::<R, 4, C>(a),
             }
         }
     }
 
-    /// `R` output channels x `V` vectors; the last vector is masked.
+    /// `R` output channels x `V` vectors; the last vector is masked. `C`: the caller
+    /// guarantees `ins[v] == ins[0] + 16 * v`.
     ///
     /// # Safety
-    /// AVX-512F; reads `planes + ci * plane_len + off + [0, 16 V)` (masked to the real
-    /// outputs in the last vector) and writes `dst + r * ld + [0, 16 V)` (masked).
+    /// AVX-512F; reads `planes + ci * plane_len + off + ins[v] + [0, 16)` (masked to the
+    /// real outputs in the last vector) and writes `dst + r * ld + [0, 16 V)` (masked).
     #[target_feature(enable = "avx512f")]
-    unsafe fn block<const R: usize, const V: usize>(a: &Args<'_>) {
+    unsafe fn block<const R: usize, const V: usize, const C: bool>(a: &Args<'_>) {
         // SAFETY: every pointer access below stays in the ranges stated above.
         unsafe {
             let mut acc = [[_mm512_setzero_ps(); V]; R];
@@ -189,18 +250,26 @@ mod x86 {
                     *v = b;
                 }
             }
+            // Offsets of each vector from `planes`: constants with `C` (the first
+            // vector's offset folded into the base pointer).
+            let first = if C { a.ins[0] } else { 0 };
+            let planes = a.planes.add(first);
+            let mut ins = [0usize; V];
+            for (v, i) in ins.iter_mut().enumerate() {
+                *i = if C { 16 * v } else { a.ins[v] };
+            }
             let ntaps = a.taps.len();
             for ci in 0..a.cig {
-                let plane = a.planes.add(ci * a.plane_len);
+                let plane = planes.add(ci * a.plane_len);
                 let wc = a.w.add(ci * ntaps);
                 for (t, &off) in a.taps.iter().enumerate() {
                     let p = plane.add(off);
                     let mut x = [_mm512_setzero_ps(); V];
                     for (v, xv) in x.iter_mut().enumerate() {
                         *xv = if v + 1 == V {
-                            _mm512_maskz_loadu_ps(a.mask, p.add(16 * v))
+                            _mm512_maskz_loadu_ps(a.mask, p.add(ins[v]))
                         } else {
-                            _mm512_loadu_ps(p.add(16 * v))
+                            _mm512_loadu_ps(p.add(ins[v]))
                         };
                     }
                     for (r, row) in acc.iter_mut().enumerate() {

@@ -609,6 +609,60 @@ fn conv2d_small_geometries_exhaustive() {
     }
 }
 
+/// The direct kernel's row-wise mode (output widths that are a multiple of 16 read from
+/// the pitched stencil layout, stored straight into the output planes): stride 1 and 2,
+/// dilation, asymmetric pads, groups, output channels that do not fill the register
+/// block, register chunks that cross output rows (16, 32, 48 wide) and chunks that do
+/// not (64, 80 wide), next to flat-layout widths (8, 24, 28), on 1-3 threads (so on one to
+/// six row tiles per channel block, cut at different rows). `conv::tests` checks that
+/// these geometries do take the row-wise mode.
+#[test]
+fn direct_rows_geometries_match_reference() {
+    // (c_in, c_out, k, stride, pad, groups, h, w)
+    let cases = [
+        (32, 32, 5, 1, 2, 1, 16, 16),
+        (3, 32, 5, 1, 2, 1, 32, 32),
+        (32, 64, 5, 1, 2, 1, 8, 8),
+        (16, 7, 3, 1, 1, 1, 48, 48),
+        (8, 13, 3, 1, 1, 1, 20, 64),
+        (4, 5, 3, 1, 1, 1, 9, 80),
+        (12, 12, 3, 2, 1, 2, 33, 32),
+        (6, 6, 3, 1, 1, 1, 24, 24),
+        (6, 6, 5, 1, 0, 1, 32, 32),
+        (10, 11, 7, 1, 3, 1, 17, 16),
+    ];
+    for threads in 1..=3 {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            for &(ci, co, k, s, p, gr, h, w) in &cases {
+                check_conv(geom(ci, co, k, s, p, gr), 1, h, w, true, Activation::Relu);
+                check_conv(geom(ci, co, k, s, p, gr), 2, h, w, false, Activation::None);
+            }
+            // Dilated with asymmetric pads: 16 wide out of a 20-wide input.
+            let mut g = geom(8, 9, 3, 1, 1, 1);
+            g.dil_w = 2;
+            g.dil_h = 2;
+            g.pad_left = 0;
+            g.pad_right = 0;
+            g.pad_bottom = 3;
+            check_conv(
+                g,
+                1,
+                18,
+                20,
+                true,
+                Activation::Clip {
+                    min: -0.5,
+                    max: 0.5,
+                },
+            );
+        });
+    }
+}
+
 /// Windows that cover the whole plane (no pads) take the global-pool shortcut: same
 /// results as the reference, NaN propagation included (seed 0 and 3 plant a NaN).
 #[test]
