@@ -69,14 +69,23 @@ const TILE_FLOATS: usize = 1 << 18;
 /// of a 1 MiB L2 share, so that every register block re-reads its planes from L2.
 const DIRECT_MAX_FLOATS: usize = 1 << 16;
 
+/// Which junk-free modes of the [`direct`] kernel may run: `2` both (the default), `1`
+/// the row-wise one only, `0` neither (the flat stencil layout everywhere). The
+/// `SIEVE_CONV_DIRECT_ROWS` environment variable (read once) sets it, for benchmarks.
+fn junk_free_level() -> u8 {
+    static V: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+    *V.get_or_init(|| {
+        std::env::var("SIEVE_CONV_DIRECT_ROWS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(2)
+    })
+}
+
 /// Whether the [`direct`] kernel skips the junk columns of a stencil-layout layer with
-/// output width `ow` and input pitch `pitch` ([`direct::Rows`]). The
-/// `SIEVE_CONV_DIRECT_ROWS=0` environment variable (read once) turns it off, for
-/// benchmarks against the flat layout.
+/// output width `ow` and input pitch `pitch` ([`direct::Rows`]).
 fn rows_mode_applies(ow: usize, pitch: usize) -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let on = *ON.get_or_init(|| std::env::var("SIEVE_CONV_DIRECT_ROWS").as_deref() != Ok("0"));
-    on && pitch > ow && ow.is_multiple_of(16)
+    junk_free_level() >= 1 && pitch > ow && ow.is_multiple_of(16)
 }
 
 /// [`DIRECT_MAX_FLOATS`], or the `SIEVE_CONV_DIRECT_MAX` environment variable (a
@@ -746,6 +755,8 @@ struct Ctx<'a> {
     /// With `dk` on the stencil layout: skip the junk columns and store whole output
     /// rows in place ([`direct::Rows`]).
     dk_rows: bool,
+    /// With `dk`: the narrow-map layout instead of the stencil ([`direct::Narrow`]).
+    narrow: Option<direct::Narrow>,
     /// Use the packed [`sgemm`]; tiles are then (row range, output-channel block) pairs.
     pk: bool,
     /// Weights packed for [`sgemm`] (all groups), when `pk`.
@@ -817,6 +828,18 @@ impl<'a> Ctx<'a> {
             && g.c_out_per_group() > 0
             && oh * pitch >= 16;
         let dk_rows = dk && !direct && rows_mode_applies(ow, st.pitch());
+        let narrow = if dk && !direct && !dk_rows && junk_free_level() >= 2 {
+            direct::Narrow::new(
+                (g.kh, g.kw),
+                (g.stride_h, g.stride_w),
+                (g.dil_h, g.dil_w),
+                (g.pad_top, g.pad_left),
+                (h, w),
+                (oh, ow),
+            )
+        } else {
+            None
+        };
         let pk = !dk && paths.packed_gemm && sgemm_available() && g.c_out_per_group() > 0;
         let mut packed: &'a [f32] = &[];
         let mut offs = Vec::new();
@@ -857,7 +880,11 @@ impl<'a> Ctx<'a> {
             (tile_rows, ntiles * mblocks, 1)
         } else if dk {
             let row_blocks = g.c_out_per_group().div_ceil(direct::ROWS);
-            let tile_rows = oh.div_ceil(min_tiles.div_ceil(row_blocks).clamp(1, oh));
+            let mut tile_rows = oh.div_ceil(min_tiles.div_ceil(row_blocks).clamp(1, oh));
+            if narrow.is_some() {
+                // Tiles start on whole vectors (16 / ow rows), where the tap masks hold.
+                tile_rows = tile_rows.next_multiple_of(16 / ow).min(oh);
+            }
             let ytiles = oh.div_ceil(tile_rows);
             (tile_rows, row_blocks * ytiles, ytiles)
         } else {
@@ -892,6 +919,7 @@ impl<'a> Ctx<'a> {
             dk,
             ytiles,
             dk_rows,
+            narrow,
             pk,
             packed,
             mblocks,
@@ -904,6 +932,8 @@ impl<'a> Ctx<'a> {
     fn unit_len(&self) -> usize {
         if self.direct {
             0
+        } else if let Some(n) = &self.narrow {
+            self.g.c_in_per_group() * n.plane_len
         } else {
             self.g.c_in_per_group() * self.st.buf_len()
         }
@@ -920,7 +950,7 @@ impl<'a> Ctx<'a> {
                 self.g.c_out_per_group() * self.tile_rows * self.pitch
             };
         }
-        if self.direct || self.dk_rows {
+        if self.direct || self.dk_rows || self.narrow.is_some() {
             0
         } else if self.dk {
             direct::ROWS * self.tile_rows * self.pitch
@@ -938,13 +968,15 @@ impl<'a> Ctx<'a> {
         let (b, gi) = (u / g.groups, u % g.groups);
         let cig = g.c_in_per_group();
         let hw = self.h * self.w;
-        let bl = self.st.buf_len();
+        let bl = self.unit_len() / cig.max(1);
         let fill = |ci: usize, region: &mut [f32]| {
-            region.fill(0.0);
-            self.st.fill(
-                &self.input[(b * g.c_in + gi * cig + ci) * hw..][..hw],
-                region,
-            );
+            let src = &self.input[(b * g.c_in + gi * cig + ci) * hw..][..hw];
+            if let Some(n) = &self.narrow {
+                n.fill(src, region);
+            } else {
+                region.fill(0.0);
+                self.st.fill(src, region);
+            }
         };
         let ubuf = &mut ubuf[..cig * bl];
         if parallel && cig > 1 {
@@ -1227,12 +1259,15 @@ impl<'a> Ctx<'a> {
                 hw,
                 &ONE_TAP,
             )
+        } else if let Some(n) = &self.narrow {
+            (ubuf, n.plane_len, &n.taps)
         } else {
             (ubuf, self.st.buf_len(), &self.taps)
         };
-        // In place: 1x1 convolutions (p == ow) and the row-wise mode store output rows
-        // oy0..oy1 densely; the flat mode computes `p`-pitched rows into `work`.
-        let in_place = self.direct || self.dk_rows;
+        // In place: 1x1 convolutions (p == ow), the row-wise and the narrow modes store
+        // output rows oy0..oy1 densely; the flat mode computes `p`-pitched rows into
+        // `work`.
+        let in_place = self.direct || self.dk_rows || self.narrow.is_some();
         let q = if in_place { self.ow } else { p };
         let blk = direct::Block {
             planes,
@@ -1248,6 +1283,7 @@ impl<'a> Ctx<'a> {
                 ow: self.ow,
                 pitch: p,
             }),
+            masks: self.narrow.as_ref().map(|n| &n.masks[..]),
         };
         let base = (b * g.c_out + co) * ohw;
         if in_place {
@@ -1270,25 +1306,33 @@ mod tests {
     use super::*;
 
     /// The direct kernel stores whole rows (no junk columns) exactly where the output
-    /// width is a multiple of 16 and the stencil pitch is wider than the output, on one
-    /// tile and on several (`kernels::tests::direct_rows_geometries_match_reference`
-    /// checks the numbers on the same geometries).
+    /// width is a multiple of 16 and the stencil pitch is wider than the output, and uses
+    /// the narrow layout exactly on stride-1 "same-width" 4- and 8-wide maps, on one tile
+    /// and on several, whose rows start on whole vectors
+    /// (`kernels::tests::direct_rows_geometries_match_reference` checks the numbers on
+    /// the same geometries).
     #[test]
     fn direct_rows_mode_is_chosen_by_width() {
         if !direct::available() {
             return;
         }
-        // (k, pad, stride, h, w, rows mode expected)
-        for (k, pad, stride, h, w, want) in [
-            (5, 2, 1, 16, 16, true),
-            (5, 2, 1, 32, 32, true),
-            (3, 1, 1, 20, 64, true),
-            (3, 1, 2, 33, 32, true),
-            (5, 2, 1, 8, 8, false),
-            (3, 1, 1, 24, 24, false),
-            (5, 2, 1, 28, 28, false),
+        // (k, pad, stride, h, w, rows mode expected, narrow layout expected)
+        for (k, pad, stride, h, w, want, narrow) in [
+            (5, 2, 1, 16, 16, true, false),
+            (5, 2, 1, 32, 32, true, false),
+            (3, 1, 1, 20, 64, true, false),
+            (3, 1, 2, 33, 32, true, false),
+            (5, 2, 1, 8, 8, false, true),
+            (3, 1, 1, 9, 8, false, true),
+            (3, 1, 1, 4, 4, false, true),
+            (3, 1, 1, 24, 24, false, false),
+            (5, 2, 1, 28, 28, false, false),
+            // Narrower output than input, stride 2: the stencil.
+            (3, 0, 1, 10, 10, false, false),
+            (3, 1, 2, 16, 16, false, false),
             // 1x1: read in place already (the pitch is the width).
-            (1, 0, 1, 16, 16, false),
+            (1, 0, 1, 16, 16, false, false),
+            (1, 0, 1, 8, 8, false, false),
         ] {
             let g = Conv2dGeom {
                 c_in: 4,
@@ -1336,9 +1380,20 @@ mod tests {
                 .unwrap();
                 assert!(ctx.dk, "{k}x{k} on {h}x{w}: direct kernel expected");
                 assert_eq!(ctx.dk_rows, want, "{k}x{k} stride {stride} on {h}x{w}");
-                assert_eq!(ctx.ytiles > 1, min_tiles > 1, "{k}x{k} on {h}x{w}");
-                if want {
+                assert_eq!(
+                    ctx.narrow.is_some(),
+                    narrow,
+                    "{k}x{k} stride {stride} on {h}x{w}"
+                );
+                // Several row tiles when asked for, unless one vector holds the map.
+                let split = min_tiles > 1 && oh * ow > 16;
+                assert_eq!(ctx.ytiles > 1, split, "{k}x{k} on {h}x{w}");
+                if want || narrow {
                     assert_eq!(ctx.work_len(), 0);
+                }
+                if narrow {
+                    let whole = ctx.ytiles == 1 || (ctx.tile_rows * ow).is_multiple_of(16);
+                    assert!(whole, "{k}x{k} on {h}x{w}: tile rows {}", ctx.tile_rows);
                 }
             }
         }

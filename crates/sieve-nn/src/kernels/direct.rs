@@ -19,6 +19,12 @@
 //! would need two half loads per vector; measured slower than the junk columns on
 //! 8x8 3x3 and 24x24 layers, docs/PERFORMANCE.md "Session 18", so they stay flat.)
 //!
+//! Narrow maps (stride 1, output width = input width = 4 or 8, so that 16 divides by the
+//! width) use the [`Narrow`] layout instead: input rows stored back to back without
+//! horizontal padding, one vector spans 16 / width output rows, and each tap's load is
+//! masked ([`Block::masks`]) to zero the lanes whose input column falls in the padding.
+//! No junk at all, where the stencil's pitch costs 1.25x (3x3 on 8x8) to 2x (5x5 on 4x4).
+//!
 //! AVX-512 only ([`available`]); other CPUs use the GEMM path of [`super::conv`].
 
 use super::simd::{self, Level};
@@ -57,6 +63,81 @@ pub(crate) struct Block<'a> {
     /// `None`: output `j` reads the planes at `j` (flat layout, junk columns included).
     /// `Some(Rows { ow, pitch })`: output `j` reads them at `(j / ow) * pitch + j % ow`.
     pub rows: Option<Rows>,
+    /// Per tap, the lanes of every vector that read the input (the others read zero):
+    /// the [`Narrow`] layout. Needs `rows == None` and `j0` a multiple of 16.
+    pub masks: Option<&'a [u16]>,
+}
+
+/// Input layout of the narrow-map mode (see the module documentation): per input
+/// channel, `pad_left` zeros, then rows `-pad_top ..` of the input, `w` floats each
+/// (padding rows zero). Output `j = oy * w + ox` reads tap `(ky, kx)` at `j + ky * dh * w
+/// + kx * dw`, with lanes whose column `ox + kx * dw - pad_left` is outside `0..w` masked.
+#[derive(Debug, Clone)]
+pub(crate) struct Narrow {
+    w: usize,
+    h: usize,
+    pad_top: usize,
+    pad_left: usize,
+    /// Floats per input channel.
+    pub plane_len: usize,
+    /// Tap offsets, `(ky, kx)` row-major.
+    pub taps: Vec<usize>,
+    /// Lane masks per tap.
+    pub masks: Vec<u16>,
+}
+
+impl Narrow {
+    /// The layout for a convolution of an `h x w` input, or `None` if it does not apply:
+    /// stride 1, output width equal to the input width, and that width 4 or 8.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        (kh, kw): (usize, usize),
+        (sh, sw): (usize, usize),
+        (dh, dw): (usize, usize),
+        (pad_top, pad_left): (usize, usize),
+        (h, w): (usize, usize),
+        (oh, ow): (usize, usize),
+    ) -> Option<Narrow> {
+        if sh != 1 || sw != 1 || ow != w || !(w == 4 || w == 8) || kh * kw <= 1 || oh == 0 {
+            return None;
+        }
+        let rows = (oh + (kh - 1) * dh).max(pad_top + h);
+        let plane_len = pad_left + rows * w + (kw - 1) * dw;
+        let mut taps = Vec::with_capacity(kh * kw);
+        let mut masks = Vec::with_capacity(kh * kw);
+        for ky in 0..kh {
+            for kx in 0..kw {
+                taps.push(ky * dh * w + kx * dw);
+                let mut m = 0u16;
+                for lane in 0..16 {
+                    let x = (lane % w + kx * dw) as isize - pad_left as isize;
+                    if (0..w as isize).contains(&x) {
+                        m |= 1 << lane;
+                    }
+                }
+                masks.push(m);
+            }
+        }
+        Some(Narrow {
+            w,
+            h,
+            pad_top,
+            pad_left,
+            plane_len,
+            taps,
+            masks,
+        })
+    }
+
+    /// Writes the `[h, w]` input plane `src` into `buf` (`plane_len` floats), padding
+    /// included.
+    pub fn fill(&self, src: &[f32], buf: &mut [f32]) {
+        let start = self.pad_left + self.pad_top * self.w;
+        let n = self.h * self.w;
+        buf[..start].fill(0.0);
+        buf[start..start + n].copy_from_slice(&src[..n]);
+        buf[start + n..self.plane_len].fill(0.0);
+    }
 }
 
 /// Dense output rows over a pitched input (see the module documentation).
@@ -111,6 +192,9 @@ pub(crate) unsafe fn run_raw(b: &Block<'_>, dst: *mut f32, ld: usize) {
             && max_off + last_in <= b.plane_len
             && b.rows.is_none_or(|r| {
                 r.ow > 0 && r.ow.is_multiple_of(16) && r.pitch >= r.ow && b.j0.is_multiple_of(16)
+            })
+            && b.masks.is_none_or(|m| {
+                m.len() == b.taps.len() && b.rows.is_none() && b.j0.is_multiple_of(16)
             }),
         "direct conv: operands do not match the geometry"
     );
@@ -160,6 +244,7 @@ mod x86 {
                 plane_len: b.plane_len,
                 cig: b.cig,
                 taps: b.taps,
+                masks: b.masks.unwrap_or(&[]),
                 w: b.weights.as_ptr(),
                 kdim,
                 bias: b.bias.as_ptr(),
@@ -174,27 +259,47 @@ mod x86 {
             // One run of `16 * vecs` inputs (the flat layout, rows of 64 or more): the
             // loads take constant displacements from one base, which the 4-vector body
             // needs to keep its 28 vector and the address registers apart.
-            let contig = (0..vecs).all(|v| ins[v] == ins[0] + 16 * v);
+            // Tap masks come with the flat (contiguous) layout.
+            let mode = if b.masks.is_some() {
+                MASKED
+            } else if (0..vecs).all(|v| ins[v] == ins[0] + 16 * v) {
+                CONTIG
+            } else {
+                OFFSETS
+            };
             // SAFETY: forwarded from the caller (the same bounds).
             unsafe {
-                match (rows, contig) {
-                    (1, true) => by_vecs::<1, true>(&a, vecs),
-                    (2, true) => by_vecs::<2, true>(&a, vecs),
-                    (3, true) => by_vecs::<3, true>(&a, vecs),
-                    (4, true) => by_vecs::<4, true>(&a, vecs),
-                    (5, true) => by_vecs::<5, true>(&a, vecs),
-                    (_, true) => by_vecs::<6, true>(&a, vecs),
-                    (1, false) => by_vecs::<1, false>(&a, vecs),
-                    (2, false) => by_vecs::<2, false>(&a, vecs),
-                    (3, false) => by_vecs::<3, false>(&a, vecs),
-                    (4, false) => by_vecs::<4, false>(&a, vecs),
-                    (5, false) => by_vecs::<5, false>(&a, vecs),
-                    (_, false) => by_vecs::<6, false>(&a, vecs),
+                match (rows, mode) {
+                    (1, CONTIG) => by_vecs::<1, CONTIG>(&a, vecs),
+                    (2, CONTIG) => by_vecs::<2, CONTIG>(&a, vecs),
+                    (3, CONTIG) => by_vecs::<3, CONTIG>(&a, vecs),
+                    (4, CONTIG) => by_vecs::<4, CONTIG>(&a, vecs),
+                    (5, CONTIG) => by_vecs::<5, CONTIG>(&a, vecs),
+                    (_, CONTIG) => by_vecs::<6, CONTIG>(&a, vecs),
+                    (1, OFFSETS) => by_vecs::<1, OFFSETS>(&a, vecs),
+                    (2, OFFSETS) => by_vecs::<2, OFFSETS>(&a, vecs),
+                    (3, OFFSETS) => by_vecs::<3, OFFSETS>(&a, vecs),
+                    (4, OFFSETS) => by_vecs::<4, OFFSETS>(&a, vecs),
+                    (5, OFFSETS) => by_vecs::<5, OFFSETS>(&a, vecs),
+                    (_, OFFSETS) => by_vecs::<6, OFFSETS>(&a, vecs),
+                    (1, _) => by_vecs::<1, MASKED>(&a, vecs),
+                    (2, _) => by_vecs::<2, MASKED>(&a, vecs),
+                    (3, _) => by_vecs::<3, MASKED>(&a, vecs),
+                    (4, _) => by_vecs::<4, MASKED>(&a, vecs),
+                    (5, _) => by_vecs::<5, MASKED>(&a, vecs),
+                    (_, _) => by_vecs::<6, MASKED>(&a, vecs),
                 }
             }
             j += n;
         }
     }
+
+    /// Addressing of a register block's loads: each vector at its own `ins[v]`.
+    const OFFSETS: u8 = 0;
+    /// `ins[v] == ins[0] + 16 * v`: constant displacements from one base.
+    const CONTIG: u8 = 1;
+    /// As [`CONTIG`], every load masked by its tap's lane mask.
+    const MASKED: u8 = 2;
 
     /// Raw operands of one register block.
     struct Args<'a> {
@@ -203,6 +308,8 @@ mod x86 {
         plane_len: usize,
         cig: usize,
         taps: &'a [usize],
+        /// Lane mask per tap ([`MASKED`] only).
+        masks: &'a [u16],
         w: *const f32,
         kdim: usize,
         bias: *const f32,
@@ -221,26 +328,26 @@ mod x86 {
     /// # Safety
     /// As [`run`].
     #[inline(always)]
-    unsafe fn by_vecs<const R: usize, const C: bool>(a: &Args<'_>, vecs: usize) {
+    unsafe fn by_vecs<const R: usize, const K: u8>(a: &Args<'_>, vecs: usize) {
         // SAFETY: forwarded.
         unsafe {
             match vecs {
-                1 => block::<R, 1, C>(a),
-                2 => block::<R, 2, C>(a),
-                3 => block::<R, 3, C>(a),
-                _ => block::<R, 4, C>(a),
+                1 => block::<R, 1, K>(a),
+                2 => block::<R, 2, K>(a),
+                3 => block::<R, 3, K>(a),
+                _ => block::<R, 4, K>(a),
             }
         }
     }
 
-    /// `R` output channels x `V` vectors; the last vector is masked. `C`: the caller
-    /// guarantees `ins[v] == ins[0] + 16 * v`.
+    /// `R` output channels x `V` vectors; the last vector is masked. `K`: the addressing
+    /// ([`OFFSETS`], [`CONTIG`], [`MASKED`]; the caller guarantees what they assume).
     ///
     /// # Safety
     /// AVX-512F; reads `planes + ci * plane_len + off + ins[v] + [0, 16)` (masked to the
     /// real outputs in the last vector) and writes `dst + r * ld + [0, 16 V)` (masked).
     #[target_feature(enable = "avx512f")]
-    unsafe fn block<const R: usize, const V: usize, const C: bool>(a: &Args<'_>) {
+    unsafe fn block<const R: usize, const V: usize, const K: u8>(a: &Args<'_>) {
         // SAFETY: every pointer access below stays in the ranges stated above.
         unsafe {
             let mut acc = [[_mm512_setzero_ps(); V]; R];
@@ -250,23 +357,33 @@ mod x86 {
                     *v = b;
                 }
             }
-            // Offsets of each vector from `planes`: constants with `C` (the first
+            // Offsets of each vector from `planes`: constants unless `OFFSETS` (the first
             // vector's offset folded into the base pointer).
-            let first = if C { a.ins[0] } else { 0 };
+            let contig = K != OFFSETS;
+            let first = if contig { a.ins[0] } else { 0 };
             let planes = a.planes.add(first);
             let mut ins = [0usize; V];
             for (v, i) in ins.iter_mut().enumerate() {
-                *i = if C { 16 * v } else { a.ins[v] };
+                *i = if contig { 16 * v } else { a.ins[v] };
             }
             let ntaps = a.taps.len();
             for ci in 0..a.cig {
                 let plane = planes.add(ci * a.plane_len);
                 let wc = a.w.add(ci * ntaps);
                 for (t, &off) in a.taps.iter().enumerate() {
-                    let p = plane.add(off);
+                    // Lanes of a masked load outside its mask read nothing and are zero.
+                    let p = plane.wrapping_add(off);
                     let mut x = [_mm512_setzero_ps(); V];
+                    let tm: __mmask16 = if K == MASKED {
+                        *a.masks.get_unchecked(t)
+                    } else {
+                        0xFFFF
+                    };
                     for (v, xv) in x.iter_mut().enumerate() {
-                        *xv = if v + 1 == V {
+                        *xv = if K == MASKED {
+                            let m = if v + 1 == V { tm & a.mask } else { tm };
+                            _mm512_maskz_loadu_ps(m, p.wrapping_add(ins[v]))
+                        } else if v + 1 == V {
                             _mm512_maskz_loadu_ps(a.mask, p.add(ins[v]))
                         } else {
                             _mm512_loadu_ps(p.add(ins[v]))

@@ -613,9 +613,10 @@ fn conv2d_small_geometries_exhaustive() {
 /// the pitched stencil layout, stored straight into the output planes): stride 1 and 2,
 /// dilation, asymmetric pads, groups, output channels that do not fill the register
 /// block, register chunks that cross output rows (16, 32, 48 wide) and chunks that do
-/// not (64, 80 wide), next to flat-layout widths (8, 24, 28), on 1-3 threads (so on one to
-/// six row tiles per channel block, cut at different rows). `conv::tests` checks that
-/// these geometries do take the row-wise mode.
+/// not (64, 80 wide), next to flat-layout widths (24, 28); and its narrow-map layout
+/// (4 and 8 wide, masked taps): odd row counts, 1xk and kx1 kernels, dilation, asymmetric
+/// pads, groups. On 1-3 threads (so on one to six row tiles per channel block, cut at
+/// different rows). `conv::tests` checks that these geometries do take those modes.
 #[test]
 fn direct_rows_geometries_match_reference() {
     // (c_in, c_out, k, stride, pad, groups, h, w)
@@ -630,6 +631,13 @@ fn direct_rows_geometries_match_reference() {
         (6, 6, 3, 1, 1, 1, 24, 24),
         (6, 6, 5, 1, 0, 1, 32, 32),
         (10, 11, 7, 1, 3, 1, 17, 16),
+        // Narrow maps.
+        (16, 13, 3, 1, 1, 1, 8, 8),
+        (6, 6, 3, 1, 1, 1, 9, 8),
+        (8, 7, 5, 1, 2, 1, 4, 4),
+        (8, 64, 3, 1, 1, 1, 4, 4),
+        (12, 12, 3, 1, 1, 2, 7, 8),
+        (48, 64, 3, 1, 1, 1, 8, 8),
     ];
     for threads in 1..=3 {
         let pool = rayon::ThreadPoolBuilder::new()
@@ -659,6 +667,30 @@ fn direct_rows_geometries_match_reference() {
                     max: 0.5,
                 },
             );
+            // Narrow: dilated (pad 2 keeps the width), asymmetric horizontal pads, 1x3
+            // and 3x1 windows, a 2-row output.
+            let mut g = geom(8, 9, 3, 1, 2, 1);
+            g.dil_w = 2;
+            g.dil_h = 2;
+            check_conv(g, 1, 8, 8, true, Activation::Relu);
+            let mut g = geom(5, 6, 3, 1, 1, 1);
+            g.pad_left = 2;
+            g.pad_right = 0;
+            check_conv(g, 2, 6, 8, true, Activation::None);
+            let mut g = geom(5, 6, 3, 1, 1, 1);
+            g.pad_left = 0;
+            g.pad_right = 2;
+            check_conv(g, 1, 6, 4, false, Activation::Relu);
+            let mut g = geom(4, 8, 1, 1, 0, 1);
+            (g.kw, g.pad_left, g.pad_right) = (3, 1, 1);
+            check_conv(g, 1, 5, 8, true, Activation::None);
+            let mut g = geom(4, 8, 1, 1, 0, 1);
+            (g.kh, g.pad_top, g.pad_bottom) = (3, 1, 1);
+            check_conv(g, 1, 5, 8, true, Activation::None);
+            let mut g = geom(4, 8, 3, 1, 1, 1);
+            g.pad_top = 0;
+            g.pad_bottom = 0;
+            check_conv(g, 1, 4, 8, true, Activation::None);
         });
     }
 }
