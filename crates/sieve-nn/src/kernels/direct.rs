@@ -89,7 +89,6 @@ pub(crate) struct Narrow {
 impl Narrow {
     /// The layout for a convolution of an `h x w` input, or `None` if it does not apply:
     /// stride 1, output width equal to the input width, and that width 4 or 8.
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         (kh, kw): (usize, usize),
         (sh, sw): (usize, usize),
@@ -162,7 +161,8 @@ impl Block<'_> {
 /// Computes, for `r < rows` and `j < len`,
 /// `dst[r * ld + j] = act(bias[r] + sum_{ci, t} weights[r][ci * taps + t] *
 /// planes[ci * plane_len + taps[t] + i(j0 + j)])`, where `rows = bias.len() <= ROWS` and
-/// `i` is [`Block::rows`]' input index (the identity without it).
+/// `i` is [`Block::rows`]' input index (the identity without it); with [`Block::masks`],
+/// a term whose tap mask excludes lane `(j0 + j) % 16` reads zero instead of the plane.
 ///
 /// The destination is a raw pointer because callers' output rows interleave with other
 /// threads' (each thread owns its `[j0, j0 + len)` column range of every row).
