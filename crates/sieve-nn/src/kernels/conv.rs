@@ -62,6 +62,9 @@ fn par_min_macs(depthwise: bool) -> usize {
         (None, false) => PAR_MIN_MACS,
     }
 }
+/// Smallest unit input (floats, stencil layout) whose copy is shared by the workers: a
+/// smaller one is copied by the calling thread alone (a parallel section costs more).
+const FILL_PAR_MIN_FLOATS: usize = 1 << 15;
 /// Target size in floats of one tile's im2col block plus its output block (about half
 /// of a 2 MiB L2).
 const TILE_FLOATS: usize = 1 << 18;
@@ -677,7 +680,7 @@ pub(crate) fn conv2d_with(
     let (ubufs, work) = scratch[..need].split_at_mut(units * unit_len);
     if unit_len > 0 {
         for (u, ubuf) in ubufs.chunks_mut(unit_len).enumerate() {
-            ctx.fill_unit(u, ubuf, threads > 1);
+            ctx.fill_unit(u, ubuf, threads > 1 && unit_len >= FILL_PAR_MIN_FLOATS);
         }
     }
     let ubufs: &[f32] = ubufs;
