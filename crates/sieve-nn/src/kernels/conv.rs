@@ -935,11 +935,16 @@ impl<'a> Ctx<'a> {
     fn unit_len(&self) -> usize {
         if self.direct {
             0
-        } else if let Some(n) = &self.narrow {
-            self.g.c_in_per_group() * n.plane_len
         } else {
-            self.g.c_in_per_group() * self.st.buf_len()
+            self.g.c_in_per_group() * self.plane_len()
         }
+    }
+
+    /// Floats per input plane in the unit buffer (narrow layout or stencil).
+    fn plane_len(&self) -> usize {
+        self.narrow
+            .as_ref()
+            .map_or_else(|| self.st.buf_len(), |n| n.plane_len)
     }
 
     /// Floats of the per-worker tile buffer: im2col block and GEMM output block.
@@ -971,7 +976,7 @@ impl<'a> Ctx<'a> {
         let (b, gi) = (u / g.groups, u % g.groups);
         let cig = g.c_in_per_group();
         let hw = self.h * self.w;
-        let bl = self.unit_len() / cig.max(1);
+        let bl = self.plane_len();
         let fill = |ci: usize, region: &mut [f32]| {
             let src = &self.input[(b * g.c_in + gi * cig + ci) * hw..][..hw];
             if let Some(n) = &self.narrow {
@@ -1262,10 +1267,9 @@ impl<'a> Ctx<'a> {
                 hw,
                 &ONE_TAP,
             )
-        } else if let Some(n) = &self.narrow {
-            (ubuf, n.plane_len, &n.taps)
         } else {
-            (ubuf, self.st.buf_len(), &self.taps)
+            let taps = self.narrow.as_ref().map_or(&self.taps[..], |n| &n.taps[..]);
+            (ubuf, self.plane_len(), taps)
         };
         // In place: 1x1 convolutions (p == ow), the row-wise and the narrow modes store
         // output rows oy0..oy1 densely; the flat mode computes `p`-pitched rows into

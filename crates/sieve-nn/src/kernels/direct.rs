@@ -215,7 +215,7 @@ mod x86 {
     use super::{Activation, Block, VECS};
     use std::arch::x86_64::*;
 
-    /// Dispatches every (rows, vectors) block shape to a monomorphised body.
+    /// Dispatches every (addressing, rows, vectors) block shape to a monomorphised body.
     ///
     /// # Safety
     /// AVX-512F, and the bounds checked by [`super::run_raw`].
@@ -256,10 +256,10 @@ mod x86 {
                 lo,
                 hi,
             };
-            // One run of `16 * vecs` inputs (the flat layout, rows of 64 or more): the
-            // loads take constant displacements from one base, which the 4-vector body
-            // needs to keep its 28 vector and the address registers apart.
-            // Tap masks come with the flat (contiguous) layout.
+            // Tap masks come with the flat layout. Otherwise, one run of `16 * vecs`
+            // inputs (the flat layout, rows of 64 or more) lets the loads take constant
+            // displacements from one base, which the 4-vector body needs to keep its 28
+            // vector and the address registers apart.
             let mode = if b.masks.is_some() {
                 MASKED
             } else if (0..vecs).all(|v| ins[v] == ins[0] + 16 * v) {
@@ -269,25 +269,10 @@ mod x86 {
             };
             // SAFETY: forwarded from the caller (the same bounds).
             unsafe {
-                match (rows, mode) {
-                    (1, CONTIG) => by_vecs::<1, CONTIG>(&a, vecs),
-                    (2, CONTIG) => by_vecs::<2, CONTIG>(&a, vecs),
-                    (3, CONTIG) => by_vecs::<3, CONTIG>(&a, vecs),
-                    (4, CONTIG) => by_vecs::<4, CONTIG>(&a, vecs),
-                    (5, CONTIG) => by_vecs::<5, CONTIG>(&a, vecs),
-                    (_, CONTIG) => by_vecs::<6, CONTIG>(&a, vecs),
-                    (1, OFFSETS) => by_vecs::<1, OFFSETS>(&a, vecs),
-                    (2, OFFSETS) => by_vecs::<2, OFFSETS>(&a, vecs),
-                    (3, OFFSETS) => by_vecs::<3, OFFSETS>(&a, vecs),
-                    (4, OFFSETS) => by_vecs::<4, OFFSETS>(&a, vecs),
-                    (5, OFFSETS) => by_vecs::<5, OFFSETS>(&a, vecs),
-                    (_, OFFSETS) => by_vecs::<6, OFFSETS>(&a, vecs),
-                    (1, _) => by_vecs::<1, MASKED>(&a, vecs),
-                    (2, _) => by_vecs::<2, MASKED>(&a, vecs),
-                    (3, _) => by_vecs::<3, MASKED>(&a, vecs),
-                    (4, _) => by_vecs::<4, MASKED>(&a, vecs),
-                    (5, _) => by_vecs::<5, MASKED>(&a, vecs),
-                    (_, _) => by_vecs::<6, MASKED>(&a, vecs),
+                match mode {
+                    CONTIG => by_rows::<CONTIG>(&a, rows, vecs),
+                    OFFSETS => by_rows::<OFFSETS>(&a, rows, vecs),
+                    _ => by_rows::<MASKED>(&a, rows, vecs),
                 }
             }
             j += n;
@@ -323,6 +308,23 @@ mod x86 {
         kind: u8,
         lo: f32,
         hi: f32,
+    }
+
+    /// # Safety
+    /// As [`run`].
+    #[inline(always)]
+    unsafe fn by_rows<const K: u8>(a: &Args<'_>, rows: usize, vecs: usize) {
+        // SAFETY: forwarded.
+        unsafe {
+            match rows {
+                1 => by_vecs::<1, K>(a, vecs),
+                2 => by_vecs::<2, K>(a, vecs),
+                3 => by_vecs::<3, K>(a, vecs),
+                4 => by_vecs::<4, K>(a, vecs),
+                5 => by_vecs::<5, K>(a, vecs),
+                _ => by_vecs::<6, K>(a, vecs),
+            }
+        }
     }
 
     /// # Safety
