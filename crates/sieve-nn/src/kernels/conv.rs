@@ -44,7 +44,7 @@ const PK_MIN_COLS: usize = 192;
 /// operand) use [`DW_PAR_MIN_MACS`].
 const PAR_MIN_MACS: usize = 1 << 20;
 /// [`PAR_MIN_MACS`] for depthwise convolutions.
-const DW_PAR_MIN_MACS: usize = 200_000;
+pub(super) const DW_PAR_MIN_MACS: usize = 200_000;
 
 /// [`PAR_MIN_MACS`] (or [`DW_PAR_MIN_MACS`] when `depthwise`), or for both the value of
 /// the `SIEVE_CONV_PAR_MIN_MACS` environment variable (a tuning knob for benchmarks),
@@ -693,15 +693,18 @@ pub(crate) fn conv2d_with(
         }
         return Ok(());
     }
-    let next = AtomicUsize::new(0);
+    // The packed GEMM's items are (unit, row tile) in row order: taken from both ends,
+    // the calling thread computes the top rows and the helper the bottom ones (`Ends`).
+    // The direct kernel's are channel-block major: taken in order.
+    let ends = if ctx.pk {
+        crate::team::Ends::new(items)
+    } else {
+        crate::team::Ends::front(items)
+    };
     let wbufs = worker_bufs(work, workers, work_len);
     crate::team::for_workers(workers, &|wi| {
         let mut wbuf = lock(&wbufs[wi]);
-        loop {
-            let item = next.fetch_add(1, Ordering::Relaxed);
-            if item >= items {
-                break;
-            }
+        while let Some(item) = ends.take(wi) {
             let (u, t) = (item / ctx.tiles, item % ctx.tiles);
             // SAFETY: the counter hands each item to one worker; items write disjoint
             // output rows; `out` is borrowed for the whole call.

@@ -19,6 +19,20 @@ use super::stencil::{with_bufs, Bufs, Stencil};
 use super::stencil_simd::conv_flat;
 use super::{Activation, Conv2dGeom, KernelError};
 
+/// Plane chunks per row band of the band split (items = bands x chunks).
+const BAND_PLANE_CHUNKS: usize = 8;
+/// The band split needs this many output rows per thread. A call per (plane, band)
+/// costs tens of nanoseconds of setup, as much as a whole 14x14 plane on two threads:
+/// with 4-row bands the 14x14 and 7x7 layers of MobileNet v2 ran 2-3x slower, with
+/// 7-row bands the 28x28 ones 2x (docs/KERNELS.md "Session 19").
+const BAND_MIN_ROWS: usize = 16;
+
+/// The band split is on unless `SIEVE_DW_BANDS=0` (for A/B measurements).
+fn band_split() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("SIEVE_DW_BANDS").map_or(true, |v| v != "0"))
+}
+
 /// Fast path for `g.c_in_per_group() == 1`; sizes already checked by the caller.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv(
@@ -52,6 +66,49 @@ pub(crate) fn conv(
     let khw = g.kh * g.kw;
     #[cfg(target_arch = "x86_64")]
     if let Some(direct) = x86::Direct::new(&st) {
+        let planes = out.len().checked_div(ohw).unwrap_or(0);
+        if threads > 1 && planes > 0 && oh >= BAND_MIN_ROWS * threads && band_split() {
+            // Row bands across all planes, numbered top band first and taken from both
+            // ends (`Ends`): the calling thread computes the top rows of every plane, the
+            // helper the bottom ones — the rows their cores' 1x1 layers before and after
+            // produce and consume (docs/KERNELS.md "Session 19").
+            let bh = oh.div_ceil(threads);
+            let bands = oh.div_ceil(bh);
+            let per = planes.div_ceil(BAND_PLANE_CHUNKS).max(1);
+            let chunks = planes.div_ceil(per);
+            let items = bands * chunks;
+            let ends = crate::team::Ends::new(items);
+            let dst = super::conv::OutPtr(out.as_mut_ptr());
+            crate::team::for_workers(threads.min(items), &|slot| {
+                while let Some(item) = ends.take(slot) {
+                    let (band, chunk) = (item / chunks, item % chunks);
+                    let rows = band * bh..((band + 1) * bh).min(oh);
+                    for p in chunk * per..((chunk + 1) * per).min(planes) {
+                        let (b, co) = (p / g.c_out, p % g.c_out);
+                        let src_idx = b * g.c_in + co / g.c_out_per_group();
+                        // SAFETY: rows `rows` of plane `p` are `rows.len() * ow` floats
+                        // inside `out` (`planes * ohw` long), written by this item only
+                        // (the counter hands each (band, chunk) out once); `out` outlives
+                        // the section.
+                        let o = unsafe {
+                            std::slice::from_raw_parts_mut(
+                                dst.at(p * ohw + rows.start * ow),
+                                rows.len() * ow,
+                            )
+                        };
+                        direct.plane_rows(
+                            &input[src_idx * h * w..][..h * w],
+                            &weights[co * khw..(co + 1) * khw],
+                            bias.map_or(0.0, |bs| bs[co]),
+                            act,
+                            o,
+                            rows.clone(),
+                        );
+                    }
+                }
+            });
+            return Ok(());
+        }
         let run = |p0: usize, dst: &mut [f32]| {
             for (i, plane_out) in dst.chunks_exact_mut(ohw).enumerate() {
                 let p = p0 + i;
@@ -200,7 +257,34 @@ pub(crate) mod x86 {
             // SAFETY: AVX-512F was checked in `new`; the bounds above are what the
             // kernels rely on (their loads are masked to `0..w` of rows `0..h`, their
             // stores to `0..ow` of rows `0..oh`).
-            unsafe { self.dispatch::<false>(src, wts, bias, act, out) }
+            unsafe { self.dispatch::<false>(src, wts, bias, act, out, 0..self.oh) }
+        }
+
+        /// Output rows `rows` of one plane (as [`Direct::plane`], bit for bit): `out`
+        /// holds just those rows, `rows.len() * ow` floats.
+        ///
+        /// # Panics
+        /// If a slice or the row range does not match the geometry (a caller bug).
+        pub(crate) fn plane_rows(
+            &self,
+            src: &[f32],
+            wts: &[f32],
+            bias: f32,
+            act: Activation,
+            out: &mut [f32],
+            rows: std::ops::Range<usize>,
+        ) {
+            assert!(
+                src.len() >= self.h * self.w
+                    && wts.len() >= self.k * self.k
+                    && rows.start <= rows.end
+                    && rows.end <= self.oh
+                    && out.len() >= rows.len() * self.ow,
+                "depthwise: operands do not match the geometry"
+            );
+            // SAFETY: as in `plane`, with the stores confined to `rows` (`out` starts at
+            // row `rows.start`).
+            unsafe { self.dispatch::<false>(src, wts, bias, act, out, rows) }
         }
 
         /// One plane of max pooling over the window (out-of-plane inputs are `-inf`;
@@ -214,7 +298,7 @@ pub(crate) mod x86 {
                 "max pool: operands do not match the geometry"
             );
             // SAFETY: as in `plane` (the weights are not read when pooling).
-            unsafe { self.dispatch::<true>(src, &[], 0.0, Activation::None, out) }
+            unsafe { self.dispatch::<true>(src, &[], 0.0, Activation::None, out, 0..self.oh) }
         }
 
         /// # Safety
@@ -226,22 +310,24 @@ pub(crate) mod x86 {
             bias: f32,
             act: Activation,
             out: &mut [f32],
+            rows: std::ops::Range<usize>,
         ) {
             // SAFETY: forwarded.
             unsafe {
                 match (self.k, self.s) {
-                    (2, 1) => self.run::<2, 1, MAX>(src, wts, bias, act, out),
-                    (2, 2) => self.run::<2, 2, MAX>(src, wts, bias, act, out),
-                    (3, 1) => self.run::<3, 1, MAX>(src, wts, bias, act, out),
-                    (3, 2) => self.run::<3, 2, MAX>(src, wts, bias, act, out),
-                    (5, 1) => self.run::<5, 1, MAX>(src, wts, bias, act, out),
-                    _ => self.run::<5, 2, MAX>(src, wts, bias, act, out),
+                    (2, 1) => self.run::<2, 1, MAX>(src, wts, bias, act, out, rows),
+                    (2, 2) => self.run::<2, 2, MAX>(src, wts, bias, act, out, rows),
+                    (3, 1) => self.run::<3, 1, MAX>(src, wts, bias, act, out, rows),
+                    (3, 2) => self.run::<3, 2, MAX>(src, wts, bias, act, out, rows),
+                    (5, 1) => self.run::<5, 1, MAX>(src, wts, bias, act, out, rows),
+                    _ => self.run::<5, 2, MAX>(src, wts, bias, act, out, rows),
                 }
             }
         }
 
         /// # Safety
-        /// AVX-512F; operands as checked by [`Direct::plane`].
+        /// AVX-512F; operands as checked by [`Direct::plane_rows`] (`out` starts at output
+        /// row `rows.start`).
         #[target_feature(enable = "avx512f")]
         unsafe fn run<const K: usize, const S: usize, const MAX: bool>(
             &self,
@@ -250,6 +336,7 @@ pub(crate) mod x86 {
             bias: f32,
             act: Activation,
             out: &mut [f32],
+            out_rows: std::ops::Range<usize>,
         ) {
             let (kind, lo, hi) = match act {
                 Activation::None => (0u8, 0.0, 0.0),
@@ -275,6 +362,8 @@ pub(crate) mod x86 {
             // Even lanes of the 32 floats `a ++ b`.
             let even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
             let (sp, op) = (src.as_ptr(), out.as_mut_ptr());
+            // `out` starts at this output row.
+            let row0 = out_rows.start;
             let (w, pl) = (self.w as isize, self.pad_left as isize);
             // `R` output rows at a time (column block by column block): each input row
             // is loaded once per tap column and feeds every output row whose window
@@ -370,9 +459,9 @@ pub(crate) mod x86 {
                                 1 => _mm512_max_ps(v, lo),
                                 _ => _mm512_min_ps(_mm512_max_ps(v, lo), hi),
                             };
-                            let orow = op.wrapping_add((oy0 + r) * self.ow);
+                            let orow = op.wrapping_add((oy0 + r - row0) * self.ow);
                             // SAFETY: lanes `< n` are outputs `x0..x0 + n` of row
-                            // `oy0 + r < oh`.
+                            // `oy0 + r` in `out_rows`, at `oy0 + r - row0` in `out`.
                             unsafe { _mm512_mask_storeu_ps(orow.wrapping_add(x0), omask, v) };
                         }
                         x0 += 16;
@@ -385,21 +474,21 @@ pub(crate) mod x86 {
             // last 1-3 rows as one group. Measured on one thread (docs/KERNELS.md
             // "Depthwise row groups"): four rows beat two and eight at every MobileNet v2
             // shape, stride 1 and 2.
-            let mut oy = 0;
+            let mut oy = out_rows.start;
             if K == 3 && !MAX {
-                while oy + 4 <= self.oh {
+                while oy + 4 <= out_rows.end {
                     row_group!(4, oy);
                     oy += 4;
                 }
-                match self.oh - oy {
+                match out_rows.end - oy {
                     3 => row_group!(3, oy),
                     2 => row_group!(2, oy),
                     1 => row_group!(1, oy),
                     _ => {}
                 }
-                oy = self.oh;
+                oy = out_rows.end;
             }
-            while oy < self.oh {
+            while oy < out_rows.end {
                 row_group!(1, oy);
                 oy += 1;
             }

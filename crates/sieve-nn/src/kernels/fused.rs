@@ -18,8 +18,6 @@
 //! kernel tests check it against the reference with a tolerance and bit for bit against
 //! the unfused path.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use super::conv::{gemm_pack, OutPtr};
 use super::depthwise::x86::Direct;
 use super::sgemm::{self, BSrc};
@@ -134,9 +132,11 @@ pub(crate) fn expand_dw(
     let items = n * bands;
     let workers = threads.clamp(1, items);
     let band_len = c_mid * ((bh - 1) * s + 3).min(h) * w;
-    let next = AtomicUsize::new(0);
+    // Bands top to bottom, taken from both ends (`Ends`): the calling thread expands
+    // the top rows, the helper the bottom ones, as in the layers around it.
+    let ends = crate::team::Ends::new(items);
     let out_ptr = OutPtr(out.as_mut_ptr());
-    crate::team::for_workers(workers, &|_| {
+    crate::team::for_workers(workers, &|slot| {
         BAND.with(|cell| {
             let mut guard = cell.try_borrow_mut();
             let mut own = Vec::new();
@@ -147,11 +147,7 @@ pub(crate) fn expand_dw(
             if buf.len() < band_len {
                 buf.resize(band_len, 0.0);
             }
-            loop {
-                let item = next.fetch_add(1, Ordering::Relaxed);
-                if item >= items {
-                    break;
-                }
+            while let Some(item) = ends.take(slot) {
                 let (img, band) = (item / bands, item % bands);
                 let oy0 = band * bh;
                 let oy1 = (oy0 + bh).min(oh);

@@ -766,6 +766,77 @@ fn depthwise_direct_geometries_match_reference() {
     assert!(case > 200, "{case} cases");
 }
 
+/// Depthwise layers big enough to run in parallel take the row-band split (bands of all
+/// planes, from both ends of the item list): on 2 and 3 threads the outputs equal the
+/// one-thread ones bit for bit, and the reference within tolerance — odd heights that
+/// leave a short last band, stride 2, a channel multiplier, 5x5, a batch of 2.
+#[test]
+fn depthwise_band_split_matches_one_thread() {
+    // (channels, multiplier, k, stride, pad, h, w, n)
+    let cases = [
+        (32, 1, 3, 1, 1, 40, 40, 1),
+        (32, 1, 3, 2, 1, 57, 57, 1),
+        (16, 2, 3, 1, 1, 29, 31, 1),
+        (20, 1, 5, 1, 2, 33, 20, 2),
+        (8, 1, 3, 1, 1, 9, 400, 1),
+    ];
+    for &(c, mult, k, s, p, h, w, n) in &cases {
+        let g = geom(c, c * mult, k, s, p, c);
+        let (oh, ow) = g.out_hw(h, w).unwrap();
+        let out_len = n * c * mult * oh * ow;
+        assert!(
+            out_len * k * k >= conv::DW_PAR_MIN_MACS,
+            "case too small to split"
+        );
+        let input = data(n * c * h * w, 5);
+        let weights = data(g.weight_len().unwrap(), 6);
+        let bias = data(c * mult, 7);
+        let act = Activation::Clip {
+            min: -0.5,
+            max: 1.0,
+        };
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut out = vec![f32::NAN; out_len];
+            pool.install(|| {
+                conv2d(
+                    &g,
+                    &input,
+                    n,
+                    h,
+                    w,
+                    &weights,
+                    Some(&bias),
+                    act,
+                    &mut out,
+                    &mut Vec::new(),
+                    None,
+                )
+                .unwrap()
+            });
+            out
+        };
+        let one = run(1);
+        let mut want = vec![0.0; out_len];
+        reference::conv2d(&g, &input, n, h, w, &weights, Some(&bias), act, &mut want).unwrap();
+        assert_close(&one, &want, k * k);
+        for threads in [2, 3] {
+            let many = run(threads);
+            let same = one
+                .iter()
+                .zip(&many)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(
+                same,
+                "{threads} threads differ from one: case {c} {k}x{k}/{s} {h}x{w}"
+            );
+        }
+    }
+}
+
 /// Max and average pooling through the in-place kernel (2x2, 3x3, 5x5 windows, stride 1
 /// and 2): pads below the window size, ceil mode, both `count_include_pad` settings,
 /// planes narrower than a vector and several vectors wide with tails; seeds 0 and 3 plant
