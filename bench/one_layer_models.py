@@ -20,6 +20,10 @@ LAYERS = {  # name: (c_in, c_out, kernel, pad, map side)
     "k3_192x192_8x8": (192, 192, 3, 1, 8),
     "k5_32x32_24x24": (32, 32, 5, 2, 24),
     "k3_32x32_24x24": (32, 32, 3, 1, 24),
+    # Session 19: MobileNet v2's project layers on 28x28 and 14x14 maps (two-thread scaling).
+    "k1_192x32_28x28": (192, 32, 1, 0, 28),
+    "k1_576x96_14x14": (576, 96, 1, 0, 14),
+    "k1_144x24_56x56": (144, 24, 1, 0, 56),
 }
 
 rng = np.random.default_rng(0)

@@ -27,10 +27,14 @@ const BAND_PLANE_CHUNKS: usize = 8;
 /// 7-row bands the 28x28 ones 2x (docs/KERNELS.md "Session 19").
 const BAND_MIN_ROWS: usize = 16;
 
-/// The band split is on unless `SIEVE_DW_BANDS=0` (for A/B measurements).
-fn band_split() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("SIEVE_DW_BANDS").map_or(true, |v| v != "0"))
+/// Output rows per thread from which the band split applies: [`BAND_MIN_ROWS`], or the
+/// value of `SIEVE_DW_BANDS` (`0`: never; for A/B measurements).
+fn band_min_rows() -> usize {
+    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *V.get_or_init(|| match std::env::var("SIEVE_DW_BANDS") {
+        Ok(v) => v.parse().unwrap_or(BAND_MIN_ROWS),
+        Err(_) => BAND_MIN_ROWS,
+    })
 }
 
 /// Fast path for `g.c_in_per_group() == 1`; sizes already checked by the caller.
@@ -67,7 +71,8 @@ pub(crate) fn conv(
     #[cfg(target_arch = "x86_64")]
     if let Some(direct) = x86::Direct::new(&st) {
         let planes = out.len().checked_div(ohw).unwrap_or(0);
-        if threads > 1 && planes > 0 && oh >= BAND_MIN_ROWS * threads && band_split() {
+        let min_rows = band_min_rows();
+        if threads > 1 && planes > 0 && min_rows > 0 && oh >= min_rows * threads {
             // Row bands across all planes, numbered top band first and taken from both
             // ends (`Ends`): the calling thread computes the top rows of every plane, the
             // helper the bottom ones — the rows their cores' 1x1 layers before and after
