@@ -24,13 +24,14 @@ use super::sgemm::{self, BSrc};
 use super::stencil::Stencil;
 use super::{Conv2dGeom, ConvLayer, ConvPack, KernelError};
 
-/// Smallest expanded tensor (floats per image) worth fusing: 4 MiB, several times a
-/// core's L2, where the unfused pair writes it to memory and reads it back. Measured in
-/// MobileNet v2 on one thread (docs/KERNELS.md "Fused expand + depthwise"): the 96 x 112
-/// x 112 block gains (900-960 -> 770-790 us for both layers); the 144 x 56 x 56 ones
-/// (1.8 MB) do not (their rows recomputed at band edges cost what the memory traffic
-/// saved).
-pub(crate) const MIN_MID_FLOATS: usize = 1 << 20;
+/// Smallest expanded tensor (floats per image) worth fusing: 1 MiB, where the unfused
+/// pair writes it to memory and reads it back. Session 7 (Zen 4, one thread, docs/KERNELS.md
+/// "Fused expand + depthwise") set 4 MiB: the 96 x 112 x 112 block gained, the 144 x 56 x 56
+/// ones (1.8 MB) did not. Session 19 (Intel Xeon, 2 MiB L2 per core) fuses those too:
+/// MobileNet v2 3.6% faster on two threads and 1.9-3.9% on one (paired, `SIEVE_FUSE_MIN_MID`),
+/// the two 56x56 blocks 306 -> 202 and 185 -> 158 us; the 28x28 ones (150k floats) gained
+/// nothing and the 14x14 ones (75-113k) lost 5% on two threads.
+pub(crate) const MIN_MID_FLOATS: usize = 1 << 18;
 /// Target floats of a band of expanded rows (512 KiB: half of a core's L2).
 const BAND_FLOATS: usize = 1 << 17;
 

@@ -497,7 +497,15 @@ pub fn conv1x1_depthwise_fuses(expand: &Conv2dGeom, dw: &Conv2dGeom, h: usize, w
     {
         static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         let on = *ENABLED.get_or_init(|| std::env::var("SIEVE_FUSE").map_or(true, |v| v != "0"));
-        on && fused::applies(expand, dw, h, w, fused::MIN_MID_FLOATS)
+        // `SIEVE_FUSE_MIN_MID=<floats>` moves the size threshold (for A/B measurements).
+        static MIN_MID: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let min_mid = *MIN_MID.get_or_init(|| {
+            std::env::var("SIEVE_FUSE_MIN_MID")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(fused::MIN_MID_FLOATS)
+        });
+        on && fused::applies(expand, dw, h, w, min_mid)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
