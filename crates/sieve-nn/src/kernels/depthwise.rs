@@ -25,7 +25,7 @@ const BAND_PLANE_CHUNKS: usize = 8;
 /// costs tens of nanoseconds of setup, as much as a whole 14x14 plane on two threads:
 /// with 4-row bands the 14x14 and 7x7 layers of MobileNet v2 ran 2-3x slower, with
 /// 7-row bands the 28x28 ones 2x (docs/KERNELS.md "Session 19").
-const BAND_MIN_ROWS: usize = 16;
+pub(super) const BAND_MIN_ROWS: usize = 16;
 
 /// Output rows per thread from which the band split applies: [`BAND_MIN_ROWS`], or the
 /// value of `SIEVE_DW_BANDS` (`0`: never; for A/B measurements).
@@ -253,16 +253,7 @@ pub(crate) mod x86 {
             act: Activation,
             out: &mut [f32],
         ) {
-            assert!(
-                src.len() >= self.h * self.w
-                    && wts.len() >= self.k * self.k
-                    && out.len() >= self.oh * self.ow,
-                "depthwise: operands do not match the geometry"
-            );
-            // SAFETY: AVX-512F was checked in `new`; the bounds above are what the
-            // kernels rely on (their loads are masked to `0..w` of rows `0..h`, their
-            // stores to `0..ow` of rows `0..oh`).
-            unsafe { self.dispatch::<false>(src, wts, bias, act, out, 0..self.oh) }
+            self.plane_rows(src, wts, bias, act, out, 0..self.oh);
         }
 
         /// Output rows `rows` of one plane (as [`Direct::plane`], bit for bit): `out`
@@ -287,8 +278,9 @@ pub(crate) mod x86 {
                     && out.len() >= rows.len() * self.ow,
                 "depthwise: operands do not match the geometry"
             );
-            // SAFETY: as in `plane`, with the stores confined to `rows` (`out` starts at
-            // row `rows.start`).
+            // SAFETY: AVX-512F was checked in `new`; the bounds above are what the
+            // kernels rely on (their loads are masked to `0..w` of rows `0..h`, their
+            // stores to `0..ow` of the rows in `rows`, `out` starting at `rows.start`).
             unsafe { self.dispatch::<false>(src, wts, bias, act, out, rows) }
         }
 
@@ -302,7 +294,8 @@ pub(crate) mod x86 {
                 src.len() >= self.h * self.w && out.len() >= self.oh * self.ow,
                 "max pool: operands do not match the geometry"
             );
-            // SAFETY: as in `plane` (the weights are not read when pooling).
+            // SAFETY: as in `plane_rows` over all rows (the weights are not read when
+            // pooling).
             unsafe { self.dispatch::<true>(src, &[], 0.0, Activation::None, out, 0..self.oh) }
         }
 

@@ -774,19 +774,24 @@ fn depthwise_direct_geometries_match_reference() {
 fn depthwise_band_split_matches_one_thread() {
     // (channels, multiplier, k, stride, pad, h, w, n)
     let cases = [
-        (32, 1, 3, 1, 1, 40, 40, 1),
-        (32, 1, 3, 2, 1, 57, 57, 1),
-        (16, 2, 3, 1, 1, 29, 31, 1),
-        (20, 1, 5, 1, 2, 33, 20, 2),
-        (8, 1, 3, 1, 1, 9, 400, 1),
+        (32, 1, 3, 1, 1, 50, 40, 1),
+        (16, 1, 3, 2, 1, 101, 57, 1),
+        (8, 2, 3, 1, 1, 49, 31, 1),
+        (12, 1, 5, 1, 2, 50, 20, 2),
+        (4, 1, 3, 1, 1, 64, 100, 1),
     ];
     for &(c, mult, k, s, p, h, w, n) in &cases {
         let g = geom(c, c * mult, k, s, p, c);
         let (oh, ow) = g.out_hw(h, w).unwrap();
         let out_len = n * c * mult * oh * ow;
+        // Every case takes the band split on 2 and 3 threads.
         assert!(
             out_len * k * k >= conv::DW_PAR_MIN_MACS,
             "case too small to split"
+        );
+        assert!(
+            oh >= 3 * depthwise::BAND_MIN_ROWS,
+            "case too short for bands"
         );
         let input = data(n * c * h * w, 5);
         let weights = data(g.weight_len().unwrap(), 6);
