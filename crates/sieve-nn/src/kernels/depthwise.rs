@@ -70,6 +70,19 @@ pub(crate) fn conv(
     let khw = g.kh * g.kw;
     #[cfg(target_arch = "x86_64")]
     if let Some(direct) = x86::Direct::new(&st) {
+        // Output rows `rows` of output plane `p` (all of it: `0..oh`) into `o`.
+        let plane_rows = |p: usize, rows: std::ops::Range<usize>, o: &mut [f32]| {
+            let (b, co) = (p / g.c_out, p % g.c_out);
+            let src_idx = b * g.c_in + co / g.c_out_per_group();
+            direct.plane_rows(
+                &input[src_idx * h * w..][..h * w],
+                &weights[co * khw..(co + 1) * khw],
+                bias.map_or(0.0, |bs| bs[co]),
+                act,
+                o,
+                rows,
+            );
+        };
         let planes = out.len().checked_div(ohw).unwrap_or(0);
         let min_rows = band_min_rows();
         if threads > 1 && planes > 0 && min_rows > 0 && oh >= min_rows * threads {
@@ -89,8 +102,6 @@ pub(crate) fn conv(
                     let (band, chunk) = (item / chunks, item % chunks);
                     let rows = band * bh..((band + 1) * bh).min(oh);
                     for p in chunk * per..((chunk + 1) * per).min(planes) {
-                        let (b, co) = (p / g.c_out, p % g.c_out);
-                        let src_idx = b * g.c_in + co / g.c_out_per_group();
                         // SAFETY: rows `rows` of plane `p` are `rows.len() * ow` floats
                         // inside `out` (`planes * ohw` long), written by this item only
                         // (the counter hands each (band, chunk) out once); `out` outlives
@@ -101,14 +112,7 @@ pub(crate) fn conv(
                                 rows.len() * ow,
                             )
                         };
-                        direct.plane_rows(
-                            &input[src_idx * h * w..][..h * w],
-                            &weights[co * khw..(co + 1) * khw],
-                            bias.map_or(0.0, |bs| bs[co]),
-                            act,
-                            o,
-                            rows.clone(),
-                        );
+                        plane_rows(p, rows.clone(), o);
                     }
                 }
             });
@@ -116,17 +120,7 @@ pub(crate) fn conv(
         }
         let run = |p0: usize, dst: &mut [f32]| {
             for (i, plane_out) in dst.chunks_exact_mut(ohw).enumerate() {
-                let p = p0 + i;
-                let (b, co) = (p / g.c_out, p % g.c_out);
-                let src_idx = b * g.c_in + co / g.c_out_per_group();
-                let bv = bias.map_or(0.0, |bs| bs[co]);
-                direct.plane(
-                    &input[src_idx * h * w..][..h * w],
-                    &weights[co * khw..(co + 1) * khw],
-                    bv,
-                    act,
-                    plane_out,
-                );
+                plane_rows(p0 + i, 0..oh, plane_out);
             }
         };
         split_planes(out, ohw, threads, run);
