@@ -6,23 +6,35 @@
 //! run; allocations that large come straight from `mmap`, so every page is faulted
 //! in and zeroed by the kernel on first touch — measured at ~30% of the run's CPU
 //! time (system time) before this pool. A recycled buffer is only zeroed by
-//! `resize` (no faults).
+//! `resize` (no faults). Small outputs gain too: a new `vec![0.0; n]` is zeroed by
+//! `memset` (or faulted in) before the kernel overwrites it, which cost MobileNet v1
+//! 0.25 about a tenth of its batch-1 time while only buffers from 256 KiB were pooled
+//! (docs/KERNELS.md "Session 20").
 //!
-//! Bounds: at most [`MAX_BUFFERS`] buffers and [`MAX_BYTES`] in total per thread;
-//! buffers under [`MIN_LEN`] floats are left to the allocator (cheap anyway). The
-//! pool lives on the thread that runs the model (the caller of `Model::run`), so
-//! buffers freed by one run serve the next one on that thread.
+//! Bounds, per thread: buffers under [`MIN_LEN`] floats are left to the allocator;
+//! "small" buffers (under [`SMALL_LEN`] floats) at most [`MAX_SMALL`] and
+//! [`MAX_SMALL_BYTES`] in total; larger ones at most [`MAX_BUFFERS`] and [`MAX_BYTES`].
+//! The small class has its own bounds so that keeping the many small sizes of a deep
+//! network neither evicts its large buffers nor holds much memory. The pool lives on
+//! the thread that runs the model (the caller of `Model::run`), so buffers freed by one
+//! run serve the next one on that thread.
 
 use std::cell::RefCell;
 
-/// Most buffers kept per thread (MobileNet v2 at batch 1 cycles through ~20 pooled
-/// buffers of eight sizes; with 8 its largest output missed the pool and was zeroed
-/// again on every run).
+/// Most large buffers kept per thread (MobileNet v2 at batch 1 cycles through ~20
+/// pooled buffers of eight sizes; with 8 its largest output missed the pool and was
+/// zeroed again on every run).
 pub const MAX_BUFFERS: usize = 32;
-/// Most bytes kept per thread.
+/// Most bytes of large buffers kept per thread.
 pub const MAX_BYTES: usize = 1 << 30;
-/// Smallest buffer worth keeping, in floats (256 KiB).
-pub const MIN_LEN: usize = 1 << 16;
+/// Smallest buffer worth keeping, in floats (4 KiB: one page).
+pub const MIN_LEN: usize = 1 << 10;
+/// Buffers under this many floats (256 KiB) form the small class.
+pub const SMALL_LEN: usize = 1 << 16;
+/// Most small buffers kept per thread.
+pub const MAX_SMALL: usize = 32;
+/// Most bytes of small buffers kept per thread.
+pub const MAX_SMALL_BYTES: usize = 8 << 20;
 /// Requests from this many floats (16 MiB: above any batch-1 value of the shared and
 /// generated models but VGG-16's first ones) may take any larger pooled buffer (see
 /// `take_pooled`).
@@ -100,23 +112,34 @@ fn take_pooled(len: usize, size: fn(&Vec<f32>) -> usize) -> Option<Vec<f32>> {
 }
 
 /// Offers a no-longer-needed buffer to this thread's pool (dropped if it is small or
-/// the pool is full).
+/// its class is full of buffers at least as large).
 pub fn recycle(v: Vec<f32>) {
     if v.capacity() < MIN_LEN {
         return;
     }
+    let small = |b: &Vec<f32>| b.capacity() < SMALL_LEN;
+    let (max_n, max_bytes) = if small(&v) {
+        (MAX_SMALL, MAX_SMALL_BYTES)
+    } else {
+        (MAX_BUFFERS, MAX_BYTES)
+    };
+    let class = small(&v);
     POOL.with(|p| {
         let Ok(mut p) = p.try_borrow_mut() else {
             return;
         };
         let fits = |p: &Vec<Vec<f32>>| {
-            let held: usize = p.iter().map(|b| b.capacity() * 4).sum();
-            p.len() < MAX_BUFFERS && held + v.capacity() * 4 <= MAX_BYTES
+            let (n, held) = p
+                .iter()
+                .filter(|b| small(b) == class)
+                .fold((0, 0), |(n, h), b| (n + 1, h + b.capacity() * 4));
+            n < max_n && held + v.capacity() * 4 <= max_bytes
         };
         while !fits(&p) {
             let smallest = p
                 .iter()
                 .enumerate()
+                .filter(|(_, b)| small(b) == class)
                 .min_by_key(|(_, b)| b.capacity())
                 .filter(|(_, b)| b.capacity() < v.capacity())
                 .map(|(i, _)| i);
@@ -163,10 +186,10 @@ mod tests {
         // Small buffers are not kept; the count and byte bounds hold.
         recycle(vec![1.0; 10]);
         assert_eq!(pooled_floats(), 0);
-        for _ in 0..MAX_BUFFERS + 3 {
+        for _ in 0..MAX_SMALL + 3 {
             recycle(vec![0.0; MIN_LEN]);
         }
-        assert_eq!(pooled_floats(), MAX_BUFFERS * MIN_LEN);
+        assert_eq!(pooled_floats(), MAX_SMALL * MIN_LEN);
         // Overwrite requests reuse a buffer that held enough values, without zeroing.
         POOL.with(|p| p.borrow_mut().clear());
         recycle(vec![7.0; MIN_LEN * 2]);
@@ -210,19 +233,41 @@ mod tests {
         assert_eq!(take_overwrite(MIN_LEN)[0], 3.0);
         assert_eq!(take_overwrite(MIN_LEN)[0], 2.0);
         assert_eq!(take_overwrite(MIN_LEN)[0], 1.0);
-        // A full pool makes room for a larger buffer by dropping its smallest one, and
+        // A full class makes room for a larger buffer by dropping its smallest one, and
         // drops a buffer no larger than any it holds.
         POOL.with(|p| p.borrow_mut().clear());
-        for _ in 0..MAX_BUFFERS {
+        for _ in 0..MAX_SMALL {
             recycle(vec![0.0; MIN_LEN]);
         }
         recycle(vec![0.0; MIN_LEN * 8]);
-        assert_eq!(pooled_floats(), (MAX_BUFFERS - 1) * MIN_LEN + MIN_LEN * 8);
+        assert_eq!(pooled_floats(), (MAX_SMALL - 1) * MIN_LEN + MIN_LEN * 8);
         recycle(vec![0.0; MIN_LEN]);
-        assert_eq!(pooled_floats(), (MAX_BUFFERS - 1) * MIN_LEN + MIN_LEN * 8);
+        assert_eq!(pooled_floats(), (MAX_SMALL - 1) * MIN_LEN + MIN_LEN * 8);
         // A request larger than every pooled buffer allocates.
         let c = take_zeroed(MIN_LEN * 20);
         assert_eq!(c.len(), MIN_LEN * 20);
-        assert_eq!(pooled_floats(), (MAX_BUFFERS - 1) * MIN_LEN + MIN_LEN * 8);
+        assert_eq!(pooled_floats(), (MAX_SMALL - 1) * MIN_LEN + MIN_LEN * 8);
+        // The classes have separate bounds: a full small class does not keep large
+        // buffers out (nor evict them), and the large class fills to its own count.
+        for _ in 0..MAX_BUFFERS + 2 {
+            recycle(vec![0.0; SMALL_LEN]);
+        }
+        let small_held = (MAX_SMALL - 1) * MIN_LEN + MIN_LEN * 8;
+        assert_eq!(pooled_floats(), small_held + MAX_BUFFERS * SMALL_LEN);
+        // Small buffers evict only small ones (the 8 * MIN_LEN one stays).
+        for _ in 0..MAX_SMALL {
+            recycle(vec![0.0; MIN_LEN * 2]);
+        }
+        let small_held = MIN_LEN * 8 + (MAX_SMALL - 1) * MIN_LEN * 2;
+        assert_eq!(pooled_floats(), small_held + MAX_BUFFERS * SMALL_LEN);
+        // The small class's byte bound: at most MAX_SMALL_BYTES of the largest small size.
+        POOL.with(|p| p.borrow_mut().clear());
+        for _ in 0..MAX_SMALL {
+            recycle(vec![0.0; SMALL_LEN - 1]);
+        }
+        assert_eq!(
+            pooled_floats(),
+            MAX_SMALL_BYTES / ((SMALL_LEN - 1) * 4) * (SMALL_LEN - 1)
+        );
     }
 }
