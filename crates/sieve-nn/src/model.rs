@@ -617,22 +617,24 @@ impl Model {
             k += 1;
             let n = &self.nodes[i];
             // A fusable pair (see `fuse_next`) whose intermediate value nothing else in
-            // this run wants: no hooks, and it is freed right after its reader.
-            if transform.is_none()
-                && visit.is_none()
-                && self.fuse_next[i]
-                && order.get(k) == Some(&(i + 1))
-                && frees[i + 1].contains(&n.outputs[0])
-            {
-                if let Some(out) = self.run_fused(i, slots)? {
-                    let next = &self.nodes[i + 1];
-                    slots[next.outputs[0].0] = Some(out);
-                    for v in frees[i].iter().chain(&frees[i + 1]) {
+            // this run wants: no hooks, and it is freed right after its reader; and a third
+            // node on the same terms (the pair's output read only by it).
+            let fusable = |j: usize, at: usize| {
+                self.fuse_next[j]
+                    && order.get(at) == Some(&(j + 1))
+                    && frees[j + 1].contains(&self.nodes[j].outputs[0])
+            };
+            if transform.is_none() && visit.is_none() && fusable(i, k) {
+                let third = fusable(i + 1, k + 1);
+                if let Some((out, fused3)) = self.run_fused(i, third, slots)? {
+                    let last = i + 1 + usize::from(fused3);
+                    slots[self.nodes[last].outputs[0].0] = Some(out);
+                    for v in (i..=last).flat_map(|j| &frees[j]) {
                         if let Some(buf) = slots[v.0].take().and_then(Tensor::into_unique_f32) {
                             crate::buffers::recycle(buf);
                         }
                     }
-                    k += 1;
+                    k = k + 1 + usize::from(fused3);
                     continue;
                 }
             }
@@ -691,33 +693,44 @@ impl Model {
         Ok(())
     }
 
-    /// Runs nodes `i` and `i + 1` (a `fuse_next` pair) as one fused kernel if their ops
-    /// and shapes allow: the second node's output, or `None` (nothing run).
-    fn run_fused(&self, i: usize, slots: &[Option<Tensor>]) -> Result<Option<Tensor>, NnError> {
-        let (a, b) = (&self.nodes[i], &self.nodes[i + 1]);
-        let (Some(ca), Some(cb)) = (
-            a.op.as_any().downcast_ref::<crate::ops::conv::Conv>(),
-            b.op.as_any().downcast_ref::<crate::ops::conv::Conv>(),
-        ) else {
+    /// Runs nodes `i` and `i + 1` (a `fuse_next` pair), and with `third` node `i + 2`
+    /// too, as one fused kernel if their ops and shapes allow: the output of the last
+    /// node run and whether that is node `i + 2`, or `None` (nothing run).
+    fn run_fused(
+        &self,
+        i: usize,
+        third: bool,
+        slots: &[Option<Tensor>],
+    ) -> Result<Option<(Tensor, bool)>, NnError> {
+        let conv = |j: usize| {
+            self.nodes
+                .get(j)
+                .and_then(|n| n.op.as_any().downcast_ref::<crate::ops::conv::Conv>())
+        };
+        let (Some(ca), Some(cb)) = (conv(i), conv(i + 1)) else {
             return Ok(None);
         };
-        let Some(Some(x)) = a.inputs.first() else {
+        let cc = if third { conv(i + 2) } else { None };
+        let Some(Some(x)) = self.nodes[i].inputs.first() else {
             return Ok(None);
         };
         let Some(x) = slots[x.0].as_ref().or(self.consts[x.0].as_ref()) else {
             return Ok(None);
         };
         let t0 = self.profile.as_ref().map(|_| std::time::Instant::now());
-        let r = ca
-            .eval_with_depthwise(cb, x)
-            .map_err(|e| e.with_node(&b.name, b.op.name()))?;
-        if let (Some(t0), Some(Ok(mut p)), true) =
-            (t0, self.profile.as_ref().map(|p| p.lock()), r.is_some())
+        let r = ca.eval_with_depthwise(cb, cc, x).map_err(|e| {
+            let b = &self.nodes[i + 1];
+            e.with_node(&b.name, b.op.name())
+        })?;
+        if let (Some(t0), Some(Ok(mut p)), Some((_, fused3))) =
+            (t0, self.profile.as_ref().map(|p| p.lock()), r.as_ref())
         {
-            // Reported on the second node (the first one shows its calls, no time).
-            p[i + 1].0 += t0.elapsed().as_nanos() as u64;
-            p[i + 1].1 += 1;
-            p[i].1 += 1;
+            // Reported on the last node (the others show their calls, no time).
+            let last = i + 1 + usize::from(*fused3);
+            p[last].0 += t0.elapsed().as_nanos() as u64;
+            for q in &mut p[i..=last] {
+                q.1 += 1;
+            }
         }
         Ok(r)
     }

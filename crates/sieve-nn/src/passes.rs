@@ -590,6 +590,13 @@ mod tests {
     /// takes the packed GEMM, as the fused kernel does, so results are equal bit for bit
     /// (with 4 it would take the direct kernel, whose sums round differently: 1 ulp).
     fn expand_depthwise(expose: bool) -> Model {
+        expand_depthwise_project(expose, None)
+    }
+
+    /// [`expand_depthwise`], then with `project = Some(expose_dw)` a 1x1 convolution
+    /// (64 -> 12, no activation) reading the depthwise output `y` into `z`, the only model
+    /// output unless `expose_dw` also makes `y` one (the three layers fuse only without).
+    fn expand_depthwise_project(expose: bool, project: Option<bool>) -> Model {
         let r = Registry::standard();
         let mut g = Graph::new();
         let x = nchw_input(&mut g, [8, 128, 128]);
@@ -642,11 +649,103 @@ mod tests {
             vec![y],
         )
         .unwrap();
-        g.outputs.push(y);
+        match project {
+            None => g.outputs.push(y),
+            Some(expose_dw) => {
+                let w3 = g
+                    .add_const(
+                        "w3",
+                        Tensor::from_f32(vec![12, 64, 1, 1], vals(768, 5)).unwrap(),
+                    )
+                    .unwrap();
+                let b3 = g
+                    .add_const("b3", Tensor::from_f32(vec![12], vals(12, 6)).unwrap())
+                    .unwrap();
+                let z = g.add_value("z", None).unwrap();
+                g.add_node(
+                    "project",
+                    r.build(&spec("project", "Conv", vec![], 3)).unwrap(),
+                    vec![Some(y), Some(w3), Some(b3)],
+                    vec![z],
+                )
+                .unwrap();
+                g.outputs.push(z);
+                if expose_dw {
+                    g.outputs.push(y);
+                }
+            }
+        }
         if expose {
             g.outputs.push(m);
         }
         Model::new(g).unwrap()
+    }
+
+    /// Expand + depthwise + project run as one fused kernel give the outputs of the
+    /// layers run one by one (a hooked run fuses nothing), bit for bit, and so does the
+    /// model that keeps the depthwise output (where only the pair fuses).
+    #[test]
+    fn expand_depthwise_project_runs_fused_with_unfused_results() {
+        let model = expand_depthwise_project(false, Some(false));
+        let pair_only = expand_depthwise_project(false, Some(true));
+        assert_eq!(model.node_count(), 3, "{:?}", model.node_summary());
+        // The shapes take the fused kernel wherever it exists (AVX-512).
+        let g1 = crate::kernels::Conv2dGeom {
+            c_in: 8,
+            c_out: 64,
+            kh: 1,
+            kw: 1,
+            stride_h: 1,
+            stride_w: 1,
+            dil_h: 1,
+            dil_w: 1,
+            pad_top: 0,
+            pad_left: 0,
+            pad_bottom: 0,
+            pad_right: 0,
+            groups: 1,
+        };
+        let g2 = crate::kernels::Conv2dGeom {
+            c_in: 64,
+            c_out: 64,
+            kh: 3,
+            kw: 3,
+            stride_h: 2,
+            stride_w: 2,
+            pad_bottom: 1,
+            pad_right: 1,
+            groups: 64,
+            ..g1
+        };
+        let g3 = crate::kernels::Conv2dGeom {
+            c_out: 12,
+            c_in: 64,
+            ..g1
+        };
+        if crate::kernels::conv1x1_depthwise_fuses(&g1, &g2, 128, 128) {
+            assert!(crate::kernels::conv1x1_depthwise_project_fuses(&g2, &g3));
+        }
+        let x = Tensor::from_f32(vec![1, 8, 128, 128], vals(8 * 128 * 128, 9)).unwrap();
+        let plain = model.run(vec![x.clone()]).unwrap();
+        let visit = |_: crate::ValueId, _: &Tensor| {};
+        let opts = crate::RunOptions {
+            visit: Some(&visit),
+            ..Default::default()
+        };
+        let x_id = model.input_ids()[0];
+        let hooked = model.run_with(vec![(x_id, x.clone())], &opts).unwrap();
+        let other = pair_only.run(vec![x]).unwrap();
+        let bits = |t: &Tensor| {
+            t.f32s()
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(plain[0].shape(), &[1, 12, 64, 64]);
+        assert_eq!(bits(&plain[0]), bits(&hooked.outputs[0]));
+        assert_eq!(bits(&plain[0]), bits(&other[0]));
+        assert_eq!(other[1].shape(), &[1, 64, 64, 64]);
     }
 
     /// The fused expand + depthwise path gives the outputs of the two layers run one by

@@ -528,34 +528,58 @@ pub struct ConvLayer<'a> {
     pub act: Activation,
 }
 
+/// True if a 1x1 "project" convolution `project` can join a pair for which
+/// [`conv1x1_depthwise_fuses`] holds ([`conv1x1_depthwise`] with a project layer).
+pub fn conv1x1_depthwise_project_fuses(dw: &Conv2dGeom, project: &Conv2dGeom) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let on =
+            *ENABLED.get_or_init(|| std::env::var("SIEVE_FUSE_PROJECT").map_or(true, |v| v != "0"));
+        on && fused::project_applies(project, dw.c_out)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (dw, project);
+        false
+    }
+}
+
 /// Fused pair: a dense 1x1 stride-1 convolution `expand` (packed-weight cache `pack1`)
 /// followed by the 3x3 depthwise convolution `dw` that reads its output, on `n` images
-/// of `expand.geom.c_in x h x w`, into `out` (`n x dw.geom.c_out x oh x ow`), without materialising the
-/// intermediate tensor (`fused.rs`: bands of rows that stay in L2). Returns `Ok(false)`
-/// and leaves `out` alone when the pair does not take the fused kernel (other shapes, an
-/// intermediate tensor small enough to stay in cache anyway, no AVX-512, or
-/// `SIEVE_FUSE=0`); the caller then runs the two layers separately. The output equals
-/// the unfused one.
+/// of `expand.geom.c_in x h x w`, into `out` (`n x dw.geom.c_out x oh x ow`), without
+/// materialising the intermediate tensor (`fused.rs`: bands of rows that stay in L2).
+/// With `project` (a 1x1 convolution reading `dw`'s output, with its packed-weight
+/// cache; checked with [`conv1x1_depthwise_project_fuses`]) the three layers run as one
+/// and `out` is `n x project.geom.c_out x oh x ow`. Returns `Ok(false)` and leaves `out`
+/// alone when the pair does not take the fused kernel (other shapes, an intermediate
+/// tensor small enough to stay in cache anyway, no AVX-512, or `SIEVE_FUSE=0`); the
+/// caller then runs the layers separately. The output equals the unfused one.
 pub fn conv1x1_depthwise(
     expand: ConvLayer<'_>,
     pack1: &ConvPack,
     dw: ConvLayer<'_>,
+    project: Option<(ConvLayer<'_>, &ConvPack)>,
     input: &[f32],
     (n, h, w): (usize, usize, usize),
     out: &mut [f32],
 ) -> Result<bool, KernelError> {
     #[cfg(target_arch = "x86_64")]
     {
-        if !conv1x1_depthwise_fuses(expand.geom, dw.geom, h, w) {
+        if !conv1x1_depthwise_fuses(expand.geom, dw.geom, h, w)
+            || project
+                .as_ref()
+                .is_some_and(|(p, _)| !conv1x1_depthwise_project_fuses(dw.geom, p.geom))
+        {
             return Ok(false);
         }
         let threads = rayon::current_num_threads();
-        fused::expand_dw(expand, pack1, dw, input, (n, h, w), out, threads)?;
+        fused::expand_dw(expand, pack1, dw, project, input, (n, h, w), out, threads)?;
         Ok(true)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (expand, pack1, dw, input, n, h, w, out);
+        let _ = (expand, pack1, dw, project, input, n, h, w, out);
         Ok(false)
     }
 }

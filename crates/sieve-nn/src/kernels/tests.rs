@@ -1079,36 +1079,78 @@ fn fused_expand_depthwise_matches_unfused() {
         reference::conv2d(&g1, &input, n, h, w, &w1, Some(&b1), acts.0, &mut want_mid).unwrap();
         let mut want = vec![0.0; unfused.len()];
         reference::conv2d(&g2, &want_mid, n, h, w, &w2, Some(&b2), acts.1, &mut want).unwrap();
-        let pack = conv::ConvPack::new();
+        // The project layer (1x1, c_mid -> c3, no activation as in MobileNet v2, or
+        // Relu), unfused on the packed GEMM too.
+        let c3 = 8 + c_mid % 21;
+        let act3 = if s == 1 {
+            Activation::None
+        } else {
+            Activation::Relu
+        };
+        let g3 = geom(c_mid, c3, 1, 1, 0, 1);
+        let (w3, b3) = (data(c3 * c_mid, 16), data(c3, 17));
+        let unfused3 = conv_with_paths(
+            &g3,
+            &unfused,
+            (n, oh, ow),
+            conv::ConvWeights::F32(&w3),
+            Some(&b3),
+            act3,
+            &mut Vec::new(),
+            paths,
+        );
+        let mut want3 = vec![0.0; unfused3.len()];
+        reference::conv2d(&g3, &want, n, oh, ow, &w3, Some(&b3), act3, &mut want3).unwrap();
+        let (pack, pack3) = (conv::ConvPack::new(), conv::ConvPack::new());
         for threads in [1, rayon::current_num_threads()] {
-            let mut out = vec![f32::NAN; n * c_mid * oh * ow];
-            fused::expand_dw(
-                ConvLayer {
-                    geom: &g1,
-                    weights: &w1,
-                    bias: Some(&b1),
-                    act: acts.0,
-                },
-                &pack,
-                ConvLayer {
-                    geom: &g2,
-                    weights: &w2,
-                    bias: Some(&b2),
-                    act: acts.1,
-                },
-                &input,
-                (n, h, w),
-                &mut out,
-                threads,
-            )
-            .unwrap();
-            assert!(
-                out.iter()
-                    .zip(&unfused)
-                    .all(|(a, b)| a.to_bits() == b.to_bits()),
-                "{c_in}->{c_mid} {h}x{w} s{s} {pads:?}: fused differs from unfused"
-            );
-            assert_close(&out, &want, c_in + 9 * 8);
+            for with_project in [false, true] {
+                let c_out = if with_project { c3 } else { c_mid };
+                let mut out = vec![f32::NAN; n * c_out * oh * ow];
+                let project = with_project.then_some((
+                    ConvLayer {
+                        geom: &g3,
+                        weights: &w3,
+                        bias: Some(&b3),
+                        act: act3,
+                    },
+                    &pack3,
+                ));
+                fused::expand_dw(
+                    ConvLayer {
+                        geom: &g1,
+                        weights: &w1,
+                        bias: Some(&b1),
+                        act: acts.0,
+                    },
+                    &pack,
+                    ConvLayer {
+                        geom: &g2,
+                        weights: &w2,
+                        bias: Some(&b2),
+                        act: acts.1,
+                    },
+                    project,
+                    &input,
+                    (n, h, w),
+                    &mut out,
+                    threads,
+                )
+                .unwrap();
+                let (same, close) = if with_project {
+                    (&unfused3, &want3)
+                } else {
+                    (&unfused, &want)
+                };
+                assert!(
+                    out.iter()
+                        .zip(same)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{c_in}->{c_mid} {h}x{w} s{s} {pads:?} project {with_project}: \
+                     fused differs from unfused"
+                );
+                let tol = c_in + 9 * 8 + if with_project { 8 * c_mid } else { 0 };
+                assert_close(&out, close, tol);
+            }
         }
         cases += 1;
     }
@@ -1131,6 +1173,7 @@ fn fused_expand_depthwise_matches_unfused() {
             bias: None,
             act: Activation::None,
         },
+        None,
         &data(4 * 8 * 8 - 1, 3),
         (1, 8, 8),
         &mut out,
@@ -1141,6 +1184,46 @@ fn fused_expand_depthwise_matches_unfused() {
             e,
             Err(KernelError::BadLength {
                 operand: "input",
+                ..
+            })
+        ),
+        "{e:?}"
+    );
+    let g3 = geom(32, 8, 1, 1, 0, 1);
+    let mut out = vec![0.0; 8 * 8 * 8];
+    let e = fused::expand_dw(
+        ConvLayer {
+            geom: &g1,
+            weights: &data(4 * 32, 1),
+            bias: None,
+            act: Activation::None,
+        },
+        &conv::ConvPack::new(),
+        ConvLayer {
+            geom: &g2,
+            weights: &data(32 * 9, 2),
+            bias: None,
+            act: Activation::None,
+        },
+        Some((
+            ConvLayer {
+                geom: &g3,
+                weights: &data(8 * 32 - 1, 4),
+                bias: None,
+                act: Activation::None,
+            },
+            &conv::ConvPack::new(),
+        )),
+        &data(4 * 8 * 8, 3),
+        (1, 8, 8),
+        &mut out,
+        1,
+    );
+    assert!(
+        matches!(
+            e,
+            Err(KernelError::BadLength {
+                operand: "project weights",
                 ..
             })
         ),

@@ -255,10 +255,17 @@ impl Conv {
 
     /// This layer (a 1x1 "expand" convolution) and `dw`, the depthwise convolution that
     /// is the only reader of its output, run as one fused kernel on input `x`
-    /// ([`kernels::conv1x1_depthwise`]): `dw`'s output, or `None` when the pair does not
-    /// take the fused kernel (weights not bound and dense, other shapes, ...), in which
-    /// case the caller runs both layers as usual.
-    pub fn eval_with_depthwise(&self, dw: &Conv, x: &Tensor) -> Result<Option<Tensor>, NnError> {
+    /// ([`kernels::conv1x1_depthwise`]), followed in the same kernel by `project` (a 1x1
+    /// convolution, the only reader of `dw`'s output) if given and its shapes allow:
+    /// `Some((output, project_fused))` — the output of `project` if `project_fused`, else
+    /// of `dw` — or `None` when the pair does not take the fused kernel (weights not bound
+    /// and dense, other shapes, ...), in which case the caller runs the layers as usual.
+    pub fn eval_with_depthwise(
+        &self,
+        dw: &Conv,
+        project: Option<&Conv>,
+        x: &Tensor,
+    ) -> Result<Option<(Tensor, bool)>, NnError> {
         let (Some(Weights::Dense(w1)), Some(Weights::Dense(w2))) = (&self.weights, &dw.weights)
         else {
             return Ok(None);
@@ -278,9 +285,34 @@ impl Conv {
             return Ok(None);
         }
         let n = xs[0];
-        let mut out = crate::buffers::take_overwrite(n * g2.c_out * oh * ow);
+        // The project layer joins when its weights are bound and dense and its shape fits.
+        let dw_out = [n, g2.c_out, oh, ow];
+        let project = match project {
+            Some(p) => match &p.weights {
+                Some(Weights::Dense(w3)) if w3.shape().len() == 4 => {
+                    let (g3, _, _) = p.geom(&dw_out, w3.shape())?;
+                    kernels::conv1x1_depthwise_project_fuses(&g2, &g3).then_some((p, w3, g3))
+                }
+                _ => None,
+            },
+            None => None,
+        };
+        let c_out = project.as_ref().map_or(g2.c_out, |(_, _, g3)| g3.c_out);
+        let mut out = crate::buffers::take_overwrite(n * c_out * oh * ow);
         let b1 = self.bias.as_ref().map(|b| b.f32s()).transpose()?;
         let b2 = dw.bias.as_ref().map(|b| b.f32s()).transpose()?;
+        let layer3 = match &project {
+            Some((p, w3, g3)) => Some((
+                kernels::ConvLayer {
+                    geom: g3,
+                    weights: w3.f32s()?,
+                    bias: p.bias.as_ref().map(|b| b.f32s()).transpose()?,
+                    act: p.act,
+                },
+                &*p.pack,
+            )),
+            None => None,
+        };
         let done = kernels::conv1x1_depthwise(
             kernels::ConvLayer {
                 geom: &g1,
@@ -295,6 +327,7 @@ impl Conv {
                 bias: b2,
                 act: dw.act,
             },
+            layer3,
             x.f32s()?,
             (n, h, w),
             &mut out,
@@ -304,7 +337,11 @@ impl Conv {
             crate::buffers::recycle(out);
             return Ok(None);
         }
-        Ok(Some(Tensor::from_f32(vec![n, g2.c_out, oh, ow], out)?))
+        let fused3 = project.is_some();
+        Ok(Some((
+            Tensor::from_f32(vec![n, c_out, oh, ow], out)?,
+            fused3,
+        )))
     }
 
     fn wshape<'a>(&'a self, inputs_w: Option<&'a [usize]>) -> Result<&'a [usize], NnError> {
