@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-LAYERS = {  # name: (c_in, c_out, kernel, pad, map side)
+LAYERS = {  # name: (c_in, c_out, kernel, pad, map side[, stride]); pad: int or ONNX pads list
     "c10q_conv1_3x32_32x32": (3, 32, 5, 2, 32),
     "c10q_conv2_32x32_16x16": (32, 32, 5, 2, 16),
     "c10q_conv3_32x64_8x8": (32, 64, 5, 2, 8),
@@ -24,16 +24,23 @@ LAYERS = {  # name: (c_in, c_out, kernel, pad, map side)
     "k1_192x32_28x28": (192, 32, 1, 0, 28),
     "k1_576x96_14x14": (576, 96, 1, 0, 14),
     "k1_144x24_56x56": (144, 24, 1, 0, 56),
+    # Session 20: the MobileNets' first layers (3x3 stride 2 on RGB, TF "SAME" pads).
+    "s2_3x32_224x224": (3, 32, 3, [0, 0, 1, 1], 224, 2),
+    "s2_3x8_128x128": (3, 8, 3, [0, 0, 1, 1], 128, 2),
 }
 
 rng = np.random.default_rng(0)
-for name, (ci, co, k, p, hw) in LAYERS.items():
+for name, (ci, co, k, p, hw, *rest) in LAYERS.items():
+    s = rest[0] if rest else 1
+    pads = p if isinstance(p, list) else [p] * 4
+    oh = (hw + pads[0] + pads[2] - k) // s + 1
     w = numpy_helper.from_array((rng.standard_normal((co, ci, k, k)) * 0.1).astype(np.float32), "W")
     b = numpy_helper.from_array(np.zeros(co, np.float32), "B")
-    nodes = [helper.make_node("Conv", ["x", "W", "B"], ["y"], kernel_shape=[k, k], pads=[p] * 4),
+    nodes = [helper.make_node("Conv", ["x", "W", "B"], ["y"], kernel_shape=[k, k], pads=pads,
+                              strides=[s, s]),
              helper.make_node("Relu", ["y"], ["z"])]
     g = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, ci, hw, hw])],
-                          [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, co, hw, hw])], [w, b])
+                          [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, co, oh, oh])], [w, b])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     m.ir_version = 8
     out = Path(__file__).parent / "out" / "layers" / name / "model.onnx"
