@@ -26,6 +26,8 @@ use super::pixmajor;
 use super::sgemm;
 use super::stencil::Stencil;
 #[cfg(target_arch = "x86_64")]
+use super::stride2;
+#[cfg(target_arch = "x86_64")]
 use super::winograd;
 use super::{check_len, checked_product, depthwise, direct, Activation, Conv2dGeom, KernelError};
 
@@ -194,6 +196,7 @@ pub(crate) fn conv2d(
             packed_gemm: packed_gemm_enabled(),
             winograd_min_tiles: winograd_min_tiles(),
             pixmajor_max_hw: pixmajor_max_hw(),
+            stride2: true,
             pack,
         },
     )
@@ -215,6 +218,9 @@ pub(crate) struct Paths<'a> {
     /// `packed_gemm`, where its lane rule says so): `0` = never, `usize::MAX` = every
     /// layer of its shape.
     pub pixmajor_max_hw: usize,
+    /// Use the in-place kernel for 3x3 stride-2 layers with few input channels
+    /// ([`stride2`]) where it applies.
+    pub stride2: bool,
     /// The layer's cached packed weights, if the caller keeps them.
     pub pack: Option<&'a ConvPack>,
 }
@@ -611,6 +617,22 @@ pub(crate) fn conv2d_with(
         };
         winograd::conv(
             g, input, n, h, w, packed, bias, act, out, oh, ow, threads, scratch,
+        );
+        return Ok(());
+    }
+    #[cfg(target_arch = "x86_64")]
+    if paths.stride2 && stride2::applies(g, h, w) {
+        let weights = weights.all(&mut full.0)?;
+        stride2::conv(
+            g,
+            input,
+            (n, h, w),
+            weights,
+            bias,
+            act,
+            out,
+            (oh, ow),
+            threads,
         );
         return Ok(());
     }
@@ -1368,6 +1390,7 @@ mod tests {
                     packed_gemm: true,
                     winograd_min_tiles: usize::MAX,
                     pixmajor_max_hw: 0,
+                    stride2: false,
                     pack: None,
                 };
                 let (mut own, mut full) = (Vec::new(), Vec::new());

@@ -33,6 +33,8 @@ pub mod simd;
 mod stencil;
 mod stencil_simd;
 #[cfg(target_arch = "x86_64")]
+mod stride2;
+#[cfg(target_arch = "x86_64")]
 mod winograd;
 
 use thiserror::Error;

@@ -94,6 +94,7 @@ fn check_conv(g: Conv2dGeom, n: usize, h: usize, w: usize, with_bias: bool, act:
             packed_gemm,
             winograd_min_tiles: wmin,
             pixmajor_max_hw: pmax,
+            stride2: false,
             pack,
         };
         let fast = conv_with_paths(
@@ -951,6 +952,7 @@ fn winograd_geometries_match_reference() {
                         packed_gemm: true,
                         winograd_min_tiles: 1,
                         pixmajor_max_hw: 0,
+                        stride2: false,
                         pack,
                     };
                     let fast = conv_with_paths(
@@ -1053,6 +1055,7 @@ fn fused_expand_depthwise_matches_unfused() {
             packed_gemm: true,
             winograd_min_tiles: usize::MAX,
             pixmajor_max_hw: 0,
+            stride2: false,
             pack: None,
         };
         let mid = conv_with_paths(
@@ -1229,4 +1232,95 @@ fn fused_expand_depthwise_matches_unfused() {
         ),
         "{e:?}"
     );
+}
+
+/// The in-place stride-2 kernel (`stride2.rs`) against the reference convolution: every
+/// input channel count it takes, channel counts around its 8- and 16-channel blocks,
+/// maps narrower than a vector and wider than three, odd and even sizes, the MobileNets'
+/// TF "SAME" pads and symmetric ones, batches of two, each activation; through the
+/// public `conv2d`, which must pick the kernel for these shapes with more than one input
+/// channel (checked where it exists) — and on one and two threads.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn stride2_first_layer_kernel_matches_reference() {
+    let relu6 = Activation::Clip { min: 0.0, max: 6.0 };
+    let mut cases = 0;
+    for (c_in, c_out, h, w, pads, n, act) in [
+        (3, 32, 224, 224, (0, 0, 1, 1), 1, relu6),
+        (3, 8, 128, 128, (0, 0, 1, 1), 2, relu6),
+        (1, 1, 5, 7, (1, 1, 1, 1), 1, Activation::None),
+        (2, 13, 17, 33, (1, 1, 1, 1), 2, Activation::Relu),
+        (4, 40, 50, 49, (0, 1, 2, 0), 1, Activation::None),
+        (3, 24, 9, 70, (1, 0, 0, 2), 1, relu6),
+        (3, 17, 3, 3, (0, 0, 0, 0), 1, Activation::Relu),
+    ] {
+        let mut g = geom(c_in, c_out, 3, 2, 0, 1);
+        (g.pad_top, g.pad_left, g.pad_bottom, g.pad_right) = pads;
+        if !stride2::applies(&g, h, w) {
+            assert!(
+                !direct::available(),
+                "{g:?} should take the stride-2 kernel"
+            );
+            return;
+        }
+        let (oh, ow) = g.out_hw(h, w).unwrap();
+        let input = data(n * c_in * h * w, 21);
+        let weights = data(c_out * c_in * 9, 22);
+        let bias = data(c_out, 23);
+        let mut want = vec![0.0; n * c_out * oh * ow];
+        reference::conv2d(&g, &input, n, h, w, &weights, Some(&bias), act, &mut want).unwrap();
+        let mut one = vec![];
+        for threads in [1, 2] {
+            let mut out = vec![f32::NAN; want.len()];
+            stride2::conv(
+                &g,
+                &input,
+                (n, h, w),
+                &weights,
+                Some(&bias),
+                act,
+                &mut out,
+                (oh, ow),
+                threads,
+            );
+            assert_close(&out, &want, c_in * 9);
+            if threads == 1 {
+                one = out;
+            } else {
+                assert_eq!(bits(&out), bits(&one), "two threads differ from one");
+            }
+        }
+        // The public entry point takes the same kernel (same bits); one input channel
+        // per group is the depthwise path's, which reads its plane in place too.
+        if c_in == 1 {
+            cases += 1;
+            continue;
+        }
+        let mut fast = vec![f32::NAN; want.len()];
+        conv2d(
+            &g,
+            &input,
+            n,
+            h,
+            w,
+            &weights,
+            Some(&bias),
+            act,
+            &mut fast,
+            &mut Vec::new(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            bits(&fast),
+            bits(&one),
+            "{g:?}: conv2d did not take the kernel"
+        );
+        cases += 1;
+    }
+    assert_eq!(cases, 7);
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
 }
