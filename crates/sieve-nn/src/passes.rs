@@ -503,6 +503,26 @@ mod tests {
     }
 
     /// Adds the graph input "x" of shape `[N, c, h, w]` (N symbolic).
+    fn bits(t: &Tensor) -> Vec<u32> {
+        t.f32s().unwrap().iter().map(|v| v.to_bits()).collect()
+    }
+
+    /// A run of `model` on `x` with a visit hook (hooks see every value, so nothing is
+    /// fused): its outputs and the number of values the hook saw.
+    fn run_hooked(model: &Model, x: &Tensor) -> (Vec<Tensor>, usize) {
+        let seen = std::sync::atomic::AtomicUsize::new(0);
+        let visit = |_: crate::ValueId, _: &Tensor| {
+            seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        };
+        let opts = crate::RunOptions {
+            visit: Some(&visit),
+            ..Default::default()
+        };
+        let x_id = model.input_ids()[0];
+        let r = model.run_with(vec![(x_id, x.clone())], &opts).unwrap();
+        (r.outputs, seen.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     fn nchw_input(g: &mut Graph, [c, h, w]: [usize; 3]) -> crate::ValueId {
         let dims = vec![
             Dim::Symbolic("N".into()),
@@ -727,23 +747,11 @@ mod tests {
         }
         let x = Tensor::from_f32(vec![1, 8, 128, 128], vals(8 * 128 * 128, 9)).unwrap();
         let plain = model.run(vec![x.clone()]).unwrap();
-        let visit = |_: crate::ValueId, _: &Tensor| {};
-        let opts = crate::RunOptions {
-            visit: Some(&visit),
-            ..Default::default()
-        };
-        let x_id = model.input_ids()[0];
-        let hooked = model.run_with(vec![(x_id, x.clone())], &opts).unwrap();
+        let (hooked, seen) = run_hooked(&model, &x);
+        assert_eq!(seen, 3);
         let other = pair_only.run(vec![x]).unwrap();
-        let bits = |t: &Tensor| {
-            t.f32s()
-                .unwrap()
-                .iter()
-                .map(|v| v.to_bits())
-                .collect::<Vec<_>>()
-        };
         assert_eq!(plain[0].shape(), &[1, 12, 64, 64]);
-        assert_eq!(bits(&plain[0]), bits(&hooked.outputs[0]));
+        assert_eq!(bits(&plain[0]), bits(&hooked[0]));
         assert_eq!(bits(&plain[0]), bits(&other[0]));
         assert_eq!(other[1].shape(), &[1, 64, 64, 64]);
     }
@@ -759,27 +767,12 @@ mod tests {
         assert_eq!(model.node_count(), 2, "{:?}", model.node_summary());
         let x = Tensor::from_f32(vec![1, 8, 128, 128], vals(8 * 128 * 128, 9)).unwrap();
         let plain = model.run(vec![x.clone()]).unwrap();
-        let seen = std::sync::atomic::AtomicUsize::new(0);
-        let visit = |_: crate::ValueId, _: &Tensor| {
-            seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        };
-        let opts = crate::RunOptions {
-            visit: Some(&visit),
-            ..Default::default()
-        };
+        let (hooked, seen) = run_hooked(&model, &x);
+        assert_eq!(seen, 2);
         let x_id = model.input_ids()[0];
-        let hooked = model.run_with(vec![(x_id, x.clone())], &opts).unwrap();
-        assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 2);
         let other = exposed.run(vec![x.clone()]).unwrap();
-        let bits = |t: &Tensor| {
-            t.f32s()
-                .unwrap()
-                .iter()
-                .map(|v| v.to_bits())
-                .collect::<Vec<_>>()
-        };
         assert_eq!(plain[0].shape(), &[1, 64, 64, 64]);
-        assert_eq!(bits(&plain[0]), bits(&hooked.outputs[0]));
+        assert_eq!(bits(&plain[0]), bits(&hooked[0]));
         assert_eq!(bits(&plain[0]), bits(&other[0]));
         let mid = model.value_id("mid").unwrap();
         let kept = model

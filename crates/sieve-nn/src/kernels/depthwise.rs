@@ -178,7 +178,7 @@ pub(crate) mod x86 {
     }
 
     /// Lanes `i < 16` with `0 <= b + i < w`.
-    fn lane_mask(b: isize, w: isize) -> u16 {
+    pub(crate) fn lane_mask(b: isize, w: isize) -> u16 {
         let lo = (-b).clamp(0, 16);
         let hi = (w - b).clamp(0, 16);
         if hi <= lo {

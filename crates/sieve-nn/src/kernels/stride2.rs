@@ -16,6 +16,7 @@
 //! order, one fused multiply-add per term, like the packed GEMM; the kernel tests
 //! compare it with the reference convolution.
 
+use super::depthwise::x86::lane_mask;
 use super::{Activation, Conv2dGeom};
 use std::arch::x86_64::*;
 
@@ -126,17 +127,6 @@ struct Kernel<'a> {
     /// Bias, `cp` values.
     bp: &'a [f32],
     act: Activation,
-}
-
-/// Lanes `i < 16` with `0 <= b + i < w`.
-fn lane_mask(b: isize, w: isize) -> u16 {
-    let lo = (-b).clamp(0, 16);
-    let hi = (w - b).clamp(0, 16);
-    if hi <= lo {
-        0
-    } else {
-        (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16
-    }
 }
 
 impl Kernel<'_> {

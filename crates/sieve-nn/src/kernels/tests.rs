@@ -1158,80 +1158,40 @@ fn fused_expand_depthwise_matches_unfused() {
         cases += 1;
     }
     assert_eq!(cases, 7);
-    // Bad lengths are errors, not panics.
+    // Bad lengths are errors, not panics: a short input, short project weights.
     let g1 = geom(4, 32, 1, 1, 0, 1);
     let g2 = geom(32, 32, 3, 1, 1, 32);
-    let mut out = vec![0.0; 32 * 8 * 8];
-    let e = fused::expand_dw(
-        ConvLayer {
-            geom: &g1,
-            weights: &data(4 * 32, 1),
-            bias: None,
-            act: Activation::None,
-        },
-        &conv::ConvPack::new(),
-        ConvLayer {
-            geom: &g2,
-            weights: &data(32 * 9, 2),
-            bias: None,
-            act: Activation::None,
-        },
-        None,
-        &data(4 * 8 * 8 - 1, 3),
-        (1, 8, 8),
-        &mut out,
-        1,
-    );
-    assert!(
-        matches!(
-            e,
-            Err(KernelError::BadLength {
-                operand: "input",
-                ..
-            })
-        ),
-        "{e:?}"
-    );
     let g3 = geom(32, 8, 1, 1, 0, 1);
-    let mut out = vec![0.0; 8 * 8 * 8];
-    let e = fused::expand_dw(
-        ConvLayer {
-            geom: &g1,
-            weights: &data(4 * 32, 1),
+    let (w1, w2) = (data(4 * 32, 1), data(32 * 9, 2));
+    let (good_x, short_x) = (data(4 * 8 * 8, 3), data(4 * 8 * 8 - 1, 3));
+    let short_w3 = data(8 * 32 - 1, 4);
+    let pack3 = conv::ConvPack::new();
+    for (input, project, c_out, operand) in [
+        (&short_x, None, 32, "input"),
+        (&good_x, Some(&short_w3), 8, "project weights"),
+    ] {
+        let layer = |geom, weights| ConvLayer {
+            geom,
+            weights,
             bias: None,
             act: Activation::None,
-        },
-        &conv::ConvPack::new(),
-        ConvLayer {
-            geom: &g2,
-            weights: &data(32 * 9, 2),
-            bias: None,
-            act: Activation::None,
-        },
-        Some((
-            ConvLayer {
-                geom: &g3,
-                weights: &data(8 * 32 - 1, 4),
-                bias: None,
-                act: Activation::None,
-            },
+        };
+        let mut out = vec![0.0; c_out * 8 * 8];
+        let e = fused::expand_dw(
+            layer(&g1, &w1),
             &conv::ConvPack::new(),
-        )),
-        &data(4 * 8 * 8, 3),
-        (1, 8, 8),
-        &mut out,
-        1,
-    );
-    assert!(
-        matches!(
-            e,
-            Err(KernelError::BadLength {
-                operand: "project weights",
-                ..
-            })
-        ),
-        "{e:?}"
-    );
+            layer(&g2, &w2),
+            project.map(|w3: &Vec<f32>| (layer(&g3, w3), &pack3)),
+            input,
+            (1, 8, 8),
+            &mut out,
+            1,
+        );
+        assert!(
+            matches!(e, Err(KernelError::BadLength { operand: o, .. }) if o == operand),
+            "{e:?}"
+        );
+    }
 }
 
 /// The in-place stride-2 kernel (`stride2.rs`) against the reference convolution: every
