@@ -8,13 +8,13 @@ Usage: .venv/bin/python bench/batch_per_image.py MODEL.onnx [--batches 1,4,8,16]
        [--threads 2] [--rounds 5] [--seconds 1.5] [--sieve target/release/sieve]
 """
 import argparse
-import json
 import statistics as st
-import subprocess
 import time
 
 import numpy as np
 import onnxruntime as ort
+
+from thread_scaling import sieve_ms
 
 
 def ort_ms(sess, name, x, seconds):
@@ -26,13 +26,6 @@ def ort_ms(sess, name, x, seconds):
         sess.run(None, {name: x})
         ts.append(time.perf_counter() - t)
     return st.median(ts) * 1e3
-
-
-def sieve_ms(binary, model, batch, threads, seconds):
-    out = subprocess.run([binary, "bench", "--model", model, "--batch", str(batch), "--threads",
-                          str(threads), "--min-seconds", str(seconds), "--json"],
-                         capture_output=True, text=True, check=True).stdout
-    return json.loads(out)["median_ms"]
 
 
 def main():
@@ -55,7 +48,7 @@ def main():
     per = {(e, b): [] for e in ("sieve", "onnxruntime") for b in batches}
     for r in range(a.rounds):
         for b in batches:
-            per[("sieve", b)].append(sieve_ms(a.sieve, a.model, b, a.threads, a.seconds) / b)
+            per[("sieve", b)].append(sieve_ms(a.sieve, a.model, a.threads, a.seconds, batch=b) / b)
             per[("onnxruntime", b)].append(ort_ms(sess, inp.name, xs[b], a.seconds) / b)
     print(f"{a.model}, {a.threads} threads, {a.rounds} rounds, ms per image (median of rounds):")
     print("| engine | " + " | ".join(f"batch {b}" for b in batches) + " |")

@@ -35,9 +35,9 @@ def ort_ms(path, threads, seconds):
     return med(times)
 
 
-def sieve_ms(binary, path, threads, seconds):
+def sieve_ms(binary, path, threads, seconds, batch=1):
     out = subprocess.run(
-        [binary, "bench", "--model", path, "--batch", "1", "--threads", str(threads),
+        [binary, "bench", "--model", path, "--batch", str(batch), "--threads", str(threads),
          "--min-seconds", str(seconds), "--json"],
         check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])["median_ms"]

@@ -118,12 +118,12 @@ pub fn recycle(v: Vec<f32>) {
         return;
     }
     let small = |b: &Vec<f32>| b.capacity() < SMALL_LEN;
-    let (max_n, max_bytes) = if small(&v) {
+    let class = small(&v);
+    let (max_n, max_bytes) = if class {
         (MAX_SMALL, MAX_SMALL_BYTES)
     } else {
         (MAX_BUFFERS, MAX_BYTES)
     };
-    let class = small(&v);
     POOL.with(|p| {
         let Ok(mut p) = p.try_borrow_mut() else {
             return;

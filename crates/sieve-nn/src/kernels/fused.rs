@@ -179,9 +179,8 @@ pub(crate) fn expand_dw(
         return Ok(());
     }
     let packed = gemm_pack(pack1, g1, w1);
-    let packed3 = project
-        .as_ref()
-        .map(|(p, pack)| gemm_pack(pack, p.geom, p.weights));
+    // The project layer with its weights packed for the GEMM.
+    let project = project.map(|(p, pack)| (p, gemm_pack(pack, p.geom, p.weights)));
     let s = g2.stride_h;
     let pt = g2.pad_top as isize;
     // Band height in output rows: (bh - 1) * s + 3 expanded rows fit BAND_FLOATS.
@@ -200,111 +199,115 @@ pub(crate) fn expand_dw(
     // the top rows, the helper the bottom ones, as in the layers around it.
     let ends = crate::team::Ends::new(items);
     let out_ptr = OutPtr(out.as_mut_ptr());
+    // One (image, band) item, with this worker's band buffers.
+    let run_item = |item: usize, buf: &mut [f32], dw_buf: &mut [f32]| {
+        let (img, band) = (item / bands, item % bands);
+        let oy0 = band * bh;
+        let oy1 = (oy0 + bh).min(oh);
+        // Expanded rows r0..r1 feed output rows oy0..oy1 (the rest is padding).
+        let lo = (oy0 * s) as isize - pt;
+        let r0 = lo.max(0) as usize;
+        let r1 = (((oy1 - 1) * s) as isize - pt + 3).clamp(0, h as isize) as usize;
+        let rows = r1.saturating_sub(r0);
+        let x = &input[img * c_in * h * w..(img + 1) * c_in * h * w];
+        let band_buf = &mut buf[..c_mid * rows * w];
+        if rows > 0 {
+            // SAFETY: AVX-512 (checked by `applies`); `packed` holds the c_mid x
+            // c_in weights packed by `gemm_pack`; B rows are the c_in input planes
+            // from row r0 (stride h * w, (c_in - 1) * h * w + rows * w floats from
+            // r0 * w are inside `x`); C is the band buffer, c_mid rows of rows * w.
+            unsafe {
+                sgemm::gemm(
+                    c_mid,
+                    0..c_mid,
+                    rows * w,
+                    c_in,
+                    packed,
+                    BSrc::Strided {
+                        data: &x[r0 * w..],
+                        ld: h * w,
+                    },
+                    band_buf.as_mut_ptr(),
+                    rows * w,
+                    b1,
+                    act1,
+                )
+            };
+        }
+        let st = Stencil {
+            kh: 3,
+            kw: 3,
+            sh: s,
+            sw: s,
+            dh: 1,
+            dw: 1,
+            pad_top: (r0 as isize - lo) as usize,
+            pad_left: g2.pad_left,
+            h: rows,
+            w,
+            oh: oy1 - oy0,
+            ow,
+        };
+        let direct = Direct::new(&st);
+        let nb = (oy1 - oy0) * ow;
+        for c in 0..c_mid {
+            let dst = if project.is_some() {
+                &mut dw_buf[c * nb..(c + 1) * nb]
+            } else {
+                // SAFETY: rows oy0..oy1 of plane c of image img are inside `out`,
+                // written by this item only (the counter hands each (image, band)
+                // out once); `out` outlives the section.
+                unsafe {
+                    std::slice::from_raw_parts_mut(
+                        out_ptr.at(((img * c_mid + c) * oh + oy0) * ow),
+                        nb,
+                    )
+                }
+            };
+            let bias = b2.map_or(0.0, |b| b[c]);
+            match &direct {
+                Some(d) => d.plane(
+                    &band_buf[c * rows * w..(c + 1) * rows * w],
+                    &w2[c * 9..(c + 1) * 9],
+                    bias,
+                    act2,
+                    dst,
+                ),
+                // Every window of the band lies in the padding (not reachable
+                // with pads <= 2, kept for safety): the bias alone.
+                None => dst.fill(act2.apply(bias)),
+            }
+        }
+        if let Some((p, packed3)) = &project {
+            // SAFETY: AVX-512 (checked by `applies`); `packed3` holds the c_out x
+            // c_mid project weights packed by `gemm_pack`; B is the band's
+            // depthwise output, c_mid rows of nb floats; C is rows oy0..oy1 of the
+            // c_out planes of image img (row stride oh * ow, the last row ending
+            // inside `out`), written by this item only.
+            unsafe {
+                sgemm::gemm(
+                    c_out,
+                    0..c_out,
+                    nb,
+                    c_mid,
+                    packed3,
+                    BSrc::Strided {
+                        data: &dw_buf[..c_mid * nb],
+                        ld: nb,
+                    },
+                    out_ptr.at((img * c_out * oh + oy0) * ow),
+                    oh * ow,
+                    p.bias,
+                    p.act,
+                )
+            };
+        }
+    };
     crate::team::for_workers(workers, &|slot| {
         with_buf(&BAND, band_len, |buf| {
             with_buf(&DW_BAND, dw_len, |dw_buf| {
                 while let Some(item) = ends.take(slot) {
-                    let (img, band) = (item / bands, item % bands);
-                    let oy0 = band * bh;
-                    let oy1 = (oy0 + bh).min(oh);
-                    // Expanded rows r0..r1 feed output rows oy0..oy1 (the rest is padding).
-                    let lo = (oy0 * s) as isize - pt;
-                    let r0 = lo.max(0) as usize;
-                    let r1 = (((oy1 - 1) * s) as isize - pt + 3).clamp(0, h as isize) as usize;
-                    let rows = r1.saturating_sub(r0);
-                    let x = &input[img * c_in * h * w..(img + 1) * c_in * h * w];
-                    let band_buf = &mut buf[..c_mid * rows * w];
-                    if rows > 0 {
-                        // SAFETY: AVX-512 (checked by `applies`); `packed` holds the c_mid x
-                        // c_in weights packed by `gemm_pack`; B rows are the c_in input planes
-                        // from row r0 (stride h * w, (c_in - 1) * h * w + rows * w floats from
-                        // r0 * w are inside `x`); C is the band buffer, c_mid rows of rows * w.
-                        unsafe {
-                            sgemm::gemm(
-                                c_mid,
-                                0..c_mid,
-                                rows * w,
-                                c_in,
-                                packed,
-                                BSrc::Strided {
-                                    data: &x[r0 * w..],
-                                    ld: h * w,
-                                },
-                                band_buf.as_mut_ptr(),
-                                rows * w,
-                                b1,
-                                act1,
-                            )
-                        };
-                    }
-                    let st = Stencil {
-                        kh: 3,
-                        kw: 3,
-                        sh: s,
-                        sw: s,
-                        dh: 1,
-                        dw: 1,
-                        pad_top: (r0 as isize - lo) as usize,
-                        pad_left: g2.pad_left,
-                        h: rows,
-                        w,
-                        oh: oy1 - oy0,
-                        ow,
-                    };
-                    let direct = Direct::new(&st);
-                    let nb = (oy1 - oy0) * ow;
-                    for c in 0..c_mid {
-                        let dst = if project.is_some() {
-                            &mut dw_buf[c * nb..(c + 1) * nb]
-                        } else {
-                            // SAFETY: rows oy0..oy1 of plane c of image img are inside `out`,
-                            // written by this item only (the counter hands each (image, band)
-                            // out once); `out` outlives the section.
-                            unsafe {
-                                std::slice::from_raw_parts_mut(
-                                    out_ptr.at(((img * c_mid + c) * oh + oy0) * ow),
-                                    nb,
-                                )
-                            }
-                        };
-                        let bias = b2.map_or(0.0, |b| b[c]);
-                        match &direct {
-                            Some(d) => d.plane(
-                                &band_buf[c * rows * w..(c + 1) * rows * w],
-                                &w2[c * 9..(c + 1) * 9],
-                                bias,
-                                act2,
-                                dst,
-                            ),
-                            // Every window of the band lies in the padding (not reachable
-                            // with pads <= 2, kept for safety): the bias alone.
-                            None => dst.fill(act2.apply(bias)),
-                        }
-                    }
-                    if let (Some((p, _)), Some(packed3)) = (&project, packed3) {
-                        // SAFETY: AVX-512 (checked by `applies`); `packed3` holds the c_out x
-                        // c_mid project weights packed by `gemm_pack`; B is the band's
-                        // depthwise output, c_mid rows of nb floats; C is rows oy0..oy1 of the
-                        // c_out planes of image img (row stride oh * ow, the last row ending
-                        // inside `out`), written by this item only.
-                        unsafe {
-                            sgemm::gemm(
-                                c_out,
-                                0..c_out,
-                                nb,
-                                c_mid,
-                                packed3,
-                                BSrc::Strided {
-                                    data: &dw_buf[..c_mid * nb],
-                                    ld: nb,
-                                },
-                                out_ptr.at((img * c_out * oh + oy0) * ow),
-                                oh * ow,
-                                p.bias,
-                                p.act,
-                            )
-                        };
-                    }
+                    run_item(item, buf, dw_buf);
                 }
             })
         })
