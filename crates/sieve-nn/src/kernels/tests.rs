@@ -108,6 +108,30 @@ fn check_conv(g: Conv2dGeom, n: usize, h: usize, w: usize, with_bias: bool, act:
             paths,
         );
         assert_close(&fast, &want, g.c_in_per_group() * g.kh * g.kw);
+        // Kept packed weights give exactly the outputs of weights packed per call (a
+        // compressed variant and its decoded reference take these two roads).
+        if pack.is_some() {
+            let per_call = conv_with_paths(
+                &g,
+                &input,
+                (n, h, w),
+                conv::ConvWeights::F32(&weights),
+                bias,
+                act,
+                &mut scratch,
+                conv::Paths {
+                    pack: None,
+                    ..paths
+                },
+            );
+            assert!(
+                per_call
+                    .iter()
+                    .zip(&fast)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{g:?} n={n} {h}x{w}: weights packed per call differ from kept ones"
+            );
+        }
         // Bit-packed weights (decoded inside the kernel, per panel where it packs) give
         // exactly the outputs of their decoded values on the same path.
         // With and without per-output-channel power-of-two scales.
@@ -988,6 +1012,9 @@ fn winograd_large_shapes_take_parallel_paths() {
         true,
         Activation::None,
     );
+    // Few tiles (16, and 1), 256 inputs: two output-channel items of 80 on two workers.
+    check_conv(geom(256, 160, 3, 1, 1, 1), 1, 8, 8, true, Activation::Relu);
+    check_conv(geom(256, 160, 3, 1, 1, 1), 1, 2, 2, true, Activation::None);
 }
 
 /// The fused expand (1x1) + depthwise (3x3) kernel: equal bit for bit to the two layers

@@ -33,11 +33,14 @@ use super::conv::{for_panels, lock, worker_bufs, ConvWeights, OutPtr};
 use super::sgemm;
 use super::{Activation, Conv2dGeom};
 
-/// Fewest tiles per image (2x2 output blocks) for the Winograd path by default. Alone,
-/// even 512-channel 7x7 layers gain (16 tiles), but inside a model their transformed
-/// weights (16 MiB) stream from memory each run: ResNet-18's 7x7 layers take 2.4 ms
-/// instead of 1.45, its 14x14 ones (49 tiles) break even, 28x28 (196) gain 30%.
-pub(crate) const MIN_TILES: usize = 100;
+/// Fewest tiles per image (2x2 output blocks) for the Winograd path by default. Per
+/// tile the transformed weights are read for 20 multiply-adds saved per (input, output)
+/// channel pair, 64 bytes: from 32 tiles that is ~10 MACs saved per byte of `U`, twice
+/// this host's per-core FMA-to-memory balance. Measured (docs/KERNELS.md "Session 21",
+/// Intel Xeon, 2 MiB L2, two threads): 256-channel 14x14 and 13x13 layers (49 tiles)
+/// 1.5-1.6x faster than on the direct GEMM, 512-channel 7x7 ones (16 tiles) 0.8x (their
+/// 16 MiB of `U` stream from memory). Session 5 (Zen 4, 1 MiB L2) had put the bar at 100.
+pub(crate) const MIN_TILES: usize = 32;
 /// Fewest input channels (the GEMMs' depth): 16 -> 64 at 55x55 (SqueezeNet's first
 /// expand layers) only breaks even.
 const MIN_C_IN: usize = 32;
