@@ -6,7 +6,7 @@ use crate::graph::{Graph, Node, ValueId};
 use crate::kernels::Activation;
 use crate::op::{Fact, InputFacts, Inputs, Op, Scratch};
 use crate::ops::conv::Conv;
-use crate::ops::elementwise::{Clip, Unary, UnaryKind};
+use crate::ops::elementwise::{BinaryKind, Clip, Elementwise, Unary, UnaryKind};
 use crate::ops::matmul::{Gemm, MatMul};
 use crate::ops::norm::BatchNorm;
 use crate::ops::pool::Pool;
@@ -385,8 +385,9 @@ fn try_fold_bn(
     Ok(true)
 }
 
-/// Fuses a Relu or a Clip with constant bounds into the Conv or Gemm producing its
-/// input when that producer has no other consumer and no activation yet.
+/// Fuses a Relu or a Clip with constant bounds into the Conv, Gemm, pooling or binary
+/// `f32` Add producing its input when that producer has no other consumer and no
+/// activation yet.
 /// Aliases (replaced value name -> surviving id) are appended to `aliases`.
 pub fn fuse_activations(
     g: &mut Graph,
@@ -430,6 +431,17 @@ pub fn fuse_activations(
             (c.act == Activation::None).then(|| Arc::new(Conv { act, ..c.clone() }) as Arc<dyn Op>)
         } else if let Some(c) = pop.downcast_ref::<Gemm>() {
             (c.act == Activation::None).then(|| Arc::new(Gemm { act, ..c.clone() }) as Arc<dyn Op>)
+        } else if let Some(e) = pop.downcast_ref::<Elementwise>() {
+            // A binary Add of f32 tensors (ResNet's residual Add -> Relu): one pass.
+            let f32_out = g.values[x.0]
+                .fact
+                .as_ref()
+                .is_some_and(|f| f.dtype == crate::DType::F32);
+            (e.kind == BinaryKind::Add
+                && e.act == Activation::None
+                && g.nodes[p].inputs.len() == 2
+                && f32_out)
+                .then(|| Arc::new(e.with_activation(act)) as Arc<dyn Op>)
         } else if let Some(pl) = pop.downcast_ref::<Pool>() {
             // Pool -> Relu/Clip (e.g. cifar10_quick): applied to the pooled values.
             pl.with_activation(act)
@@ -876,6 +888,79 @@ mod tests {
         assert!(a.iter().all(|&v| v >= 0.0));
         assert!(a.iter().any(|&v| v > 0.0));
         assert!(b[1].as_f32().unwrap().iter().any(|&v| v < 0.0));
+    }
+
+    /// Add(x, r) -> Relu, or -> Clip(0, 6) with `clip`, on `[1, c, 16, 16]` inputs; if
+    /// `expose`, the sum is a graph output too (nothing fuses).
+    fn add_act(clip: bool, c: usize, expose: bool) -> Model {
+        let r = Registry::standard();
+        let mut g = Graph::new();
+        let dims = vec![Dim::Fixed(1), Dim::Fixed(c), Dim::Fixed(16), Dim::Fixed(16)];
+        let x = g
+            .add_value("x", Some(Fact::new(DType::F32, dims.clone())))
+            .unwrap();
+        let res = g.add_value("r", Some(Fact::new(DType::F32, dims))).unwrap();
+        g.inputs.extend([x, res]);
+        let sum = g.add_value("sum", None).unwrap();
+        let y = g.add_value("y", None).unwrap();
+        g.add_node(
+            "add",
+            r.build(&spec("add", "Add", vec![], 2)).unwrap(),
+            vec![Some(x), Some(res)],
+            vec![sum],
+        )
+        .unwrap();
+        let (act, ins) = if clip {
+            let lo = g.add_const("lo", Tensor::scalar_f32(0.0)).unwrap();
+            let hi = g.add_const("hi", Tensor::scalar_f32(6.0)).unwrap();
+            (
+                spec("act", "Clip", vec![], 3),
+                vec![Some(sum), Some(lo), Some(hi)],
+            )
+        } else {
+            (spec("act", "Relu", vec![], 1), vec![Some(sum)])
+        };
+        g.add_node("act", r.build(&act).unwrap(), ins, vec![y])
+            .unwrap();
+        g.outputs.push(y);
+        if expose {
+            g.outputs.push(sum);
+        }
+        Model::new(g).unwrap()
+    }
+
+    /// A residual Add followed by Relu or Clip runs as one node, bit for bit the two
+    /// nodes' results (sums overflowing to infinities included), on the serial path
+    /// (512 values) and the parallel one (40,960).
+    #[test]
+    fn relu_and_clip_fuse_into_add() {
+        for clip in [false, true] {
+            for c in [2, 160] {
+                let fused = add_act(clip, c, false);
+                let plain = add_act(clip, c, true);
+                assert_eq!(fused.node_count(), 1, "{:?}", fused.node_summary());
+                assert_eq!(plain.node_count(), 2, "{:?}", plain.node_summary());
+                assert_eq!(fused.layers().len(), 0);
+                let n = c * 256;
+                // Inputs are finite (the model checks); sums overflow to +-inf.
+                let mut xv: Vec<f32> = vals(n, 3).iter().map(|v| v * 20.0).collect();
+                let mut rv = vals(n, 4);
+                (xv[2], rv[2], xv[3], rv[3]) = (f32::MAX, f32::MAX, -f32::MAX, -f32::MAX);
+                let x = Tensor::from_f32(vec![1, c, 16, 16], xv).unwrap();
+                let r = Tensor::from_f32(vec![1, c, 16, 16], rv).unwrap();
+                let a = fused.run(vec![x.clone(), r.clone()]).unwrap();
+                let b = plain.run(vec![x, r]).unwrap();
+                assert_eq!(bits(&a[0]), bits(&b[0]), "clip {clip} c {c}");
+                let a = a[0].as_f32().unwrap();
+                let hi = if clip { 6.0 } else { f32::INFINITY };
+                assert!(
+                    a.iter().all(|&v| (0.0..=hi).contains(&v)),
+                    "clip {clip} c {c}"
+                );
+                assert!(b[1].as_f32().unwrap().iter().any(|&v| v < 0.0));
+                assert!(a.iter().any(|&v| v > 0.0 && v < 6.0));
+            }
+        }
     }
 
     /// Shape -> Gather -> Unsqueeze -> Concat -> Reshape, as PyTorch exports flatten.

@@ -14,6 +14,7 @@
 //! Arithmetic supports f32 and i64 (i64 division truncates toward zero); the
 //! unary ops are f32 only.
 
+use crate::kernels::Activation;
 use crate::op::{want_f32, Attrs, Dim, Fact, InputFacts, Inputs, NodeSpec, Op, Scratch};
 use crate::{DType, NnError, Tensor};
 use std::any::Any;
@@ -321,6 +322,9 @@ pub struct Elementwise {
     /// The arithmetic.
     pub kind: BinaryKind,
     name: &'static str,
+    /// Activation applied to an `f32` result in the same pass (a following Relu/Clip
+    /// fused into a binary `Add` by [`crate::passes::fuse_activations`]).
+    pub act: Activation,
 }
 
 impl Elementwise {
@@ -356,7 +360,19 @@ impl Elementwise {
                 NnError::op("expects at least one input").with_node(&spec.name, &spec.op_type)
             );
         }
-        Ok(Box::new(Elementwise { kind, name }))
+        Ok(Box::new(Elementwise {
+            kind,
+            name,
+            act: Activation::None,
+        }))
+    }
+
+    /// This op with `act` applied to its result (see [`Elementwise::act`]).
+    pub fn with_activation(&self, act: Activation) -> Elementwise {
+        Elementwise {
+            act,
+            ..self.clone()
+        }
     }
 
     /// A plain binary op of the given kind (used by graph passes).
@@ -371,7 +387,11 @@ impl Elementwise {
             BinaryKind::Mean => "Mean",
             BinaryKind::PRelu => "PRelu",
         };
-        Elementwise { kind, name }
+        Elementwise {
+            kind,
+            name,
+            act: Activation::None,
+        }
     }
 }
 
@@ -639,9 +659,15 @@ const PAR_CHUNK: usize = 1 << 13;
 
 /// `Add`/`Sub`/`Mul`/`Div` (and `Mean`'s sum) on all workers, into a pooled buffer, for
 /// operands of the same length or one of them a single value (a model's input scaling,
-/// `(x - 128) * 0.0078125`: 150k floats each, 32-43 us on one worker); `None` for other
-/// kinds.
-fn par_binary(kind: BinaryKind, a: &[f32], b: &[f32], threads: usize) -> Option<Vec<f32>> {
+/// `(x - 128) * 0.0078125`: 150k floats each, 32-43 us on one worker), `Add` also with an
+/// activation; `None` for other kinds.
+fn par_binary(
+    kind: BinaryKind,
+    act: Activation,
+    a: &[f32],
+    b: &[f32],
+    threads: usize,
+) -> Option<Vec<f32>> {
     fn run(a: &[f32], b: &[f32], threads: usize, f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
         let n = a.len().max(b.len());
         let mut out = crate::buffers::take_overwrite(n);
@@ -670,16 +696,26 @@ fn par_binary(kind: BinaryKind, a: &[f32], b: &[f32], threads: usize) -> Option<
         });
         out
     }
-    Some(match kind {
-        BinaryKind::Add | BinaryKind::Mean => run(a, b, threads, |x, y| x + y),
-        BinaryKind::Sub => run(a, b, threads, |x, y| x - y),
-        BinaryKind::Mul => run(a, b, threads, |x, y| x * y),
-        BinaryKind::Div => run(a, b, threads, |x, y| x / y),
+    Some(match (kind, act) {
+        (BinaryKind::Add | BinaryKind::Mean, Activation::None) => run(a, b, threads, |x, y| x + y),
+        (BinaryKind::Add, Activation::Relu) => run(a, b, threads, |x, y| (x + y).max(0.0)),
+        (BinaryKind::Add, Activation::Clip { min, max }) => {
+            run(a, b, threads, move |x, y| (x + y).max(min).min(max))
+        }
+        (BinaryKind::Sub, Activation::None) => run(a, b, threads, |x, y| x - y),
+        (BinaryKind::Mul, Activation::None) => run(a, b, threads, |x, y| x * y),
+        (BinaryKind::Div, Activation::None) => run(a, b, threads, |x, y| x / y),
         _ => return None,
     })
 }
 
-fn apply_pair(kind: BinaryKind, a: &Tensor, b: &Tensor) -> Result<Tensor, NnError> {
+/// `kind` of two tensors (broadcasting), then `act` on an `f32` result.
+fn apply_pair(
+    kind: BinaryKind,
+    act: Activation,
+    a: &Tensor,
+    b: &Tensor,
+) -> Result<Tensor, NnError> {
     let shape = broadcast_shape(a.shape(), b.shape())?;
     match (a.dtype(), b.dtype()) {
         (DType::F32, DType::F32) => {
@@ -695,11 +731,12 @@ fn apply_pair(kind: BinaryKind, a: &Tensor, b: &Tensor) -> Result<Tensor, NnErro
                 scalar && n >= PAR_SCALAR_ELEMS
             };
             if par && threads > 1 {
-                if let Some(v) = par_binary(kind, av, bv, threads) {
+                if let Some(v) = par_binary(kind, act, av, bv, threads) {
                     return Tensor::from_f32(shape, v);
                 }
             }
-            let v = binary_f32(kind, av, a.shape(), bv, b.shape(), &shape);
+            let mut v = binary_f32(kind, av, a.shape(), bv, b.shape(), &shape);
+            crate::kernels::apply_activation(act, &mut v);
             Tensor::from_f32(shape, v)
         }
         (DType::I64, DType::I64) => {
@@ -739,7 +776,13 @@ impl Op for Elementwise {
     fn eval(&self, inputs: &Inputs<'_>, _s: &mut Scratch) -> Result<Vec<Tensor>, NnError> {
         let mut acc = inputs.get(0)?.clone();
         for i in 1..inputs.len() {
-            acc = apply_pair(self.kind, &acc, inputs.get(i)?)?;
+            // The activation (fused into binary ops only) goes with the last pair.
+            let act = if i + 1 == inputs.len() {
+                self.act
+            } else {
+                Activation::None
+            };
+            acc = apply_pair(self.kind, act, &acc, inputs.get(i)?)?;
         }
         if self.kind == BinaryKind::Mean && inputs.len() > 1 {
             let k = inputs.len() as f32;
@@ -785,17 +828,17 @@ mod tests {
                     (BinaryKind::Mul, |x, y| x * y),
                     (BinaryKind::Div, |x, y| x / y),
                 ] {
-                    let t = apply_pair(kind, &ta, &tb).unwrap();
+                    let t = apply_pair(kind, Activation::None, &ta, &tb).unwrap();
                     let got = t.f32s().unwrap();
                     assert!(got.iter().enumerate().all(|(i, &v)| v == f(a[i], b[i])));
                     // A single value on either side (rank 0 and [1, 1]).
                     let s = Tensor::from_f32(vec![], vec![3.5]).unwrap();
                     let s2 = Tensor::from_f32(vec![1, 1], vec![-0.75]).unwrap();
-                    let t = apply_pair(kind, &ta, &s).unwrap();
+                    let t = apply_pair(kind, Activation::None, &ta, &s).unwrap();
                     assert_eq!(t.shape(), &[1, n]);
                     let got = t.f32s().unwrap();
                     assert!(got.iter().enumerate().all(|(i, &v)| v == f(a[i], 3.5)));
-                    let t = apply_pair(kind, &s2, &tb).unwrap();
+                    let t = apply_pair(kind, Activation::None, &s2, &tb).unwrap();
                     assert_eq!(t.shape(), &[1, n]);
                     let got = t.f32s().unwrap();
                     assert!(got.iter().enumerate().all(|(i, &v)| v == f(-0.75, b[i])));
