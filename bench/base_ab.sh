@@ -15,7 +15,8 @@ base=$1; R=$2; shift 2
 date -u
 for m in "$@"; do
   for t in ${THREADS:-2 1}; do
-    printf '%s threads=%s: ' "$(basename "$(dirname "$m")")" "$t"
+    name=$(basename "$m" .onnx); [ "$name" != model ] || name=$(basename "$(dirname "$m")")
+    printf '%s threads=%s: ' "$name" "$t"
     SECS=${SECS:-0.4} .venv/bin/python bench/ab.py "$m" "$t" "$R" "" "" "$base" target/release/examples/latency | tail -1
   done
 done

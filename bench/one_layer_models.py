@@ -27,6 +27,18 @@ LAYERS = {  # name: (c_in, c_out, kernel, pad, map side[, stride]); pad: int or 
     # Session 20: the MobileNets' first layers (3x3 stride 2 on RGB, TF "SAME" pads).
     "s2_3x32_224x224": (3, 32, 3, [0, 0, 1, 1], 224, 2),
     "s2_3x8_128x128": (3, 8, 3, [0, 0, 1, 1], 128, 2),
+    # Session 21: MobileNet v2's 7x7 expand / project / last 1x1 layers.
+    "k1_160x960_7x7": (160, 960, 1, 0, 7),
+    "k1_960x160_7x7": (960, 160, 1, 0, 7),
+    "k1_320x1280_7x7": (320, 1280, 1, 0, 7),
+    "k1_96x576_14x14": (96, 576, 1, 0, 14),
+    # ResNet-18's 3x3 layers on 14x14 and 7x7 maps.
+    "k3_256x256_14x14": (256, 256, 3, 1, 14),
+    "k3_512x512_7x7": (512, 512, 3, 1, 7),
+    "k3_128x128_28x28": (128, 128, 3, 1, 28),
+    # SqueezeNet's and AlexNet's 3x3 layers on 13x13 maps.
+    "k3_64x256_13x13": (64, 256, 3, 1, 13),
+    "k3_384x256_13x13": (384, 256, 3, 1, 13),
 }
 
 rng = np.random.default_rng(0)

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Where a model's time goes in sieve and in onnxruntime, per (op, output shape): both
+engines' own per-node profiles at batch 1, rounds alternated, medians over rounds
+(docs/PERFORMANCE.md "Session 21": ResNet-18's 256-channel 14x14 convolutions).
+
+Usage: .venv/bin/python bench/shape_vs_ort.py MODEL.onnx THREADS ROUNDS
+Environment: SIEVE (binary, default target/release/sieve), ORT_RUNS (profiled onnxruntime
+runs per round, default 60).
+Nodes are grouped by op and output shape because onnxruntime renames the nodes it
+rewrites (NCHWc layouts, fused Conv+Add+Relu); a fused node counts under its op and
+shape in each engine (sieve: the last node of a fused group; onnxruntime: `Conv` for
+its fused convolutions). Profiling adds a few microseconds per node to both.
+"""
+import collections
+import json
+import os
+import re
+import statistics as st
+import subprocess
+import sys
+
+import numpy as np
+import onnxruntime as ort
+
+
+def ort_round(path, threads):
+    o = ort.SessionOptions()
+    o.intra_op_num_threads = threads
+    o.inter_op_num_threads = 1
+    o.enable_profiling = True
+    o.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    o.profile_file_prefix = "/tmp/shape_vs_ort"
+    s = ort.InferenceSession(path, o, providers=["CPUExecutionProvider"])
+    i = s.get_inputs()[0]
+    x = (np.random.RandomState(0).rand(*([1] + list(i.shape[1:]))) * 255).astype(np.float32)
+    for _ in range(int(os.environ.get("ORT_RUNS", "60"))):
+        s.run(None, {i.name: x})
+    prof = s.end_profiling()
+    with open(prof) as f:
+        events = json.load(f)
+    os.remove(prof)
+    durs, key = collections.defaultdict(list), {}
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            durs[e["name"]].append(e["dur"])
+            shapes = e["args"].get("output_type_shape") or [{}]
+            dims = next(iter(shapes[0].values()), [])
+            key[e["name"]] = e["args"].get("op_name", "?") + " " + "x".join(map(str, dims[1:]))
+    groups = collections.defaultdict(float)
+    for name, d in durs.items():
+        groups[key[name]] += st.median(d)
+    return groups
+
+
+LINE = re.compile(r"^\s+([0-9.]+) us\s+[0-9.]+%\s+(\S+)\s+\S+\s+\[N,?([0-9,]*)\]")
+
+
+def sieve_round(path, threads):
+    env = dict(os.environ, SIEVE_PROFILE="1")
+    p = subprocess.run([os.environ.get("SIEVE", "target/release/sieve"), "bench", "--model", path,
+                        "--batch", "1", "--threads", str(threads), "--min-seconds", "2"],
+                       env=env, capture_output=True, text=True, check=True)
+    groups = collections.defaultdict(float)
+    for line in (p.stdout + p.stderr).splitlines():
+        m = LINE.match(line)
+        if m:
+            groups[m.group(2) + " " + m.group(3).replace(",", "x")] += float(m.group(1))
+    return groups
+
+
+def main():
+    if len(sys.argv) != 4:
+        sys.exit(__doc__)
+    path, threads, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    s_runs, o_runs = [], []
+    for _ in range(rounds):
+        s_runs.append(sieve_round(path, threads))
+        o_runs.append(ort_round(path, threads))
+    keys = set().union(*s_runs, *o_runs)
+    rows = [(st.median(r.get(k, 0.0) for r in s_runs), st.median(r.get(k, 0.0) for r in o_runs), k)
+            for k in keys]
+    rows.sort(key=lambda r: -(r[0] - r[1]))
+    ts, to = sum(r[0] for r in rows), sum(r[1] for r in rows)
+    print(f"in nodes, us per run: sieve {ts:.0f}, onnxruntime {to:.0f}, ratio {ts / to:.2f}")
+    print(f"{'sieve':>9} {'ort':>9} {'diff':>9}  op output")
+    for s, o, k in rows:
+        print(f"{s:9.1f} {o:9.1f} {s - o:+9.1f}  {k}")
+
+
+if __name__ == "__main__":
+    main()
