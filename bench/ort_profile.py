@@ -9,28 +9,38 @@ Profiling adds a few microseconds per node to onnxruntime's times.
 """
 import collections
 import json
+import os
 import sys
 
 import numpy as np
 import onnxruntime as ort
 
 
-def main():
-    if len(sys.argv) != 3:
-        sys.exit(__doc__)
-    path, threads = sys.argv[1], int(sys.argv[2])
+def profiled_events(path, threads, runs=50, prefix="/tmp/ort_profile"):
+    """The profile events of `runs` batch-1 runs (CPU EP, sequential) on a random input."""
     o = ort.SessionOptions()
     o.intra_op_num_threads = threads
     o.inter_op_num_threads = 1
     o.enable_profiling = True
     o.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    o.profile_file_prefix = "/tmp/ort_profile"
+    o.profile_file_prefix = prefix
     s = ort.InferenceSession(path, o, providers=["CPUExecutionProvider"])
     i = s.get_inputs()[0]
     x = (np.random.RandomState(0).rand(*([1] + list(i.shape[1:]))) * 255).astype(np.float32)
-    for _ in range(50):
+    for _ in range(runs):
         s.run(None, {i.name: x})
-    events = json.load(open(s.end_profiling()))
+    prof = s.end_profiling()
+    with open(prof) as f:
+        events = json.load(f)
+    os.remove(prof)
+    return events
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    path, threads = sys.argv[1], int(sys.argv[2])
+    events = profiled_events(path, threads)
     dur = collections.defaultdict(float)
     cnt = collections.Counter()
     key = {}

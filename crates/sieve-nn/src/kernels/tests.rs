@@ -97,38 +97,32 @@ fn check_conv(g: Conv2dGeom, n: usize, h: usize, w: usize, with_bias: bool, act:
             stride2: false,
             pack,
         };
-        let fast = conv_with_paths(
-            &g,
-            &input,
-            (n, h, w),
-            conv::ConvWeights::F32(&weights),
-            bias,
-            act,
-            &mut scratch,
-            paths,
-        );
+        let mut run = |weights: conv::ConvWeights<'_>, paths: conv::Paths<'_>| {
+            conv_with_paths(
+                &g,
+                &input,
+                (n, h, w),
+                weights,
+                bias,
+                act,
+                &mut scratch,
+                paths,
+            )
+        };
+        let fast = run(conv::ConvWeights::F32(&weights), paths);
         assert_close(&fast, &want, g.c_in_per_group() * g.kh * g.kw);
         // Kept packed weights give exactly the outputs of weights packed per call (a
         // compressed variant and its decoded reference take these two roads).
         if pack.is_some() {
-            let per_call = conv_with_paths(
-                &g,
-                &input,
-                (n, h, w),
+            let per_call = run(
                 conv::ConvWeights::F32(&weights),
-                bias,
-                act,
-                &mut scratch,
                 conv::Paths {
                     pack: None,
                     ..paths
                 },
             );
             assert!(
-                per_call
-                    .iter()
-                    .zip(&fast)
-                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                same_bits(&per_call, &fast),
                 "{g:?} n={n} {h}x{w}: weights packed per call differ from kept ones"
             );
         }
@@ -149,37 +143,21 @@ fn check_conv(g: Conv2dGeom, n: usize, h: usize, w: usize, with_bias: bool, act:
             } else {
                 packed::decode_scaled_into(&p, shifts, &mut decoded).unwrap();
             }
-            let from_decoded = conv_with_paths(
-                &g,
-                &input,
-                (n, h, w),
-                conv::ConvWeights::F32(&decoded),
-                bias,
-                act,
-                &mut scratch,
-                paths,
-            );
-            let from_packed = conv_with_paths(
-                &g,
-                &input,
-                (n, h, w),
-                conv::ConvWeights::Packed(&dec),
-                bias,
-                act,
-                &mut scratch,
-                paths,
-            );
+            let from_decoded = run(conv::ConvWeights::F32(&decoded), paths);
+            let from_packed = run(conv::ConvWeights::Packed(&dec), paths);
             assert!(
-                from_packed
-                    .iter()
-                    .zip(&from_decoded)
-                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                same_bits(&from_packed, &from_decoded),
                 "{g:?} n={n} {h}x{w} shifts {}: packed weights differ from their decoded \
                  values",
                 shifts.len()
             );
         }
     }
+}
+
+/// True if the two slices hold the same values bit for bit.
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
 /// `conv::conv2d_with` on the given paths into a NaN-filled output of the right size
