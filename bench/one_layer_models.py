@@ -39,6 +39,8 @@ LAYERS = {  # name: (c_in, c_out, kernel, pad, map side[, stride]); pad: int or 
     # SqueezeNet's and AlexNet's 3x3 layers on 13x13 maps.
     "k3_64x256_13x13": (64, 256, 3, 1, 13),
     "k3_384x256_13x13": (384, 256, 3, 1, 13),
+    # ResNet-18's (and GoogLeNet's) first layer: 7x7 stride 2 on RGB.
+    "s2_3x64_k7_224x224": (3, 64, 7, 3, 224, 2),
 }
 
 rng = np.random.default_rng(0)
