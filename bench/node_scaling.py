@@ -15,18 +15,20 @@ import sys
 LINE = re.compile(r"^\s+([0-9.]+) us\s+[0-9.]+%\s+(\S+)\s+(.*)$")
 
 
-def run(threads, model):
+def profile_lines(model, threads, secs):
+    """`sieve bench` (binary: $SIEVE) at batch 1 with SIEVE_PROFILE=1: per node of the profile,
+    (microseconds per run, op, the rest of the line: output name and shape)."""
     env = dict(os.environ, SIEVE_PROFILE="1")
     p = subprocess.run([os.environ.get("SIEVE", "target/release/sieve"), "bench", "--model", model,
-                        "--batch", "1", "--threads", str(threads),
-                        "--min-seconds", os.environ.get("SECS", "1.5")],
+                        "--batch", "1", "--threads", str(threads), "--min-seconds", str(secs)],
                        env=env, capture_output=True, text=True, check=True)
-    nodes = {}
-    for line in (p.stdout + p.stderr).splitlines():
-        m = LINE.match(line)
-        if m:
-            nodes[(m.group(2), m.group(3)[-60:])] = float(m.group(1))
-    return nodes
+    return [(float(m.group(1)), m.group(2), m.group(3))
+            for m in map(LINE.match, (p.stdout + p.stderr).splitlines()) if m]
+
+
+def run(threads, model):
+    return {(op, rest[-60:]): us
+            for us, op, rest in profile_lines(model, threads, os.environ.get("SECS", "1.5"))}
 
 
 def main():

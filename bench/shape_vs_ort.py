@@ -17,9 +17,9 @@ import collections
 import os
 import re
 import statistics as st
-import subprocess
 import sys
 
+from node_scaling import profile_lines
 from ort_profile import profiled_events
 
 
@@ -38,19 +38,15 @@ def ort_round(path, threads):
     return groups
 
 
-LINE = re.compile(r"^\s+([0-9.]+) us\s+[0-9.]+%\s+(\S+)\s+\S+\s+\[N,?([0-9,]*)\]")
+SHAPE = re.compile(r"\[N,?([0-9,]*)\]$")
 
 
 def sieve_round(path, threads):
-    env = dict(os.environ, SIEVE_PROFILE="1")
-    p = subprocess.run([os.environ.get("SIEVE", "target/release/sieve"), "bench", "--model", path,
-                        "--batch", "1", "--threads", str(threads), "--min-seconds", "2"],
-                       env=env, capture_output=True, text=True, check=True)
     groups = collections.defaultdict(float)
-    for line in (p.stdout + p.stderr).splitlines():
-        m = LINE.match(line)
+    for us, op, rest in profile_lines(path, threads, 2):
+        m = SHAPE.search(rest.strip())
         if m:
-            groups[m.group(2) + " " + m.group(3).replace(",", "x")] += float(m.group(1))
+            groups[op + " " + m.group(1).replace(",", "x")] += us
     return groups
 
 

@@ -122,7 +122,7 @@ fn check_conv(g: Conv2dGeom, n: usize, h: usize, w: usize, with_bias: bool, act:
                 },
             );
             assert!(
-                same_bits(&per_call, &fast),
+                bits(&per_call) == bits(&fast),
                 "{g:?} n={n} {h}x{w}: weights packed per call differ from kept ones"
             );
         }
@@ -146,18 +146,13 @@ fn check_conv(g: Conv2dGeom, n: usize, h: usize, w: usize, with_bias: bool, act:
             let from_decoded = run(conv::ConvWeights::F32(&decoded), paths);
             let from_packed = run(conv::ConvWeights::Packed(&dec), paths);
             assert!(
-                same_bits(&from_packed, &from_decoded),
+                bits(&from_packed) == bits(&from_decoded),
                 "{g:?} n={n} {h}x{w} shifts {}: packed weights differ from their decoded \
                  values",
                 shifts.len()
             );
         }
     }
-}
-
-/// True if the two slices hold the same values bit for bit.
-fn same_bits(a: &[f32], b: &[f32]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
 /// `conv::conv2d_with` on the given paths into a NaN-filled output of the right size
